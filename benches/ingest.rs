@@ -1,0 +1,2 @@
+//! Placeholder, replaced by the ingest bench.
+fn main() {}

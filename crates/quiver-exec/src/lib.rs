@@ -1,0 +1,8 @@
+//! Execution: runs kernels over streams of batches and independent inputs in parallel on rayon,
+//! each partition owning its state, partial states merged at the end.
+//!
+//! Depends on `quiver-ingest` and `quiver-kernels`; knows nothing of SQL text.
+#![warn(missing_docs)]
+
+pub mod aggregate;
+pub mod onebrc;

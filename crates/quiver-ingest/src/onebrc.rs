@@ -1,0 +1,400 @@
+//! The One Billion Row Challenge text format (`station;temperature` lines), parsed zero-copy.
+//!
+//! The input is memory-mapped and wrapped in one Arrow [`Buffer`] without copying; it is cut at
+//! line boundaries into chunks that parse independently (in parallel on rayon). Temperatures
+//! become integers of tenths with no float parsing; stations stay in the mapped bytes and are
+//! referenced by `Utf8View` views. A line that breaks the format (no `;`, empty station, a
+//! temperature other than `-?d?d.d`, invalid UTF-8) is a dead letter with its line number,
+//! byte offset and reason; parsing goes on with the next line.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::builder::make_view;
+use arrow::array::{ArrayRef, Decimal128Array, StringViewArray};
+use arrow::buffer::{Buffer, ScalarBuffer};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use quiver_core::{DeadLetter, DeadLetterPayload, Position, QuiverError, Result};
+use rayon::prelude::*;
+
+use crate::config::IngestConfig;
+use crate::output::IngestOutput;
+
+/// Largest chunk, so that `Utf8View` offsets (u32) into a chunk's buffer never overflow.
+pub const MAX_CHUNK_BYTES: usize = 1 << 30;
+
+/// The schema of parsed 1BRC batches: `station Utf8View`, `temperature Decimal128(3, 1)`.
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("station", DataType::Utf8View, false),
+        Field::new("temperature", DataType::Decimal128(3, 1), false),
+    ]))
+}
+
+/// Maps `path` into memory as one Arrow buffer (no copy; the mapping lives as long as the buffer).
+pub fn map_file(path: &Path) -> Result<Buffer> {
+    let file =
+        std::fs::File::open(path).map_err(|e| QuiverError::io(path.display().to_string(), e))?;
+    let length = file
+        .metadata()
+        .map_err(|e| QuiverError::io(path.display().to_string(), e))?
+        .len();
+    if length == 0 {
+        // Mapping an empty file fails on some platforms; an empty input is simply empty.
+        return Ok(Buffer::from(Vec::<u8>::new()));
+    }
+    // SAFETY: the mapping is read-only; a concurrent writer truncating the file is outside
+    // what any mmap-based reader can defend against, as with every memory-mapped input.
+    let mmap = unsafe { memmap2::Mmap::map(&file) }
+        .map_err(|e| QuiverError::io(path.display().to_string(), e))?;
+    Ok(Buffer::from(bytes::Bytes::from_owner(mmap)))
+}
+
+/// Splits `input` into about `chunk_count` ranges that each end just after a newline (or at the
+/// end of input), each at most [`MAX_CHUNK_BYTES`].
+pub fn split_lines(input: &[u8], chunk_count: usize) -> Vec<Range<usize>> {
+    let target = input
+        .len()
+        .div_ceil(chunk_count.max(1))
+        .clamp(1, MAX_CHUNK_BYTES);
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    while start < input.len() {
+        let guess = (start + target).min(input.len());
+        let end = if guess >= input.len() {
+            input.len()
+        } else {
+            match memchr::memchr(b'\n', &input[guess - 1..]) {
+                Some(i) => guess + i,
+                None => input.len(),
+            }
+        };
+        if end - start > MAX_CHUNK_BYTES {
+            // One line longer than a chunk: cut it anyway; its parts are reported as bad lines.
+            let cut = start + MAX_CHUNK_BYTES;
+            ranges.push(start..cut);
+            start = cut;
+            continue;
+        }
+        ranges.push(start..end);
+        start = end;
+    }
+    ranges
+}
+
+/// A line that broke the format, before line numbers across chunks are known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadLine {
+    /// 0-based line index within its chunk.
+    pub line_in_chunk: u64,
+    /// Byte offset of the line within the chunk.
+    pub offset_in_chunk: usize,
+    /// Length of the line without its newline.
+    pub length: usize,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// Counts from parsing one chunk.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChunkParse {
+    /// Lines seen (good and bad).
+    pub lines: u64,
+    /// Lines that broke the format.
+    pub bad_lines: Vec<BadLine>,
+}
+
+/// Parses `-?d?d.d` into tenths. Returns the value and the bytes consumed.
+#[inline(always)]
+fn parse_tenths(text: &[u8]) -> Option<(i16, usize)> {
+    let (negative, digits) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        _ => (false, text),
+    };
+    let digit = |i: usize| -> Option<i16> {
+        let b = *digits.get(i)?;
+        b.is_ascii_digit().then_some(i16::from(b - b'0'))
+    };
+    let (magnitude, used) = if digits.get(1) == Some(&b'.') {
+        (digit(0)? * 10 + digit(2)?, 3)
+    } else if digits.get(2) == Some(&b'.') {
+        (digit(0)? * 100 + digit(1)? * 10 + digit(3)?, 4)
+    } else {
+        return None;
+    };
+    let sign_len = usize::from(negative);
+    Some((
+        if negative { -magnitude } else { magnitude },
+        used + sign_len,
+    ))
+}
+
+/// Parses every line of `chunk`, calling `on_row(station, station_offset, tenths)` for each
+/// good line. Bad lines are returned, not passed to `on_row`.
+#[inline]
+pub fn parse_chunk<F>(chunk: &[u8], mut on_row: F) -> ChunkParse
+where
+    F: FnMut(&[u8], usize, i16),
+{
+    // One validation pass over the whole chunk; per-line checks only when it fails.
+    let chunk_is_utf8 = std::str::from_utf8(chunk).is_ok();
+    let mut result = ChunkParse::default();
+    let mut pos = 0;
+    while pos < chunk.len() {
+        let line_index = result.lines;
+        result.lines += 1;
+        let rest = &chunk[pos..];
+        let bad = |reason: &'static str, result: &mut ChunkParse| -> usize {
+            let length = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            result.bad_lines.push(BadLine {
+                line_in_chunk: line_index,
+                offset_in_chunk: pos,
+                length,
+                reason,
+            });
+            length + 1
+        };
+        let Some(semicolon) = memchr::memchr2(b';', b'\n', rest) else {
+            pos += bad("missing ';' between station and temperature", &mut result);
+            continue;
+        };
+        if rest[semicolon] == b'\n' {
+            pos += bad("missing ';' between station and temperature", &mut result);
+            continue;
+        }
+        if semicolon == 0 {
+            pos += bad("empty station name", &mut result);
+            continue;
+        }
+        let Some((tenths, used)) = parse_tenths(&rest[semicolon + 1..]) else {
+            pos += bad("temperature is not -?d?d.d", &mut result);
+            continue;
+        };
+        let mut end = semicolon + 1 + used;
+        if rest.get(end) == Some(&b'\r') {
+            end += 1;
+        }
+        match rest.get(end) {
+            None | Some(b'\n') => {}
+            Some(_) => {
+                pos += bad("unexpected text after the temperature", &mut result);
+                continue;
+            }
+        }
+        let station = &rest[..semicolon];
+        if !chunk_is_utf8 && std::str::from_utf8(station).is_err() {
+            pos += bad("station name is not valid UTF-8", &mut result);
+            continue;
+        }
+        on_row(station, pos, tenths);
+        pos += end + 1;
+    }
+    result
+}
+
+/// Parses a whole 1BRC input into batches of [`schema`], chunks in parallel on rayon.
+///
+/// Stations are views into `input` (no copy); batches hold at most `config.batch_size_rows`
+/// rows and about `config.batch_size_bytes` bytes of columns.
+pub fn parse_buffer(
+    input: &Buffer,
+    config: &IngestConfig,
+    chunk_count: usize,
+) -> Result<IngestOutput> {
+    config.validate()?;
+    let rows_per_batch = config
+        .batch_size_rows
+        .min((config.batch_size_bytes / 32).max(1));
+    let ranges = split_lines(input.as_slice(), chunk_count);
+    let parsed: Vec<Result<(Vec<RecordBatch>, ChunkParse)>> = ranges
+        .par_iter()
+        .map(|range| {
+            parse_chunk_to_batches(
+                &input.slice_with_length(range.start, range.len()),
+                rows_per_batch,
+            )
+        })
+        .collect();
+    let mut output = IngestOutput::default();
+    let mut lines_before: u64 = 0;
+    for (range, chunk) in ranges.iter().zip(parsed) {
+        let (batches, parse) = chunk?;
+        for bad in &parse.bad_lines {
+            let start = range.start + bad.offset_in_chunk;
+            output.dead_letters.push(DeadLetter {
+                position: Position {
+                    source: config.source_name.clone(),
+                    record: lines_before + bad.line_in_chunk + 1,
+                    byte_offset: Some(start as u64),
+                },
+                reason: bad.reason.to_string(),
+                payload: DeadLetterPayload::Bytes(
+                    input.as_slice()[start..start + bad.length].to_vec(),
+                ),
+            });
+        }
+        output.rejected_rows += parse.bad_lines.len() as u64;
+        output.accepted_rows += parse.lines - parse.bad_lines.len() as u64;
+        lines_before += parse.lines;
+        output.batches.extend(batches);
+    }
+    Ok(output)
+}
+
+fn parse_chunk_to_batches(
+    chunk: &Buffer,
+    rows_per_batch: usize,
+) -> Result<(Vec<RecordBatch>, ChunkParse)> {
+    let schema = schema();
+    let mut batches = Vec::new();
+    let mut views: Vec<u128> = Vec::with_capacity(rows_per_batch);
+    let mut temperatures: Vec<i128> = Vec::with_capacity(rows_per_batch);
+    let mut error = None;
+    let finish = |views: &mut Vec<u128>, temperatures: &mut Vec<i128>| -> Result<RecordBatch> {
+        let stations = StringViewArray::try_new(
+            ScalarBuffer::from(std::mem::take(views)),
+            vec![chunk.clone()],
+            None,
+        )?;
+        let temperatures =
+            Decimal128Array::new(ScalarBuffer::from(std::mem::take(temperatures)), None)
+                .with_precision_and_scale(3, 1)?;
+        let columns: Vec<ArrayRef> = vec![Arc::new(stations), Arc::new(temperatures)];
+        Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    };
+    let parse = parse_chunk(chunk.as_slice(), |station, offset, tenths| {
+        // Offsets fit u32: chunks are at most MAX_CHUNK_BYTES.
+        views.push(make_view(station, 0, offset as u32));
+        temperatures.push(i128::from(tenths));
+        if views.len() == rows_per_batch && error.is_none() {
+            match finish(&mut views, &mut temperatures) {
+                Ok(batch) => batches.push(batch),
+                Err(e) => error = Some(e),
+            }
+            views.reserve(rows_per_batch);
+            temperatures.reserve(rows_per_batch);
+        }
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if !views.is_empty() {
+        batches.push(finish(&mut views, &mut temperatures)?);
+    }
+    Ok((batches, parse))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::AsArray;
+    use arrow::datatypes::Decimal128Type;
+
+    fn rows(text: &str) -> (Vec<(String, i16)>, ChunkParse) {
+        let mut rows = Vec::new();
+        let parse = parse_chunk(text.as_bytes(), |s, _, t| {
+            rows.push((String::from_utf8(s.to_vec()).unwrap(), t))
+        });
+        (rows, parse)
+    }
+
+    #[test]
+    fn parses_all_temperature_shapes() {
+        let (rows, parse) = rows("a;1.2\nbb;-3.4\nc;12.5\nd;-99.9\ne;0.0\nf;-0.1");
+        assert_eq!(
+            rows,
+            vec![
+                ("a".into(), 12),
+                ("bb".into(), -34),
+                ("c".into(), 125),
+                ("d".into(), -999),
+                ("e".into(), 0),
+                ("f".into(), -1)
+            ]
+        );
+        assert_eq!(parse.lines, 6);
+        assert!(parse.bad_lines.is_empty());
+    }
+
+    #[test]
+    fn bad_lines_are_reported_and_parsing_continues() {
+        let (rows, parse) =
+            rows("nosemicolon\n;1.0\nx;1.23\nx;abc\nx;123.4\nx;1.0junk\nok;2.0\r\nx;\nlast;3.0\n");
+        assert_eq!(rows, vec![("ok".into(), 20), ("last".into(), 30)]);
+        assert_eq!(parse.lines, 9);
+        let reasons: Vec<(u64, &str)> = parse
+            .bad_lines
+            .iter()
+            .map(|b| (b.line_in_chunk, b.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (0, "missing ';' between station and temperature"),
+                (1, "empty station name"),
+                (2, "unexpected text after the temperature"),
+                (3, "temperature is not -?d?d.d"),
+                (4, "temperature is not -?d?d.d"),
+                (5, "unexpected text after the temperature"),
+                (7, "temperature is not -?d?d.d"),
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_station_is_a_bad_line() {
+        let mut rows = Vec::new();
+        let parse = parse_chunk(b"ok;1.0\n\xff\xfe;2.0\n", |s, _, t| {
+            rows.push((s.to_vec(), t))
+        });
+        assert_eq!(rows, vec![(b"ok".to_vec(), 10)]);
+        assert_eq!(parse.bad_lines[0].reason, "station name is not valid UTF-8");
+    }
+
+    #[test]
+    fn chunks_end_at_line_boundaries_and_cover_input() {
+        let text = b"aa;1.0\nbbbb;2.0\nc;3.0\ndddddd;4.0\ne;5.0";
+        for count in 1..12 {
+            let ranges = split_lines(text, count);
+            assert_eq!(ranges.first().map(|r| r.start), Some(0));
+            assert_eq!(ranges.last().map(|r| r.end), Some(text.len()));
+            for pair in ranges.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start);
+                assert_eq!(text[pair[0].end - 1], b'\n');
+            }
+        }
+        assert!(split_lines(b"", 4).is_empty());
+    }
+
+    #[test]
+    fn batches_are_zero_copy_views_with_positions_for_dead_letters() {
+        let text = "Hamburg;12.0\nA very long station name;-3.4\nbad line\nX;0.5\n";
+        let buffer = Buffer::from(text.as_bytes().to_vec());
+        let config = IngestConfig::default().with_batch_size_rows(2);
+        let out = parse_buffer(&buffer, &config, 3).unwrap();
+        assert_eq!((out.accepted_rows, out.rejected_rows), (3, 1));
+        let dead = &out.dead_letters[0];
+        assert_eq!(dead.position.record, 3);
+        assert_eq!(dead.position.byte_offset, Some(43));
+        assert_eq!(dead.payload, DeadLetterPayload::Bytes(b"bad line".to_vec()));
+        let mut stations = Vec::new();
+        let mut temperatures = Vec::new();
+        for batch in &out.batches {
+            assert!(batch.num_rows() <= 2);
+            let s = batch.column(0).as_string_view();
+            let t = batch.column(1).as_primitive::<Decimal128Type>();
+            for i in 0..batch.num_rows() {
+                stations.push(s.value(i).to_string());
+                temperatures.push(t.value_as_string(i));
+            }
+            // Zero copy: the view buffer points into the input, not at a copy of it.
+            let data = s.data_buffers()[0].as_ptr() as usize;
+            let input = buffer.as_ptr() as usize;
+            assert!(data >= input && data < input + buffer.len());
+        }
+        assert_eq!(stations, vec!["Hamburg", "A very long station name", "X"]);
+        assert_eq!(temperatures, vec!["12.0", "-3.4", "0.5"]);
+    }
+}

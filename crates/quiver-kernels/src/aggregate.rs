@@ -1,0 +1,419 @@
+//! The hash aggregation operator: group keys → group ids → accumulators, per batch.
+//!
+//! One [`HashAggregator`] owns the state of one partition. Partitions aggregate independently
+//! ([`HashAggregator::update`]), hand their partial state over as a batch
+//! ([`HashAggregator::state`]) and a final aggregator merges them ([`HashAggregator::merge`]);
+//! the result equals single-phase aggregation.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{new_null_array, ArrayRef, AsArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use quiver_core::{QuiverError, Result};
+
+use crate::accumulators::{
+    new_min_max, sum_state_fields, CountAccumulator, GroupsAccumulator, MinMaxKind, SumAccumulator,
+    SumKind,
+};
+use crate::group_values::{new_group_values, GroupValues};
+use crate::EmitTo;
+
+/// An aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AggregateFunction {
+    /// `COUNT(*)`: rows.
+    CountStar,
+    /// `COUNT(col)`: non-null values.
+    Count,
+    /// `SUM(col)`.
+    Sum,
+    /// `AVG(col)`.
+    Avg,
+    /// `MIN(col)`.
+    Min,
+    /// `MAX(col)`.
+    Max,
+}
+
+impl fmt::Display for AggregateFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AggregateFunction::CountStar | AggregateFunction::Count => "COUNT",
+            AggregateFunction::Sum => "SUM",
+            AggregateFunction::Avg => "AVG",
+            AggregateFunction::Min => "MIN",
+            AggregateFunction::Max => "MAX",
+        })
+    }
+}
+
+/// One aggregate of a query: function, input column, optional `FILTER (WHERE ...)` column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregateExpr {
+    /// The function.
+    pub function: AggregateFunction,
+    /// Index of the input column (ignored for `COUNT(*)`).
+    pub input: Option<usize>,
+    /// Index of a boolean column; only rows where it is true are aggregated.
+    pub filter: Option<usize>,
+    /// Output column name.
+    pub name: String,
+}
+
+impl AggregateExpr {
+    /// `function(column)` named `name`.
+    pub fn new(function: AggregateFunction, input: Option<usize>, name: impl Into<String>) -> Self {
+        AggregateExpr {
+            function,
+            input,
+            filter: None,
+            name: name.into(),
+        }
+    }
+
+    /// With a `FILTER (WHERE filter_column)`.
+    pub fn with_filter(mut self, filter_column: usize) -> Self {
+        self.filter = Some(filter_column);
+        self
+    }
+}
+
+/// Hash aggregation of one partition.
+pub struct HashAggregator {
+    input_schema: SchemaRef,
+    group_by: Vec<usize>,
+    aggregates: Vec<AggregateExpr>,
+    /// `None` for a global aggregate (no GROUP BY): every row is in group 0.
+    group_values: Option<Box<dyn GroupValues>>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    state_widths: Vec<usize>,
+    group_ids: Vec<u32>,
+    output_schema: SchemaRef,
+    state_schema: SchemaRef,
+    memory_limit_bytes: Option<usize>,
+    global_groups: usize,
+}
+
+impl fmt::Debug for HashAggregator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HashAggregator")
+            .field("group_by", &self.group_by)
+            .field("aggregates", &self.aggregates)
+            .field("groups", &self.num_groups())
+            .finish()
+    }
+}
+
+impl HashAggregator {
+    /// An aggregator grouping `input_schema` rows by columns `group_by`.
+    pub fn try_new(
+        input_schema: SchemaRef,
+        group_by: Vec<usize>,
+        aggregates: Vec<AggregateExpr>,
+    ) -> Result<Self> {
+        let column = |index: usize| -> Result<&Field> {
+            input_schema
+                .fields()
+                .get(index)
+                .map(|f| f.as_ref())
+                .ok_or_else(|| {
+                    QuiverError::Internal(format!(
+                        "column index {index} out of range for {} columns",
+                        input_schema.fields().len()
+                    ))
+                })
+        };
+        let key_fields = group_by
+            .iter()
+            .map(|&i| column(i).map(|f| Field::new(f.name(), f.data_type().clone(), true)))
+            .collect::<Result<Vec<_>>>()?;
+        let key_types: Vec<DataType> = key_fields.iter().map(|f| f.data_type().clone()).collect();
+        let group_values = if group_by.is_empty() {
+            None
+        } else {
+            Some(new_group_values(&key_types)?)
+        };
+        let mut accumulators: Vec<Box<dyn GroupsAccumulator>> = Vec::new();
+        let mut output_fields = key_fields.clone();
+        let mut state_fields = key_fields;
+        let mut state_widths = Vec::new();
+        for aggregate in &aggregates {
+            if let Some(filter) = aggregate.filter {
+                if column(filter)?.data_type() != &DataType::Boolean {
+                    return Err(QuiverError::Unsupported(format!(
+                        "FILTER of {} must be boolean, found {}",
+                        aggregate.name,
+                        column(filter)?.data_type()
+                    )));
+                }
+            }
+            let input_type = match (aggregate.function, aggregate.input) {
+                (AggregateFunction::CountStar, _) => DataType::Null,
+                (_, Some(i)) => column(i)?.data_type().clone(),
+                (function, None) => {
+                    return Err(QuiverError::Internal(format!(
+                        "{function} without an input column"
+                    )))
+                }
+            };
+            let (accumulator, output_type, states): (
+                Box<dyn GroupsAccumulator>,
+                DataType,
+                Vec<Field>,
+            ) = match aggregate.function {
+                AggregateFunction::CountStar | AggregateFunction::Count => (
+                    Box::new(CountAccumulator::new()),
+                    DataType::Int64,
+                    vec![Field::new(
+                        format!("{}[count]", aggregate.name),
+                        DataType::Int64,
+                        false,
+                    )],
+                ),
+                AggregateFunction::Sum | AggregateFunction::Avg => {
+                    let kind = if aggregate.function == AggregateFunction::Sum {
+                        SumKind::Sum
+                    } else {
+                        SumKind::Avg
+                    };
+                    (
+                        Box::new(SumAccumulator::try_new(kind, &input_type)?),
+                        SumAccumulator::output_type(kind, &input_type)?,
+                        sum_state_fields(&input_type, &aggregate.name),
+                    )
+                }
+                AggregateFunction::Min | AggregateFunction::Max => {
+                    let kind = if aggregate.function == AggregateFunction::Min {
+                        MinMaxKind::Min
+                    } else {
+                        MinMaxKind::Max
+                    };
+                    (
+                        new_min_max(kind, &input_type)?,
+                        input_type.clone(),
+                        vec![Field::new(
+                            format!("{}[value]", aggregate.name),
+                            input_type.clone(),
+                            true,
+                        )],
+                    )
+                }
+            };
+            let nullable = !matches!(
+                aggregate.function,
+                AggregateFunction::CountStar | AggregateFunction::Count
+            );
+            output_fields.push(Field::new(&aggregate.name, output_type, nullable));
+            state_widths.push(states.len());
+            state_fields.extend(states);
+            accumulators.push(accumulator);
+        }
+        Ok(HashAggregator {
+            input_schema,
+            group_by,
+            aggregates,
+            group_values,
+            accumulators,
+            state_widths,
+            group_ids: Vec::new(),
+            output_schema: Arc::new(Schema::new(output_fields)),
+            state_schema: Arc::new(Schema::new(state_fields)),
+            memory_limit_bytes: None,
+            global_groups: 0,
+        })
+    }
+
+    /// Fails `update`/`merge` with [`QuiverError::ResourceExhausted`] once state exceeds `bytes`.
+    pub fn with_memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit_bytes = Some(bytes);
+        self
+    }
+
+    /// Schema of [`HashAggregator::evaluate`] output: keys, then one column per aggregate.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output_schema
+    }
+
+    /// Schema of [`HashAggregator::state`] output: keys, then each aggregate's state columns.
+    pub fn state_schema(&self) -> &SchemaRef {
+        &self.state_schema
+    }
+
+    /// The input schema.
+    pub fn input_schema(&self) -> &SchemaRef {
+        &self.input_schema
+    }
+
+    /// Groups held.
+    pub fn num_groups(&self) -> usize {
+        match &self.group_values {
+            Some(values) => values.len(),
+            None => self.global_groups,
+        }
+    }
+
+    /// Bytes held by keys and accumulator state.
+    pub fn size(&self) -> usize {
+        self.group_values.as_ref().map_or(0, |g| g.size())
+            + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
+            + self.group_ids.capacity() * 4
+    }
+
+    fn assign_groups(&mut self, keys: &[ArrayRef], rows: usize) -> Result<usize> {
+        match &mut self.group_values {
+            Some(values) => {
+                values.intern(keys, &mut self.group_ids)?;
+                Ok(values.len())
+            }
+            None => {
+                self.group_ids.clear();
+                self.group_ids.resize(rows, 0);
+                self.global_groups = 1;
+                Ok(1)
+            }
+        }
+    }
+
+    fn check_memory(&self) -> Result<()> {
+        match self.memory_limit_bytes {
+            Some(limit) if self.size() > limit => Err(QuiverError::ResourceExhausted(format!(
+                "hash aggregation holds {} bytes in {} groups, over its limit of {limit} bytes",
+                self.size(),
+                self.num_groups()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Aggregates one input batch.
+    pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.schema().fields().len() != self.input_schema.fields().len() {
+            return Err(QuiverError::Internal(format!(
+                "batch has {} columns, aggregator expects {}",
+                batch.num_columns(),
+                self.input_schema.fields().len()
+            )));
+        }
+        let keys: Vec<ArrayRef> = self
+            .group_by
+            .iter()
+            .map(|&i| Arc::clone(batch.column(i)))
+            .collect();
+        // Empty batches still reach the accumulators: a global aggregate sizes its one group.
+        let total_groups = self.assign_groups(&keys, batch.num_rows())?;
+        for (aggregate, accumulator) in self.aggregates.iter().zip(&mut self.accumulators) {
+            let values: Vec<ArrayRef> = match (aggregate.function, aggregate.input) {
+                (AggregateFunction::CountStar, _) | (_, None) => Vec::new(),
+                (_, Some(i)) => vec![Arc::clone(batch.column(i))],
+            };
+            let filter = aggregate.filter.map(|i| batch.column(i).as_boolean());
+            accumulator.update_batch(&values, &self.group_ids, filter, total_groups)?;
+        }
+        self.check_memory()
+    }
+
+    /// Merges a partial-state batch of [`HashAggregator::state_schema`].
+    pub fn merge(&mut self, state: &RecordBatch) -> Result<()> {
+        if state.num_columns() != self.state_schema.fields().len() {
+            return Err(QuiverError::Internal(format!(
+                "state batch has {} columns, expected {}",
+                state.num_columns(),
+                self.state_schema.fields().len()
+            )));
+        }
+        let key_count = self.group_by.len();
+        let keys: Vec<ArrayRef> = state.columns()[..key_count].to_vec();
+        let total_groups = self.assign_groups(&keys, state.num_rows())?;
+        let mut next = key_count;
+        for (accumulator, &width) in self.accumulators.iter_mut().zip(&self.state_widths) {
+            accumulator.merge_batch(
+                &state.columns()[next..next + width],
+                &self.group_ids,
+                total_groups,
+            )?;
+            next += width;
+        }
+        self.check_memory()
+    }
+
+    fn emit_keys(&mut self, emit_to: EmitTo) -> Result<(Vec<ArrayRef>, usize, EmitTo)> {
+        match &mut self.group_values {
+            Some(values) => {
+                let n = emit_to.count(values.len());
+                Ok((values.emit(emit_to)?, n, emit_to))
+            }
+            None => {
+                // A global aggregate always has its one row, even over no input.
+                let n = 1;
+                self.global_groups = 0;
+                Ok((Vec::new(), n, EmitTo::All))
+            }
+        }
+    }
+
+    /// Final results of the emitted groups (removing them), as a batch of the output schema.
+    pub fn evaluate(&mut self, emit_to: EmitTo) -> Result<RecordBatch> {
+        let (mut columns, rows, emit_to) = self.emit_keys(emit_to)?;
+        for ((field, accumulator), aggregate) in self.output_schema.fields()[self.group_by.len()..]
+            .iter()
+            .zip(&mut self.accumulators)
+            .zip(&self.aggregates)
+        {
+            let column = accumulator.evaluate(emit_to)?;
+            columns.push(pad_global(
+                column,
+                rows,
+                field.data_type(),
+                aggregate.function,
+            )?);
+        }
+        batch(&self.output_schema, columns, rows)
+    }
+
+    /// Partial state of the emitted groups (removing them), as a batch of the state schema.
+    pub fn state(&mut self, emit_to: EmitTo) -> Result<RecordBatch> {
+        if self.group_values.is_none() && self.global_groups == 0 {
+            return Ok(RecordBatch::new_empty(Arc::clone(&self.state_schema)));
+        }
+        let (mut columns, rows, emit_to) = self.emit_keys(emit_to)?;
+        for accumulator in &mut self.accumulators {
+            columns.extend(accumulator.state(emit_to)?);
+        }
+        batch(&self.state_schema, columns, rows)
+    }
+}
+
+/// A global aggregate over no rows still has one output row: counts 0, the rest NULL.
+fn pad_global(
+    column: ArrayRef,
+    rows: usize,
+    data_type: &DataType,
+    function: AggregateFunction,
+) -> Result<ArrayRef> {
+    if column.len() == rows {
+        return Ok(column);
+    }
+    if column.is_empty() && rows == 1 {
+        return Ok(match function {
+            AggregateFunction::CountStar | AggregateFunction::Count => {
+                Arc::new(arrow::array::Int64Array::from(vec![0_i64]))
+            }
+            _ => new_null_array(data_type, 1),
+        });
+    }
+    Err(QuiverError::Internal(format!(
+        "aggregate produced {} rows for {rows} groups",
+        column.len()
+    )))
+}
+
+fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
+}

@@ -1,0 +1,556 @@
+//! Group-id mapping: key columns of a batch → dense `u32` group ids, new keys appended in order
+//! of first appearance.
+//!
+//! Three implementations behind one trait, chosen once per query by key types:
+//! - one primitive key (integers, dates, timestamps, decimals): values in a `Vec`, a `HashTable`
+//!   of group ids probed by value hash;
+//! - one string or binary key: all key bytes in one buffer with offsets and stored hashes, no
+//!   per-key allocation;
+//! - anything else (several keys, floats, booleans, dictionaries): the `arrow-row` format, one
+//!   comparable byte string per key tuple. Floats are normalised first so `-0.0 = 0.0` and every
+//!   NaN is one group.
+//!
+//! NULL is a key value of its own: all NULL keys form one group.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, BinaryBuilder, GenericByteArray, PrimitiveArray,
+    StringBuilder,
+};
+use arrow::buffer::NullBuffer;
+use arrow::compute::cast;
+use arrow::datatypes::{
+    ByteArrayType, DataType, Date32Type, Date64Type, Decimal128Type, Float32Type, Float64Type,
+    Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type,
+    UInt64Type, UInt8Type,
+};
+use arrow::row::{RowConverter, Rows, SortField};
+use hashbrown::HashTable;
+use quiver_core::{QuiverError, Result};
+
+use crate::hash::{hash_bytes, hash_value};
+use crate::EmitTo;
+
+/// Maps key tuples to dense group ids.
+pub trait GroupValues: Send {
+    /// Appends one group id per row of `keys` to `groups` (cleared first).
+    fn intern(&mut self, keys: &[ArrayRef], groups: &mut Vec<u32>) -> Result<()>;
+    /// Number of groups.
+    fn len(&self) -> usize;
+    /// True when there are no groups.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Bytes held.
+    fn size(&self) -> usize;
+    /// The key columns of the emitted groups; remaining groups are renumbered from 0.
+    fn emit(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>>;
+}
+
+/// The group-id mapping for keys of `key_types`.
+pub fn new_group_values(key_types: &[DataType]) -> Result<Box<dyn GroupValues>> {
+    macro_rules! primitive {
+        ($t:ty, $dt:expr) => {
+            Ok(Box::new(PrimitiveGroupValues::<$t>::new($dt.clone())))
+        };
+    }
+    if let [data_type] = key_types {
+        return match data_type {
+            DataType::Int8 => primitive!(Int8Type, data_type),
+            DataType::Int16 => primitive!(Int16Type, data_type),
+            DataType::Int32 => primitive!(Int32Type, data_type),
+            DataType::Int64 => primitive!(Int64Type, data_type),
+            DataType::UInt8 => primitive!(UInt8Type, data_type),
+            DataType::UInt16 => primitive!(UInt16Type, data_type),
+            DataType::UInt32 => primitive!(UInt32Type, data_type),
+            DataType::UInt64 => primitive!(UInt64Type, data_type),
+            DataType::Date32 => primitive!(Date32Type, data_type),
+            DataType::Date64 => primitive!(Date64Type, data_type),
+            DataType::Decimal128(..) => primitive!(Decimal128Type, data_type),
+            DataType::Timestamp(TimeUnit::Second, _) => primitive!(TimestampSecondType, data_type),
+            DataType::Timestamp(TimeUnit::Millisecond, _) => {
+                primitive!(TimestampMillisecondType, data_type)
+            }
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                primitive!(TimestampMicrosecondType, data_type)
+            }
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+                primitive!(TimestampNanosecondType, data_type)
+            }
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                Ok(Box::new(BytesGroupValues::new(data_type.clone(), true)))
+            }
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+                Ok(Box::new(BytesGroupValues::new(data_type.clone(), false)))
+            }
+            _ => Ok(Box::new(RowGroupValues::new(key_types)?)),
+        };
+    }
+    Ok(Box::new(RowGroupValues::new(key_types)?))
+}
+
+/// Group ids for one primitive key column.
+pub struct PrimitiveGroupValues<T: ArrowPrimitiveType> {
+    data_type: DataType,
+    table: HashTable<u32>,
+    values: Vec<T::Native>,
+    null_group: Option<u32>,
+    hashes: Vec<u64>,
+}
+
+impl<T: ArrowPrimitiveType> PrimitiveGroupValues<T> {
+    /// An empty mapping for keys of `data_type`.
+    pub fn new(data_type: DataType) -> Self {
+        PrimitiveGroupValues {
+            data_type,
+            table: HashTable::new(),
+            values: Vec::new(),
+            null_group: None,
+            hashes: Vec::new(),
+        }
+    }
+}
+
+impl<T> GroupValues for PrimitiveGroupValues<T>
+where
+    T: ArrowPrimitiveType,
+    T::Native: std::hash::Hash + Eq,
+{
+    fn intern(&mut self, keys: &[ArrayRef], groups: &mut Vec<u32>) -> Result<()> {
+        let array = single_key(keys)?
+            .as_primitive_opt::<T>()
+            .ok_or_else(|| QuiverError::Internal(format!("group key is not {}", self.data_type)))?;
+        groups.clear();
+        groups.reserve(array.len());
+        let values = array.values();
+        // Hash the whole column first, then probe: the hash loop vectorises and the probe
+        // loop has its hashes ready.
+        self.hashes.clear();
+        self.hashes.extend(values.iter().map(hash_value));
+        let nulls = array.nulls().filter(|n| n.null_count() > 0);
+        for (row, (&value, &hash)) in values.iter().zip(&self.hashes).enumerate() {
+            if nulls.is_some_and(|n| n.is_null(row)) {
+                let next = self.values.len() as u32;
+                let group = *self.null_group.get_or_insert(next);
+                if group == next {
+                    self.values.push(T::Native::default());
+                }
+                groups.push(group);
+                continue;
+            }
+            let stored = &self.values;
+            let group = match self.table.find(hash, |&g| stored[g as usize] == value) {
+                Some(&g) => g,
+                None => {
+                    let g = self.values.len() as u32;
+                    self.values.push(value);
+                    let stored = &self.values;
+                    self.table
+                        .insert_unique(hash, g, |&g| hash_value(&stored[g as usize]));
+                    g
+                }
+            };
+            groups.push(group);
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn size(&self) -> usize {
+        self.table.allocation_size()
+            + self.values.capacity() * std::mem::size_of::<T::Native>()
+            + self.hashes.capacity() * 8
+    }
+
+    fn emit(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let n = emit_to.count(self.values.len());
+        let emitted: Vec<T::Native> = self.values.drain(..n).collect();
+        let nulls = self.null_group.and_then(|g| {
+            ((g as usize) < n).then(|| NullBuffer::from_iter((0..n).map(|i| i != g as usize)))
+        });
+        self.null_group = match self.null_group {
+            Some(g) if (g as usize) < n => None,
+            Some(g) => Some(g - n as u32),
+            None => None,
+        };
+        if n > 0 {
+            self.rebuild_table();
+        }
+        let array =
+            PrimitiveArray::<T>::new(emitted.into(), nulls).with_data_type(self.data_type.clone());
+        Ok(vec![Arc::new(array)])
+    }
+}
+
+impl<T> PrimitiveGroupValues<T>
+where
+    T: ArrowPrimitiveType,
+    T::Native: std::hash::Hash + Eq,
+{
+    fn rebuild_table(&mut self) {
+        self.table.clear();
+        let null_group = self.null_group;
+        for (g, value) in self.values.iter().enumerate() {
+            if Some(g as u32) == null_group {
+                continue;
+            }
+            let stored = &self.values;
+            self.table.insert_unique(hash_value(value), g as u32, |&g| {
+                hash_value(&stored[g as usize])
+            });
+        }
+    }
+}
+
+/// Group ids for one string or binary key column; key bytes live in one buffer.
+pub struct BytesGroupValues {
+    data_type: DataType,
+    is_utf8: bool,
+    table: HashTable<u32>,
+    /// Key bytes of group `g` are `bytes[offsets[g]..offsets[g + 1]]`.
+    bytes: Vec<u8>,
+    offsets: Vec<usize>,
+    group_hashes: Vec<u64>,
+    null_group: Option<u32>,
+}
+
+impl BytesGroupValues {
+    /// An empty mapping for keys of `data_type` (`is_utf8` for string types).
+    pub fn new(data_type: DataType, is_utf8: bool) -> Self {
+        BytesGroupValues {
+            data_type,
+            is_utf8,
+            table: HashTable::new(),
+            bytes: Vec::new(),
+            offsets: vec![0],
+            group_hashes: Vec::new(),
+            null_group: None,
+        }
+    }
+
+    /// The group of `key` (hash `hash`), appending a new group if it is unseen.
+    #[inline]
+    pub fn intern_bytes(&mut self, key: &[u8], hash: u64) -> u32 {
+        let (bytes, offsets, group_hashes) = (&self.bytes, &self.offsets, &self.group_hashes);
+        let found = self.table.find(hash, |&g| {
+            let g = g as usize;
+            group_hashes[g] == hash && &bytes[offsets[g]..offsets[g + 1]] == key
+        });
+        if let Some(&g) = found {
+            return g;
+        }
+        let g = self.group_hashes.len() as u32;
+        self.bytes.extend_from_slice(key);
+        self.offsets.push(self.bytes.len());
+        self.group_hashes.push(hash);
+        let group_hashes = &self.group_hashes;
+        self.table
+            .insert_unique(hash, g, |&g| group_hashes[g as usize]);
+        g
+    }
+
+    /// The key bytes of group `group`.
+    pub fn key(&self, group: u32) -> &[u8] {
+        let g = group as usize;
+        &self.bytes[self.offsets[g]..self.offsets[g + 1]]
+    }
+
+    fn intern_null(&mut self) -> u32 {
+        if let Some(g) = self.null_group {
+            return g;
+        }
+        let g = self.group_hashes.len() as u32;
+        self.offsets.push(self.bytes.len());
+        self.group_hashes.push(0);
+        self.null_group = Some(g);
+        g
+    }
+
+    fn intern_byte_array<B: ByteArrayType>(
+        &mut self,
+        array: &GenericByteArray<B>,
+        groups: &mut Vec<u32>,
+    ) {
+        let nulls = array.nulls().filter(|n| n.null_count() > 0);
+        for row in 0..array.len() {
+            if nulls.is_some_and(|n| n.is_null(row)) {
+                groups.push(self.intern_null());
+                continue;
+            }
+            let key: &[u8] = array.value(row).as_ref();
+            groups.push(self.intern_bytes(key, hash_bytes(key)));
+        }
+    }
+}
+
+impl GroupValues for BytesGroupValues {
+    fn intern(&mut self, keys: &[ArrayRef], groups: &mut Vec<u32>) -> Result<()> {
+        let array = single_key(keys)?;
+        groups.clear();
+        groups.reserve(array.len());
+        match array.data_type() {
+            DataType::Utf8 => self.intern_byte_array(array.as_string::<i32>(), groups),
+            DataType::LargeUtf8 => self.intern_byte_array(array.as_string::<i64>(), groups),
+            DataType::Binary => self.intern_byte_array(array.as_binary::<i32>(), groups),
+            DataType::LargeBinary => self.intern_byte_array(array.as_binary::<i64>(), groups),
+            DataType::Utf8View => {
+                let array = array.as_string_view();
+                let nulls = array.nulls().filter(|n| n.null_count() > 0);
+                for row in 0..array.len() {
+                    if nulls.is_some_and(|n| n.is_null(row)) {
+                        groups.push(self.intern_null());
+                        continue;
+                    }
+                    let key = array.value(row).as_bytes();
+                    groups.push(self.intern_bytes(key, hash_bytes(key)));
+                }
+            }
+            DataType::BinaryView => {
+                let array = array.as_binary_view();
+                let nulls = array.nulls().filter(|n| n.null_count() > 0);
+                for row in 0..array.len() {
+                    if nulls.is_some_and(|n| n.is_null(row)) {
+                        groups.push(self.intern_null());
+                        continue;
+                    }
+                    let key = array.value(row);
+                    groups.push(self.intern_bytes(key, hash_bytes(key)));
+                }
+            }
+            other => {
+                return Err(QuiverError::Internal(format!(
+                    "bytes group key of type {other}, expected {}",
+                    self.data_type
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.group_hashes.len()
+    }
+
+    fn size(&self) -> usize {
+        self.table.allocation_size()
+            + self.bytes.capacity()
+            + self.offsets.capacity() * 8
+            + self.group_hashes.capacity() * 8
+    }
+
+    fn emit(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let n = emit_to.count(self.len());
+        let is_null = |g: usize| self.null_group == Some(g as u32);
+        let array: ArrayRef = if self.is_utf8 {
+            let mut builder = StringBuilder::with_capacity(n, self.offsets[n]);
+            for g in 0..n {
+                if is_null(g) {
+                    builder.append_null();
+                } else {
+                    let text = std::str::from_utf8(self.key(g as u32)).map_err(|e| {
+                        QuiverError::Internal(format!("string group key is not UTF-8: {e}"))
+                    })?;
+                    builder.append_value(text);
+                }
+            }
+            Arc::new(builder.finish())
+        } else {
+            let mut builder = BinaryBuilder::with_capacity(n, self.offsets[n]);
+            for g in 0..n {
+                if is_null(g) {
+                    builder.append_null();
+                } else {
+                    builder.append_value(self.key(g as u32));
+                }
+            }
+            Arc::new(builder.finish())
+        };
+        let array = if array.data_type() == &self.data_type {
+            array
+        } else {
+            cast(&array, &self.data_type)?
+        };
+        // Keep the groups after `n`, renumbered from 0.
+        let cut = self.offsets[n];
+        self.bytes.drain(..cut);
+        self.offsets.drain(..n);
+        for offset in &mut self.offsets {
+            *offset -= cut;
+        }
+        self.group_hashes.drain(..n);
+        self.null_group = self
+            .null_group
+            .and_then(|g| (g as usize >= n).then(|| g - n as u32));
+        self.table.clear();
+        let group_hashes = &self.group_hashes;
+        for (g, &hash) in group_hashes.iter().enumerate() {
+            if self.null_group != Some(g as u32) {
+                self.table
+                    .insert_unique(hash, g as u32, |&g| group_hashes[g as usize]);
+            }
+        }
+        Ok(vec![array])
+    }
+}
+
+/// Group ids for any key tuple, through the `arrow-row` comparable encoding.
+pub struct RowGroupValues {
+    converter: RowConverter,
+    key_types: Vec<DataType>,
+    table: HashTable<u32>,
+    rows: Rows,
+    group_hashes: Vec<u64>,
+}
+
+impl RowGroupValues {
+    /// An empty mapping for key tuples of `key_types`.
+    pub fn new(key_types: &[DataType]) -> Result<Self> {
+        let fields = key_types
+            .iter()
+            .map(|t| SortField::new(t.clone()))
+            .collect::<Vec<_>>();
+        if !RowConverter::supports_fields(&fields) {
+            return Err(QuiverError::Unsupported(format!(
+                "group keys of types {key_types:?}"
+            )));
+        }
+        let converter = RowConverter::new(fields)?;
+        let rows = converter.empty_rows(0, 0);
+        Ok(RowGroupValues {
+            converter,
+            key_types: key_types.to_vec(),
+            table: HashTable::new(),
+            rows,
+            group_hashes: Vec::new(),
+        })
+    }
+}
+
+impl GroupValues for RowGroupValues {
+    fn intern(&mut self, keys: &[ArrayRef], groups: &mut Vec<u32>) -> Result<()> {
+        if keys.len() != self.key_types.len() {
+            return Err(QuiverError::Internal(format!(
+                "{} key columns for {} key types",
+                keys.len(),
+                self.key_types.len()
+            )));
+        }
+        let normalized = keys
+            .iter()
+            .map(normalize_floats)
+            .collect::<Result<Vec<_>>>()?;
+        let batch_rows = self.converter.convert_columns(&normalized)?;
+        groups.clear();
+        groups.reserve(batch_rows.num_rows());
+        for row in batch_rows.iter() {
+            let key = row.data();
+            let hash = hash_bytes(key);
+            let (rows, group_hashes) = (&self.rows, &self.group_hashes);
+            let found = self.table.find(hash, |&g| {
+                group_hashes[g as usize] == hash && rows.row(g as usize).data() == key
+            });
+            let group = match found {
+                Some(&g) => g,
+                None => {
+                    let g = self.group_hashes.len() as u32;
+                    self.rows.push(row);
+                    self.group_hashes.push(hash);
+                    let group_hashes = &self.group_hashes;
+                    self.table
+                        .insert_unique(hash, g, |&g| group_hashes[g as usize]);
+                    g
+                }
+            };
+            groups.push(group);
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.group_hashes.len()
+    }
+
+    fn size(&self) -> usize {
+        self.table.allocation_size()
+            + self.rows.size()
+            + self.group_hashes.capacity() * 8
+            + self.converter.size()
+    }
+
+    fn emit(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let n = emit_to.count(self.len());
+        // Rows decode dictionaries to their value type; give the caller the key types back.
+        let columns = self
+            .converter
+            .convert_rows(self.rows.iter().take(n))?
+            .into_iter()
+            .zip(&self.key_types)
+            .map(|(column, key_type)| {
+                if column.data_type() == key_type {
+                    Ok(column)
+                } else {
+                    Ok(cast(&column, key_type)?)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut rest = self.converter.empty_rows(self.len() - n, 0);
+        for row in self.rows.iter().skip(n) {
+            rest.push(row);
+        }
+        self.rows = rest;
+        self.group_hashes.drain(..n);
+        self.table.clear();
+        let group_hashes = &self.group_hashes;
+        for (g, &hash) in group_hashes.iter().enumerate() {
+            self.table
+                .insert_unique(hash, g as u32, |&g| group_hashes[g as usize]);
+        }
+        Ok(columns)
+    }
+}
+
+/// Maps `-0.0` to `0.0` and every NaN to one NaN, so equal SQL values encode equally.
+fn normalize_floats(array: &ArrayRef) -> Result<ArrayRef> {
+    fn normalize<T: ArrowPrimitiveType>(
+        array: &ArrayRef,
+        canonical: impl Fn(T::Native) -> T::Native,
+    ) -> ArrayRef {
+        Arc::new(array.as_primitive::<T>().unary::<_, T>(canonical))
+    }
+    Ok(match array.data_type() {
+        DataType::Float64 => normalize::<Float64Type>(array, |v| {
+            if v.is_nan() {
+                f64::NAN
+            } else if v == 0.0 {
+                0.0
+            } else {
+                v
+            }
+        }),
+        DataType::Float32 => normalize::<Float32Type>(array, |v| {
+            if v.is_nan() {
+                f32::NAN
+            } else if v == 0.0 {
+                0.0
+            } else {
+                v
+            }
+        }),
+        _ => Arc::clone(array),
+    })
+}
+
+fn single_key(keys: &[ArrayRef]) -> Result<&ArrayRef> {
+    match keys {
+        [key] => Ok(key),
+        _ => Err(QuiverError::Internal(format!(
+            "single-key group values given {} key columns",
+            keys.len()
+        ))),
+    }
+}

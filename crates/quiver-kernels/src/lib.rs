@@ -1,0 +1,34 @@
+//! Vectorized kernels: group-id mapping, aggregate accumulators and the hash aggregation
+//! operator, plus a row-at-a-time reference used to check them.
+//!
+//! Kernels run over whole Arrow arrays; the `DataType` switch happens once per batch at the
+//! boundary, hot loops are generic over the native type. This crate does not know about SQL.
+#![warn(missing_docs)]
+
+pub mod accumulators;
+pub mod aggregate;
+pub mod group_values;
+pub mod hash;
+pub mod onebrc;
+pub mod reference;
+
+pub use aggregate::{AggregateExpr, AggregateFunction, HashAggregator};
+
+/// Which groups an emit takes: all, or the first `n` (in group-id order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitTo {
+    /// Every group.
+    All,
+    /// The first `n` groups; the rest are renumbered from 0.
+    First(usize),
+}
+
+impl EmitTo {
+    /// How many of `len` groups this emit takes.
+    pub fn count(self, len: usize) -> usize {
+        match self {
+            EmitTo::All => len,
+            EmitTo::First(n) => n.min(len),
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! A plain row-at-a-time aggregation, the oracle that differential tests and fuzz targets check
+//! the vectorized kernels against. It favours obviousness over speed.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type,
+    Int64Type, Int8Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+};
+use quiver_core::{QuiverError, Result};
+
+use crate::aggregate::{AggregateExpr, AggregateFunction};
+
+/// One value, in a form where equal SQL values are equal Rust values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefValue {
+    /// NULL.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// Any integer, decimal mantissa, date or timestamp.
+    Int(i128),
+    /// A float (`-0.0` and NaN normalised when used as a key).
+    Float(f64),
+    /// Bytes of a string or binary value.
+    Bytes(Vec<u8>),
+}
+
+impl RefValue {
+    fn rank(&self) -> u8 {
+        match self {
+            RefValue::Null => 0,
+            RefValue::Bool(_) => 1,
+            RefValue::Int(_) => 2,
+            RefValue::Float(_) => 3,
+            RefValue::Bytes(_) => 4,
+        }
+    }
+
+    /// A total order (NULL first, NaN last among floats) for sorting result rows.
+    pub fn total_cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (RefValue::Bool(a), RefValue::Bool(b)) => a.cmp(b),
+            (RefValue::Int(a), RefValue::Int(b)) => a.cmp(b),
+            (RefValue::Float(a), RefValue::Float(b)) => sql_float_cmp(*a, *b),
+            (RefValue::Bytes(a), RefValue::Bytes(b)) => a.cmp(b),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+
+    fn key(&self) -> KeyBits {
+        match self {
+            RefValue::Null => KeyBits::Null,
+            RefValue::Bool(b) => KeyBits::Int(i128::from(*b)),
+            RefValue::Int(v) => KeyBits::Int(*v),
+            RefValue::Float(f) if f.is_nan() => KeyBits::Float(f64::NAN.to_bits()),
+            RefValue::Float(f) if *f == 0.0 => KeyBits::Float(0.0_f64.to_bits()),
+            RefValue::Float(f) => KeyBits::Float(f.to_bits()),
+            RefValue::Bytes(b) => KeyBits::Bytes(b.clone()),
+        }
+    }
+}
+
+fn sql_float_cmp(a: f64, b: f64) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        (false, false) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum KeyBits {
+    Null,
+    Int(i128),
+    Float(u64),
+    Bytes(Vec<u8>),
+}
+
+/// The value at `row` of `array`.
+pub fn value_at(array: &ArrayRef, row: usize) -> Result<RefValue> {
+    if array.is_null(row) {
+        return Ok(RefValue::Null);
+    }
+    macro_rules! int {
+        ($t:ty) => {
+            RefValue::Int(i128::from(array.as_primitive::<$t>().value(row)))
+        };
+    }
+    Ok(match array.data_type() {
+        DataType::Boolean => RefValue::Bool(array.as_boolean().value(row)),
+        DataType::Int8 => int!(Int8Type),
+        DataType::Int16 => int!(Int16Type),
+        DataType::Int32 => int!(Int32Type),
+        DataType::Int64 => int!(Int64Type),
+        DataType::UInt8 => int!(UInt8Type),
+        DataType::UInt16 => int!(UInt16Type),
+        DataType::UInt32 => int!(UInt32Type),
+        DataType::UInt64 => int!(UInt64Type),
+        DataType::Date32 => int!(Date32Type),
+        DataType::Decimal128(..) => int!(Decimal128Type),
+        DataType::Timestamp(TimeUnit::Second, _) => int!(TimestampSecondType),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => int!(TimestampMillisecondType),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => int!(TimestampMicrosecondType),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => int!(TimestampNanosecondType),
+        DataType::Float32 => {
+            RefValue::Float(f64::from(array.as_primitive::<Float32Type>().value(row)))
+        }
+        DataType::Float64 => RefValue::Float(array.as_primitive::<Float64Type>().value(row)),
+        DataType::Utf8 => RefValue::Bytes(array.as_string::<i32>().value(row).as_bytes().to_vec()),
+        DataType::LargeUtf8 => {
+            RefValue::Bytes(array.as_string::<i64>().value(row).as_bytes().to_vec())
+        }
+        DataType::Utf8View => {
+            RefValue::Bytes(array.as_string_view().value(row).as_bytes().to_vec())
+        }
+        DataType::Binary => RefValue::Bytes(array.as_binary::<i32>().value(row).to_vec()),
+        DataType::LargeBinary => RefValue::Bytes(array.as_binary::<i64>().value(row).to_vec()),
+        DataType::BinaryView => RefValue::Bytes(array.as_binary_view().value(row).to_vec()),
+        DataType::Dictionary(..) => {
+            let dictionary = array.as_any_dictionary();
+            let key = dictionary.normalized_keys()[row];
+            return value_at(dictionary.values(), key);
+        }
+        other => {
+            return Err(QuiverError::Unsupported(format!(
+                "reference value of {other}"
+            )))
+        }
+    })
+}
+
+/// One result row: key values, then aggregate values.
+pub type RefRow = (Vec<RefValue>, Vec<RefValue>);
+
+#[derive(Debug, Clone)]
+enum State {
+    Count(i64),
+    Sum { int: i128, float: f64, count: i64 },
+    Extreme(RefValue),
+}
+
+/// Aggregates `batches` row by row. Rows come back in order of first appearance of their key.
+pub fn aggregate(
+    batches: &[RecordBatch],
+    group_by: &[usize],
+    aggregates: &[AggregateExpr],
+) -> Result<Vec<RefRow>> {
+    let mut index: HashMap<Vec<KeyBits>, usize> = HashMap::new();
+    let mut keys: Vec<Vec<RefValue>> = Vec::new();
+    let mut states: Vec<Vec<State>> = Vec::new();
+    let fresh = || -> Vec<State> {
+        aggregates
+            .iter()
+            .map(|a| match a.function {
+                AggregateFunction::CountStar | AggregateFunction::Count => State::Count(0),
+                AggregateFunction::Sum | AggregateFunction::Avg => State::Sum {
+                    int: 0,
+                    float: 0.0,
+                    count: 0,
+                },
+                AggregateFunction::Min | AggregateFunction::Max => State::Extreme(RefValue::Null),
+            })
+            .collect()
+    };
+    if group_by.is_empty() {
+        keys.push(Vec::new());
+        states.push(fresh());
+        index.insert(Vec::new(), 0);
+    }
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            let key = group_by
+                .iter()
+                .map(|&c| value_at(batch.column(c), row))
+                .collect::<Result<Vec<_>>>()?;
+            let bits: Vec<KeyBits> = key.iter().map(RefValue::key).collect();
+            let group = *index.entry(bits).or_insert_with(|| {
+                keys.push(key);
+                states.push(fresh());
+                keys.len() - 1
+            });
+            for (aggregate, state) in aggregates.iter().zip(&mut states[group]) {
+                if let Some(filter) = aggregate.filter {
+                    if value_at(batch.column(filter), row)? != RefValue::Bool(true) {
+                        continue;
+                    }
+                }
+                let value = match aggregate.input {
+                    Some(c) if aggregate.function != AggregateFunction::CountStar => {
+                        value_at(batch.column(c), row)?
+                    }
+                    _ => RefValue::Bool(true),
+                };
+                if value == RefValue::Null {
+                    continue;
+                }
+                match state {
+                    State::Count(n) => *n += 1,
+                    State::Sum { int, float, count } => {
+                        *count += 1;
+                        match value {
+                            RefValue::Int(v) => {
+                                *int = int
+                                    .checked_add(v)
+                                    .ok_or_else(|| QuiverError::overflow("reference SUM", "i128"))?
+                            }
+                            RefValue::Float(v) => *float += v,
+                            other => {
+                                return Err(QuiverError::Unsupported(format!(
+                                    "reference SUM of {other:?}"
+                                )))
+                            }
+                        }
+                    }
+                    State::Extreme(current) => {
+                        let better = match &*current {
+                            RefValue::Null => true,
+                            current => {
+                                let order = value.total_cmp(current);
+                                if aggregate.function == AggregateFunction::Min {
+                                    order == Ordering::Less
+                                } else {
+                                    order == Ordering::Greater
+                                }
+                            }
+                        };
+                        if better {
+                            *current = value;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let input_types: Vec<Option<DataType>> = aggregates
+        .iter()
+        .map(|a| {
+            a.input.and_then(|c| {
+                batches
+                    .first()
+                    .map(|b| b.schema().field(c).data_type().clone())
+            })
+        })
+        .collect();
+    keys.into_iter()
+        .zip(states)
+        .map(|(key, states)| {
+            let values = aggregates
+                .iter()
+                .zip(states)
+                .zip(&input_types)
+                .map(|((aggregate, state), input_type)| {
+                    finish(aggregate, state, input_type.as_ref())
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((key, values))
+        })
+        .collect()
+}
+
+fn finish(
+    aggregate: &AggregateExpr,
+    state: State,
+    input_type: Option<&DataType>,
+) -> Result<RefValue> {
+    let is_float = matches!(input_type, Some(DataType::Float32 | DataType::Float64));
+    Ok(match state {
+        State::Count(n) => RefValue::Int(i128::from(n)),
+        State::Extreme(value) => value,
+        State::Sum { count: 0, .. } => RefValue::Null,
+        State::Sum { float, count, .. } if is_float => match aggregate.function {
+            AggregateFunction::Sum => RefValue::Float(float),
+            _ => RefValue::Float(float / count as f64),
+        },
+        State::Sum { int, count, .. } => match (aggregate.function, input_type) {
+            (AggregateFunction::Sum, Some(DataType::Decimal128(..))) => {
+                if int.unsigned_abs() >= 10_u128.pow(38) {
+                    return Err(QuiverError::overflow("reference SUM", "Decimal128(38)"));
+                }
+                RefValue::Int(int)
+            }
+            (AggregateFunction::Sum, _) => RefValue::Int(i128::from(
+                i64::try_from(int).map_err(|_| QuiverError::overflow("reference SUM", "Int64"))?,
+            )),
+            (_, Some(DataType::Decimal128(_, scale))) => {
+                // Scale up by 10^(s+4 - s), divide, round half away from zero.
+                let extra = (scale.saturating_add(4).min(38) - scale).unsigned_abs();
+                let scaled = int
+                    .checked_mul(10_i128.pow(u32::from(extra)))
+                    .ok_or_else(|| QuiverError::overflow("reference AVG", "i128"))?;
+                let count = i128::from(count);
+                let (q, r) = (scaled / count, scaled % count);
+                let rounded = if 2 * r.abs() >= count {
+                    q + scaled.signum()
+                } else {
+                    q
+                };
+                if rounded.unsigned_abs() >= 10_u128.pow(38) {
+                    return Err(QuiverError::overflow("reference AVG", "Decimal128(38)"));
+                }
+                RefValue::Int(rounded)
+            }
+            _ => RefValue::Float(int as f64 / count as f64),
+        },
+    })
+}
+
+/// The rows of a kernel output batch, in the reference's representation.
+pub fn batch_rows(batch: &RecordBatch, key_count: usize) -> Result<Vec<RefRow>> {
+    (0..batch.num_rows())
+        .map(|row| {
+            let values = batch
+                .columns()
+                .iter()
+                .map(|c| value_at(c, row))
+                .collect::<Result<Vec<_>>>()?;
+            let mut values = values;
+            let aggregates = values.split_off(key_count);
+            Ok((values, aggregates))
+        })
+        .collect()
+}
+
+/// Sorts result rows by key, so outputs in different group orders compare.
+pub fn sort_rows(rows: &mut [RefRow]) {
+    rows.sort_by(|a, b| {
+        a.0.iter()
+            .zip(&b.0)
+            .map(|(x, y)| x.total_cmp(y))
+            .find(|o| o.is_ne())
+            .unwrap_or(Ordering::Equal)
+    });
+}
+
+/// Compares two sorted result sets: exact for everything but floats, which may differ by
+/// `relative_tolerance` (both NaN, or equal infinities, are equal).
+pub fn compare_rows(
+    actual: &[RefRow],
+    expected: &[RefRow],
+    relative_tolerance: f64,
+) -> std::result::Result<(), String> {
+    if actual.len() != expected.len() {
+        return Err(format!(
+            "{} groups, expected {}",
+            actual.len(),
+            expected.len()
+        ));
+    }
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        let same_key = a.0.len() == e.0.len()
+            && a.0
+                .iter()
+                .zip(&e.0)
+                .all(|(x, y)| x.total_cmp(y) == Ordering::Equal);
+        if !same_key {
+            return Err(format!("row {i}: key {:?}, expected {:?}", a.0, e.0));
+        }
+        for (j, (x, y)) in a.1.iter().zip(&e.1).enumerate() {
+            let equal = match (x, y) {
+                (RefValue::Float(x), RefValue::Float(y)) => {
+                    (x.is_nan() && y.is_nan())
+                        || x == y
+                        || (x - y).abs()
+                            <= relative_tolerance * x.abs().max(y.abs()).max(f64::MIN_POSITIVE)
+                }
+                _ => x == y,
+            };
+            if !equal {
+                return Err(format!(
+                    "row {i} key {:?}: aggregate {j} is {x:?}, expected {y:?}",
+                    a.0
+                ));
+            }
+        }
+    }
+    Ok(())
+}

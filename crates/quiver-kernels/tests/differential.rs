@@ -1,0 +1,501 @@
+//! Differential tests: the vectorized hash aggregation against the row-at-a-time reference on
+//! seeded random data, across key types, null fractions, group counts, batch splits,
+//! partitionings and partial emits.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail loudly by design.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, DictionaryArray,
+    Float64Array, Int32Array, Int64Array, LargeStringArray, RecordBatch, StringArray,
+    StringViewArray, TimestampMillisecondArray, UInt8Array,
+};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
+use quiver_kernels::reference::{self, compare_rows, sort_rows, RefRow};
+use quiver_kernels::{AggregateExpr, AggregateFunction as F, EmitTo, HashAggregator};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const FLOAT_TOLERANCE: f64 = 1e-9;
+
+#[derive(Debug, Clone, Copy)]
+enum KeyKind {
+    Int64,
+    Int32,
+    UInt8,
+    Utf8,
+    LargeUtf8,
+    Utf8View,
+    Float64,
+    Boolean,
+    Decimal,
+    Date32,
+    TimestampMs,
+    Binary,
+    Dictionary,
+}
+
+const ALL_KEYS: [KeyKind; 13] = [
+    KeyKind::Int64,
+    KeyKind::Int32,
+    KeyKind::UInt8,
+    KeyKind::Utf8,
+    KeyKind::LargeUtf8,
+    KeyKind::Utf8View,
+    KeyKind::Float64,
+    KeyKind::Boolean,
+    KeyKind::Decimal,
+    KeyKind::Date32,
+    KeyKind::TimestampMs,
+    KeyKind::Binary,
+    KeyKind::Dictionary,
+];
+
+fn maybe<T>(rng: &mut StdRng, null_fraction: f64, value: T) -> Option<T> {
+    (!rng.gen_bool(null_fraction)).then_some(value)
+}
+
+fn key_string(id: u64) -> String {
+    // Mixed lengths: inline (≤12 bytes) and out-of-line views, and non-ASCII text.
+    match id % 3 {
+        0 => format!("k{id}"),
+        1 => format!("a-much-longer-key-number-{id}"),
+        _ => format!("ключ-{id}-é"),
+    }
+}
+
+fn key_column(
+    kind: KeyKind,
+    rng: &mut StdRng,
+    rows: usize,
+    groups: u64,
+    null_fraction: f64,
+) -> ArrayRef {
+    let ids: Vec<Option<u64>> = (0..rows)
+        .map(|_| {
+            let id = rng.gen_range(0..groups.max(1));
+            maybe(rng, null_fraction, id)
+        })
+        .collect();
+    match kind {
+        KeyKind::Int64 => Arc::new(Int64Array::from_iter(ids.iter().map(|v| {
+            v.map(|id| match id {
+                0 => i64::MIN,
+                1 => i64::MAX,
+                id => id as i64 * 7919 - 1_000_000,
+            })
+        }))),
+        KeyKind::Int32 => Arc::new(Int32Array::from_iter(
+            ids.iter().map(|v| v.map(|id| id as i32 - 50)),
+        )),
+        KeyKind::UInt8 => Arc::new(UInt8Array::from_iter(
+            ids.iter().map(|v| v.map(|id| (id % 256) as u8)),
+        )),
+        KeyKind::Utf8 => Arc::new(StringArray::from_iter(
+            ids.iter().map(|v| v.map(key_string)),
+        )),
+        KeyKind::LargeUtf8 => Arc::new(LargeStringArray::from_iter(
+            ids.iter().map(|v| v.map(key_string)),
+        )),
+        KeyKind::Utf8View => Arc::new(StringViewArray::from_iter(
+            ids.iter().map(|v| v.map(key_string)),
+        )),
+        KeyKind::Float64 => Arc::new(Float64Array::from_iter(ids.iter().map(|v| {
+            v.map(|id| match id % 5 {
+                0 => f64::NAN,
+                1 if id % 2 == 0 => -0.0,
+                1 => 0.0,
+                2 => -f64::NAN,
+                _ => id as f64 / 4.0,
+            })
+        }))),
+        KeyKind::Boolean => Arc::new(BooleanArray::from_iter(
+            ids.iter().map(|v| v.map(|id| id % 2 == 0)),
+        )),
+        KeyKind::Decimal => Arc::new(
+            Decimal128Array::from_iter(
+                ids.iter()
+                    .map(|v| v.map(|id| id as i128 * 1_000_000_000_000_000_000 - 7)),
+            )
+            .with_precision_and_scale(38, 5)
+            .unwrap(),
+        ),
+        KeyKind::Date32 => Arc::new(Date32Array::from_iter(
+            ids.iter().map(|v| v.map(|id| id as i32 - 10_000)),
+        )),
+        KeyKind::TimestampMs => Arc::new(
+            TimestampMillisecondArray::from_iter(
+                ids.iter().map(|v| v.map(|id| id as i64 * 60_000)),
+            )
+            .with_timezone("+00:00"),
+        ),
+        KeyKind::Binary => {
+            Arc::new(BinaryArray::from_iter(ids.iter().map(|v| {
+                v.map(|id| vec![0xff, (id % 251) as u8, (id / 251) as u8, 0])
+            })))
+        }
+        KeyKind::Dictionary => {
+            let strings: Vec<Option<String>> = ids.iter().map(|v| v.map(key_string)).collect();
+            let array: DictionaryArray<Int32Type> = strings.iter().map(|s| s.as_deref()).collect();
+            Arc::new(array)
+        }
+    }
+}
+
+/// Value columns: v_int (moderate i64), v_extreme (i64 extremes; MIN/MAX only), v_float
+/// (moderate with specials), v_decimal (decimal(12,2)), v_text (strings), v_flag (filter).
+fn value_columns(rng: &mut StdRng, rows: usize, null_fraction: f64) -> Vec<ArrayRef> {
+    let ints: Int64Array = (0..rows)
+        .map(|_| {
+            let v = rng.gen_range(-1_000_000_000_i64..1_000_000_000);
+            maybe(rng, null_fraction, v)
+        })
+        .collect();
+    let extremes: Int64Array = (0..rows)
+        .map(|_| {
+            let v = match rng.gen_range(0..4) {
+                0 => i64::MIN,
+                1 => i64::MAX,
+                _ => rng.gen(),
+            };
+            maybe(rng, null_fraction, v)
+        })
+        .collect();
+    let floats: Float64Array = (0..rows)
+        .map(|_| {
+            let v = match rng.gen_range(0..200) {
+                0 => f64::NAN,
+                1 => f64::INFINITY,
+                2 => -0.0,
+                _ => rng.gen_range(-1e6..1e6),
+            };
+            maybe(rng, null_fraction, v)
+        })
+        .collect();
+    let decimals = (0..rows)
+        .map(|_| {
+            let v = rng.gen_range(-99_999_999_999_i128..99_999_999_999);
+            maybe(rng, null_fraction, v)
+        })
+        .collect::<Decimal128Array>()
+        .with_precision_and_scale(12, 2)
+        .unwrap();
+    let texts: StringArray = (0..rows)
+        .map(|_| {
+            let v = key_string(rng.gen_range(0..1000));
+            maybe(rng, null_fraction, v)
+        })
+        .collect();
+    let flags: BooleanArray = (0..rows)
+        .map(|_| {
+            let v = rng.gen_bool(0.5);
+            maybe(rng, 0.1, v)
+        })
+        .collect();
+    vec![
+        Arc::new(ints),
+        Arc::new(extremes),
+        Arc::new(floats),
+        Arc::new(decimals),
+        Arc::new(texts),
+        Arc::new(flags),
+    ]
+}
+
+fn value_fields() -> Vec<Field> {
+    vec![
+        Field::new("v_int", DataType::Int64, true),
+        Field::new("v_extreme", DataType::Int64, true),
+        Field::new("v_float", DataType::Float64, true),
+        Field::new("v_decimal", DataType::Decimal128(12, 2), true),
+        Field::new("v_text", DataType::Utf8, true),
+        Field::new("v_flag", DataType::Boolean, true),
+    ]
+}
+
+/// Aggregates over a batch whose value columns start at `first_value`.
+fn aggregates(first_value: usize) -> Vec<AggregateExpr> {
+    let (int, extreme, float, decimal, text, flag) = (
+        first_value,
+        first_value + 1,
+        first_value + 2,
+        first_value + 3,
+        first_value + 4,
+        first_value + 5,
+    );
+    vec![
+        AggregateExpr::new(F::CountStar, None, "count_star"),
+        AggregateExpr::new(F::Count, Some(int), "count_int"),
+        AggregateExpr::new(F::Sum, Some(int), "sum_int"),
+        AggregateExpr::new(F::Avg, Some(int), "avg_int"),
+        AggregateExpr::new(F::Min, Some(extreme), "min_extreme"),
+        AggregateExpr::new(F::Max, Some(extreme), "max_extreme"),
+        AggregateExpr::new(F::Sum, Some(float), "sum_float"),
+        AggregateExpr::new(F::Avg, Some(float), "avg_float"),
+        AggregateExpr::new(F::Min, Some(float), "min_float"),
+        AggregateExpr::new(F::Max, Some(float), "max_float"),
+        AggregateExpr::new(F::Sum, Some(decimal), "sum_decimal"),
+        AggregateExpr::new(F::Avg, Some(decimal), "avg_decimal"),
+        AggregateExpr::new(F::Min, Some(decimal), "min_decimal"),
+        AggregateExpr::new(F::Max, Some(text), "max_text"),
+        AggregateExpr::new(F::Min, Some(text), "min_text"),
+        AggregateExpr::new(F::Sum, Some(int), "sum_int_filtered").with_filter(flag),
+        AggregateExpr::new(F::CountStar, None, "count_filtered").with_filter(flag),
+    ]
+}
+
+struct Case {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    group_by: Vec<usize>,
+    aggregates: Vec<AggregateExpr>,
+}
+
+fn make_case(seed: u64, keys: &[KeyKind], rows: usize, groups: u64, null_fraction: f64) -> Case {
+    let mut rng = StdRng::seed_from_u64(seed);
+    // Random batch sizes, including empty and one-row batches.
+    let mut sizes = Vec::new();
+    let mut left = rows;
+    while left > 0 {
+        let size = match rng.gen_range(0..6) {
+            0 => 0,
+            1 => 1,
+            _ => rng.gen_range(1..=left.min(4096)),
+        }
+        .min(left);
+        sizes.push(size);
+        left -= size;
+    }
+    sizes.push(0);
+    let mut fields: Vec<Field> = Vec::new();
+    let mut batches = Vec::new();
+    let mut schema: Option<SchemaRef> = None;
+    for size in sizes {
+        let mut columns: Vec<ArrayRef> = keys
+            .iter()
+            .map(|&k| key_column(k, &mut rng, size, groups, null_fraction))
+            .collect();
+        columns.extend(value_columns(&mut rng, size, null_fraction));
+        let schema = schema.get_or_insert_with(|| {
+            fields = columns
+                .iter()
+                .take(keys.len())
+                .enumerate()
+                .map(|(i, c)| Field::new(format!("key{i}"), c.data_type().clone(), true))
+                .collect();
+            fields.extend(value_fields());
+            Arc::new(Schema::new(fields.clone()))
+        });
+        batches.push(RecordBatch::try_new(schema.clone(), columns).unwrap());
+    }
+    let schema = schema.unwrap();
+    Case {
+        schema,
+        batches,
+        group_by: (0..keys.len()).collect(),
+        aggregates: aggregates(keys.len()),
+    }
+}
+
+fn expected(case: &Case) -> Vec<RefRow> {
+    let mut rows = reference::aggregate(&case.batches, &case.group_by, &case.aggregates).unwrap();
+    sort_rows(&mut rows);
+    rows
+}
+
+fn single_phase(case: &Case) -> Vec<RefRow> {
+    let mut aggregator = HashAggregator::try_new(
+        case.schema.clone(),
+        case.group_by.clone(),
+        case.aggregates.clone(),
+    )
+    .unwrap();
+    for batch in &case.batches {
+        aggregator.update(batch).unwrap();
+    }
+    let output = aggregator.evaluate(EmitTo::All).unwrap();
+    let mut rows = reference::batch_rows(&output, case.group_by.len()).unwrap();
+    sort_rows(&mut rows);
+    rows
+}
+
+fn two_phase(case: &Case, partitions: usize, seed: u64) -> Vec<RefRow> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let new = || {
+        HashAggregator::try_new(
+            case.schema.clone(),
+            case.group_by.clone(),
+            case.aggregates.clone(),
+        )
+        .unwrap()
+    };
+    let mut partials: Vec<HashAggregator> = (0..partitions).map(|_| new()).collect();
+    for batch in &case.batches {
+        partials[rng.gen_range(0..partitions)]
+            .update(batch)
+            .unwrap();
+    }
+    let mut last = new();
+    for partial in &mut partials {
+        // Hand state over in pieces, as a bounded emit would.
+        let first = partial.num_groups() / 2;
+        last.merge(&partial.state(EmitTo::First(first)).unwrap())
+            .unwrap();
+        last.merge(&partial.state(EmitTo::All).unwrap()).unwrap();
+    }
+    let output = last.evaluate(EmitTo::All).unwrap();
+    let mut rows = reference::batch_rows(&output, case.group_by.len()).unwrap();
+    sort_rows(&mut rows);
+    rows
+}
+
+fn check(case: &Case, label: &str) {
+    let expected = expected(case);
+    let actual = single_phase(case);
+    if let Err(e) = compare_rows(&actual, &expected, FLOAT_TOLERANCE) {
+        panic!("{label} single-phase: {e}");
+    }
+    for partitions in [2, 5] {
+        let merged = two_phase(case, partitions, 99);
+        if let Err(e) = compare_rows(&merged, &expected, FLOAT_TOLERANCE) {
+            panic!("{label} two-phase with {partitions} partitions: {e}");
+        }
+    }
+}
+
+#[test]
+fn every_key_type_matches_the_reference() {
+    for (i, &key) in ALL_KEYS.iter().enumerate() {
+        for (j, null_fraction) in [0.0, 0.1, 1.0].into_iter().enumerate() {
+            for groups in [1, 17, 2000] {
+                let seed = (i * 100 + j * 10) as u64 + groups;
+                let case = make_case(seed, &[key], 3000, groups, null_fraction);
+                check(
+                    &case,
+                    &format!("{key:?} nulls={null_fraction} groups={groups}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn multi_column_keys_match_the_reference() {
+    for (seed, keys) in [
+        [KeyKind::Int64, KeyKind::Utf8],
+        [KeyKind::Utf8View, KeyKind::Float64],
+        [KeyKind::Boolean, KeyKind::Dictionary],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let case = make_case(seed as u64, keys, 5000, 40, 0.1);
+        check(&case, &format!("{keys:?}"));
+    }
+}
+
+#[test]
+fn global_aggregate_matches_the_reference_including_no_rows() {
+    for rows in [0, 1, 2500] {
+        let mut case = make_case(rows as u64, &[], rows, 1, 0.1);
+        case.group_by.clear();
+        check(&case, &format!("global over {rows} rows"));
+    }
+    let case = make_case(3, &[], 0, 1, 0.1);
+    let rows = single_phase(&case);
+    assert_eq!(rows.len(), 1, "a global aggregate over no rows has one row");
+}
+
+#[test]
+fn many_groups_match_the_reference() {
+    let case = make_case(7, &[KeyKind::Int64], 200_000, 1_000_000, 0.01);
+    check(&case, "Int64 ~180k groups");
+    let case = make_case(8, &[KeyKind::Utf8], 100_000, 1_000_000, 0.01);
+    check(&case, "Utf8 ~95k groups");
+}
+
+#[test]
+fn emitting_in_pieces_equals_emitting_all() {
+    let case = make_case(11, &[KeyKind::Utf8], 4000, 300, 0.1);
+    let expected = expected(&case);
+    let mut aggregator = HashAggregator::try_new(
+        case.schema.clone(),
+        case.group_by.clone(),
+        case.aggregates.clone(),
+    )
+    .unwrap();
+    for batch in &case.batches {
+        aggregator.update(batch).unwrap();
+    }
+    let mut rows = Vec::new();
+    while aggregator.num_groups() > 0 {
+        let piece = aggregator.evaluate(EmitTo::First(37)).unwrap();
+        assert!(piece.num_rows() <= 37);
+        rows.extend(reference::batch_rows(&piece, 1).unwrap());
+    }
+    sort_rows(&mut rows);
+    compare_rows(&rows, &expected, FLOAT_TOLERANCE).unwrap();
+}
+
+#[test]
+fn integer_sum_overflow_is_an_error_in_both() {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, true),
+        Field::new("v", DataType::Int64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 1, 2])),
+            Arc::new(Int64Array::from(vec![i64::MAX, i64::MAX, 5])),
+        ],
+    )
+    .unwrap();
+    let aggregates = vec![AggregateExpr::new(F::Sum, Some(1), "s")];
+    let mut aggregator = HashAggregator::try_new(schema, vec![0], aggregates.clone()).unwrap();
+    aggregator.update(&batch).unwrap();
+    let error = aggregator.evaluate(EmitTo::All).unwrap_err();
+    assert!(error.to_string().contains("overflow"), "{error}");
+    assert!(reference::aggregate(&[batch], &[0], &aggregates).is_err());
+}
+
+#[test]
+fn memory_limit_is_a_clear_error() {
+    let case = make_case(5, &[KeyKind::Utf8], 50_000, 1_000_000, 0.0);
+    let mut aggregator = HashAggregator::try_new(
+        case.schema.clone(),
+        case.group_by.clone(),
+        case.aggregates.clone(),
+    )
+    .unwrap()
+    .with_memory_limit(64 * 1024);
+    let error = case
+        .batches
+        .iter()
+        .find_map(|b| aggregator.update(b).err())
+        .expect("the limit is reached");
+    assert!(error.to_string().contains("over its limit"), "{error}");
+}
+
+#[test]
+fn size_tracks_allocated_state() {
+    let case = make_case(6, &[KeyKind::Int64], 100_000, 1_000_000, 0.0);
+    let mut aggregator = HashAggregator::try_new(
+        case.schema.clone(),
+        case.group_by.clone(),
+        case.aggregates.clone(),
+    )
+    .unwrap();
+    let before = aggregator.size();
+    for batch in &case.batches {
+        aggregator.update(batch).unwrap();
+    }
+    let groups = aggregator.num_groups();
+    // At least the keys, one i64 per COUNT and the 16-byte sums must be accounted for.
+    assert!(
+        aggregator.size() > before + groups * (8 + 8 + 16),
+        "size {} for {groups} groups",
+        aggregator.size()
+    );
+    let _ = TimeUnit::Millisecond;
+}
