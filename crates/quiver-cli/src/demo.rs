@@ -12,7 +12,7 @@ use quiver_exec::aggregate::{aggregate_partitions, AggregatePlan};
 use quiver_ingest::{IngestConfig, RecordBatcher};
 use quiver_kernels::{AggregateExpr, AggregateFunction as F, EmitTo, HashAggregator};
 
-use crate::generate;
+use quiver_cli::generate;
 
 fn trade_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![

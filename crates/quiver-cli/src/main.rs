@@ -1,7 +1,6 @@
 //! The `quiver` command: demo, the 1BRC run, and benchmark data generators.
 
 mod demo;
-mod generate;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -178,12 +177,18 @@ fn gen(
         let block_seed = seed ^ written.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         match dataset {
             Dataset::OneBrc => {
-                let stations = keys.unwrap_or(generate::STATIONS.len() as u64) as usize;
-                generate::onebrc_lines(block, stations, block_seed, &mut buffer);
+                let stations = keys.unwrap_or(quiver_cli::generate::STATIONS.len() as u64) as usize;
+                quiver_cli::generate::onebrc_lines(block, stations, block_seed, &mut buffer);
             }
             Dataset::Trades => {
                 let traders = keys.unwrap_or(100);
-                generate::trades_jsonl(block, traders, block_seed, written, &mut buffer);
+                quiver_cli::generate::trades_jsonl(
+                    block,
+                    traders,
+                    block_seed,
+                    written,
+                    &mut buffer,
+                );
             }
         }
         writer

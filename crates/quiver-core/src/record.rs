@@ -73,6 +73,12 @@ impl Record {
         self.fields.get(index).map(|(n, v)| (&**n, v))
     }
 
+    /// The field at position `index` with its shared name, so callers can match names by
+    /// pointer before comparing bytes.
+    pub fn entry_at(&self, index: usize) -> Option<(&Arc<str>, &Value)> {
+        self.fields.get(index).map(|(n, v)| (n, v))
+    }
+
     /// Fields in insertion order.
     pub fn fields(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.fields.iter().map(|(n, v)| (&**n, v))

@@ -31,6 +31,9 @@ impl Decimal {
 
     /// The same number with `scale` digits after the point, if that is exact and fits.
     pub fn rescale(&self, scale: i8) -> Option<i128> {
+        if scale == self.scale {
+            return Some(self.mantissa);
+        }
         let diff = i32::from(scale) - i32::from(self.scale);
         if diff >= 0 {
             let factor = 10_i128.checked_pow(diff.unsigned_abs())?;

@@ -49,6 +49,9 @@ pub struct RecordBatcher {
     config: IngestConfig,
     schema: Option<SchemaRef>,
     columns: Vec<ColumnBuilder>,
+    /// Per column, the shared name of the field last found at the column's position: records
+    /// built from one schema share name allocations, so a pointer check replaces a string compare.
+    known_names: Vec<Option<Arc<str>>>,
     /// Records held back until the schema is inferred.
     pending: Vec<Record>,
     rows_in_batch: usize,
@@ -72,6 +75,7 @@ impl RecordBatcher {
             config,
             schema: Some(schema),
             columns,
+            known_names: Vec::new(),
             pending: Vec::new(),
             rows_in_batch: 0,
             bytes_in_batch: 0,
@@ -89,6 +93,7 @@ impl RecordBatcher {
             config,
             schema: None,
             columns: Vec::new(),
+            known_names: Vec::new(),
             pending: Vec::new(),
             rows_in_batch: 0,
             bytes_in_batch: 0,
@@ -173,11 +178,13 @@ impl RecordBatcher {
             self.reject(index, reason, record);
             return Ok(());
         }
+        self.remember_names(record, &schema);
         let mut row_bytes = 0;
         for (column_index, (field, column)) in
             schema.fields().iter().zip(&mut self.columns).enumerate()
         {
-            let value = lookup(record, column_index, field.name()).unwrap_or(&Value::Null);
+            let value = lookup(record, column_index, field.name(), &self.known_names)
+                .unwrap_or(&Value::Null);
             row_bytes += value.encoded_size_bytes();
             let scalar = convert(value, field.data_type(), self.config.mixed_types)
                 .map_err(|e| QuiverError::Internal(format!("checked value failed: {e}")))?;
@@ -198,7 +205,7 @@ impl RecordBatcher {
     fn check(&self, schema: &Schema, record: &Record) -> std::result::Result<(), String> {
         let mut fields_found = 0;
         for (column_index, field) in schema.fields().iter().enumerate() {
-            match lookup(record, column_index, field.name()) {
+            match lookup(record, column_index, field.name(), &self.known_names) {
                 None if !field.is_nullable() => {
                     return Err(format!(
                         "field `{}`: required ({}), found no such field",
@@ -236,6 +243,21 @@ impl RecordBatcher {
             }
         }
         Ok(())
+    }
+
+    fn remember_names(&mut self, record: &Record, schema: &Schema) {
+        if self.known_names.len() != schema.fields().len() {
+            self.known_names = vec![None; schema.fields().len()];
+        }
+        for (column_index, field) in schema.fields().iter().enumerate() {
+            if let Some((name, _)) = record.entry_at(column_index) {
+                let known = &mut self.known_names[column_index];
+                if !known.as_ref().is_some_and(|k| Arc::ptr_eq(k, name)) && &**name == field.name()
+                {
+                    *known = Some(Arc::clone(name));
+                }
+            }
+        }
     }
 
     fn reject(&mut self, index: u64, reason: String, record: &Record) {
@@ -354,11 +376,24 @@ fn unify(a: &DataType, b: &DataType) -> Option<DataType> {
     })
 }
 
-fn lookup<'r>(record: &'r Record, column_index: usize, name: &str) -> Option<&'r Value> {
-    // Records built with the schema's field order hit the positional fast path.
-    match record.field_at(column_index) {
-        Some((n, v)) if n == name => Some(v),
-        _ => record.get(name),
+fn lookup<'r>(
+    record: &'r Record,
+    column_index: usize,
+    name: &str,
+    known_names: &[Option<Arc<str>>],
+) -> Option<&'r Value> {
+    // Records built with the schema's field order hit the positional fast path, and records
+    // sharing name allocations skip the string compare.
+    match record.entry_at(column_index) {
+        Some((n, v)) => {
+            let known = known_names.get(column_index).and_then(Option::as_ref);
+            if known.is_some_and(|k| Arc::ptr_eq(k, n)) || &**n == name {
+                Some(v)
+            } else {
+                record.get(name)
+            }
+        }
+        None => record.get(name),
     }
 }
 

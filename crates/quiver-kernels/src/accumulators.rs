@@ -61,13 +61,27 @@ pub fn selected_rows(
     NullBuffer::union(value_nulls, filter_mask.as_ref()).filter(|m| m.null_count() > 0)
 }
 
-/// Calls `f(row)` for every selected row.
-#[inline(always)]
-fn for_each_selected(len: usize, mask: Option<&NullBuffer>, mut f: impl FnMut(usize)) {
-    match mask {
-        None => (0..len).for_each(f),
-        Some(mask) => mask.valid_indices().for_each(&mut f),
-    }
+/// Runs `$body` with `$g` (group index) and `$v` (value) bound for every selected row: a plain
+/// zipped loop when all rows are selected, the set bits of the mask otherwise.
+macro_rules! for_each_selected {
+    ($mask:expr, $group_ids:expr, $values:expr, |$g:ident, $v:ident| $body:block) => {
+        match $mask {
+            None => {
+                for (&group, &value) in $group_ids.iter().zip($values.iter()) {
+                    let $g = group as usize;
+                    let $v = value;
+                    $body
+                }
+            }
+            Some(mask) => {
+                for row in mask.valid_indices() {
+                    let $g = $group_ids[row] as usize;
+                    let $v = $values[row];
+                    $body
+                }
+            }
+        }
+    };
 }
 
 fn take_front<T: Clone>(values: &mut Vec<T>, emit_to: EmitTo) -> Vec<T> {
@@ -108,10 +122,16 @@ impl GroupsAccumulator for CountAccumulator {
         let mask = selected_rows(value_nulls.as_ref(), filter);
         let counts = &mut self.counts;
         match mask {
-            None => group_ids.iter().for_each(|&g| counts[g as usize] += 1),
-            Some(mask) => mask
-                .valid_indices()
-                .for_each(|row| counts[group_ids[row] as usize] += 1),
+            None => {
+                for &g in group_ids {
+                    counts[g as usize] += 1;
+                }
+            }
+            Some(mask) => {
+                for row in mask.valid_indices() {
+                    counts[group_ids[row] as usize] += 1;
+                }
+            }
         }
         Ok(())
     }
@@ -266,17 +286,15 @@ impl SumAccumulator {
         let (sums, counts, raw) = (&mut self.exact_sums, &mut self.counts, values.values());
         if std::mem::size_of::<T::Native>() <= 8 {
             // Values of at most 64 bits: 2^64 rows cannot overflow an i128 sum.
-            for_each_selected(raw.len(), mask, |row| {
-                let g = group_ids[row] as usize;
-                sums[g] += raw[row].into();
+            for_each_selected!(mask, group_ids, raw, |g, v| {
+                sums[g] += v.into();
                 counts[g] += 1;
             });
             return Ok(());
         }
         let mut overflow = false;
-        for_each_selected(raw.len(), mask, |row| {
-            let g = group_ids[row] as usize;
-            match sums[g].checked_add(raw[row].into()) {
+        for_each_selected!(mask, group_ids, raw, |g, v| {
+            match sums[g].checked_add(v.into()) {
                 Some(s) => sums[g] = s,
                 None => overflow = true,
             }
@@ -307,9 +325,8 @@ impl SumAccumulator {
             &mut self.counts,
             values.values(),
         );
-        for_each_selected(raw.len(), mask, |row| {
-            let g = group_ids[row] as usize;
-            neumaier_add(&mut sums[g], &mut comps[g], raw[row].into());
+        for_each_selected!(mask, group_ids, raw, |g, v| {
+            neumaier_add(&mut sums[g], &mut comps[g], v.into());
             counts[g] += 1;
         });
     }
@@ -618,9 +635,7 @@ where
             MinMaxKind::Min => |new, current| new.sql_lt(current),
             MinMaxKind::Max => |new, current| current.sql_lt(new),
         };
-        for_each_selected(raw.len(), mask, |row| {
-            let g = group_ids[row] as usize;
-            let v = raw[row];
+        for_each_selected!(mask, group_ids, raw, |g, v| {
             if !seen[g] || keep_new(v, values[g]) {
                 values[g] = v;
                 seen[g] = true;
@@ -730,9 +745,13 @@ impl GroupsAccumulator for StringMinMax {
         macro_rules! each {
             ($a:expr) => {{
                 let a = $a;
-                for_each_selected(a.len(), mask.as_ref(), |row| {
-                    self.offer(group_ids[row] as usize, a.value(row))
-                });
+                match mask.as_ref() {
+                    None => (0..a.len())
+                        .for_each(|row| self.offer(group_ids[row] as usize, a.value(row))),
+                    Some(m) => m
+                        .valid_indices()
+                        .for_each(|row| self.offer(group_ids[row] as usize, a.value(row))),
+                }
             }};
         }
         match array.data_type() {

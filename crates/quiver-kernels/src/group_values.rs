@@ -20,6 +20,7 @@ use arrow::array::{
 };
 use arrow::buffer::NullBuffer;
 use arrow::compute::cast;
+use arrow::datatypes::ArrowNativeType;
 use arrow::datatypes::{
     ByteArrayType, DataType, Date32Type, Date64Type, Decimal128Type, Float32Type, Float64Type,
     Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit, TimestampMicrosecondType,
@@ -30,7 +31,7 @@ use arrow::row::{RowConverter, Rows, SortField};
 use hashbrown::HashTable;
 use quiver_core::{QuiverError, Result};
 
-use crate::hash::{hash_bytes, hash_value};
+use crate::hash::{bytes_equal, hash_bytes};
 use crate::EmitTo;
 
 /// Maps key tuples to dense group ids.
@@ -91,32 +92,153 @@ pub fn new_group_values(key_types: &[DataType]) -> Result<Box<dyn GroupValues>> 
     Ok(Box::new(RowGroupValues::new(key_types)?))
 }
 
-/// Group ids for one primitive key column.
-pub struct PrimitiveGroupValues<T: ArrowPrimitiveType> {
-    data_type: DataType,
-    table: HashTable<u32>,
-    values: Vec<T::Native>,
-    null_group: Option<u32>,
-    hashes: Vec<u64>,
+/// A primitive key's bits, for hashing; equal keys have equal bits.
+pub trait KeyBits: Copy + Eq + Default + Send + 'static {
+    /// The key folded to 64 bits.
+    fn bits(self) -> u64;
 }
 
-impl<T: ArrowPrimitiveType> PrimitiveGroupValues<T> {
+macro_rules! key_bits {
+    ($($t:ty),*) => {$(
+        impl KeyBits for $t {
+            #[inline(always)]
+            fn bits(self) -> u64 {
+                self as u64
+            }
+        }
+    )*};
+}
+key_bits!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+impl KeyBits for i128 {
+    #[inline(always)]
+    fn bits(self) -> u64 {
+        (self as u64) ^ ((self >> 64) as u64).rotate_left(29)
+    }
+}
+
+/// Fibonacci hashing of a key's bits; the table index is the top bits.
+#[inline(always)]
+fn fibonacci_hash(bits: u64) -> u64 {
+    if cfg!(feature = "force-hash-collisions") {
+        return 0;
+    }
+    (bits ^ (bits >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// A slot of the open-addressing table: the key inline, so a probe touches one cache line.
+#[derive(Clone, Copy)]
+struct Slot<K> {
+    key: K,
+    group: u32,
+}
+
+const EMPTY_SLOT: u32 = u32::MAX;
+
+/// How many rows ahead the probe loop prefetches its slot.
+const PREFETCH_DISTANCE: usize = 16;
+
+/// Group ids for one primitive key column: a linear-probing table of `(key, group)` slots,
+/// sized before each batch so a batch never rehashes mid-probe, with slots prefetched a few rows
+/// ahead (large tables are cache-miss bound).
+pub struct PrimitiveGroupValues<T: ArrowPrimitiveType> {
+    data_type: DataType,
+    slots: Vec<Slot<T::Native>>,
+    /// `64 - log2(slots.len())`: the index of a hash is `hash >> shift`.
+    shift: u32,
+    values: Vec<T::Native>,
+    null_group: Option<u32>,
+    indices: Vec<usize>,
+}
+
+impl<T: ArrowPrimitiveType> PrimitiveGroupValues<T>
+where
+    T::Native: KeyBits,
+{
     /// An empty mapping for keys of `data_type`.
     pub fn new(data_type: DataType) -> Self {
-        PrimitiveGroupValues {
+        let mut values = PrimitiveGroupValues {
             data_type,
-            table: HashTable::new(),
+            slots: Vec::new(),
+            shift: 64,
             values: Vec::new(),
             null_group: None,
-            hashes: Vec::new(),
+            indices: Vec::new(),
+        };
+        values.rebuild(64);
+        values
+    }
+
+    /// Makes room for `rows` more keys at load factor 1/2, rebuilding the table if needed.
+    fn reserve(&mut self, rows: usize) {
+        let needed = (self.values.len() + rows).saturating_mul(2);
+        if needed > self.slots.len() {
+            self.rebuild(needed.next_power_of_two());
         }
     }
+
+    fn rebuild(&mut self, capacity: usize) {
+        let capacity = capacity.max(64).next_power_of_two();
+        self.shift = 64 - capacity.trailing_zeros();
+        self.slots.clear();
+        self.slots.resize(
+            capacity,
+            Slot {
+                key: T::Native::default(),
+                group: EMPTY_SLOT,
+            },
+        );
+        let mask = capacity - 1;
+        for (group, &key) in self.values.iter().enumerate() {
+            if self.null_group == Some(group as u32) {
+                continue;
+            }
+            let mut index = (fibonacci_hash(key.bits()) >> self.shift) as usize;
+            while self.slots[index].group != EMPTY_SLOT {
+                index = (index + 1) & mask;
+            }
+            self.slots[index] = Slot {
+                key,
+                group: group as u32,
+            };
+        }
+    }
+
+    #[inline(always)]
+    fn probe(&mut self, key: T::Native, mut index: usize, mask: usize) -> u32 {
+        loop {
+            let slot = self.slots[index];
+            if slot.group == EMPTY_SLOT {
+                let group = self.values.len() as u32;
+                self.values.push(key);
+                self.slots[index] = Slot { key, group };
+                return group;
+            }
+            if slot.key == key {
+                return slot.group;
+            }
+            index = (index + 1) & mask;
+        }
+    }
+}
+
+#[inline(always)]
+fn prefetch<T>(slot: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint that never faults; the pointer comes from a live reference.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+            (slot as *const T).cast::<i8>(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = slot;
 }
 
 impl<T> GroupValues for PrimitiveGroupValues<T>
 where
     T: ArrowPrimitiveType,
-    T::Native: std::hash::Hash + Eq,
+    T::Native: KeyBits,
 {
     fn intern(&mut self, keys: &[ArrayRef], groups: &mut Vec<u32>) -> Result<()> {
         let array = single_key(keys)?
@@ -124,36 +246,40 @@ where
             .ok_or_else(|| QuiverError::Internal(format!("group key is not {}", self.data_type)))?;
         groups.clear();
         groups.reserve(array.len());
+        self.reserve(array.len() + 1);
         let values = array.values();
-        // Hash the whole column first, then probe: the hash loop vectorises and the probe
-        // loop has its hashes ready.
-        self.hashes.clear();
-        self.hashes.extend(values.iter().map(hash_value));
+        let mask = self.slots.len() - 1;
+        let shift = self.shift;
+        // Hash the whole column first: the loop vectorises and the probe loop can prefetch.
+        let mut indices = std::mem::take(&mut self.indices);
+        indices.clear();
+        indices.extend(
+            values
+                .iter()
+                .map(|v| (fibonacci_hash(v.bits()) >> shift) as usize),
+        );
         let nulls = array.nulls().filter(|n| n.null_count() > 0);
-        for (row, (&value, &hash)) in values.iter().zip(&self.hashes).enumerate() {
+        for (row, (&key, &index)) in values.iter().zip(&indices).enumerate() {
+            if let Some(&ahead) = indices.get(row + PREFETCH_DISTANCE) {
+                prefetch(&self.slots[ahead]);
+            }
             if nulls.is_some_and(|n| n.is_null(row)) {
-                let next = self.values.len() as u32;
-                let group = *self.null_group.get_or_insert(next);
-                if group == next {
-                    self.values.push(T::Native::default());
-                }
+                let group = match self.null_group {
+                    Some(group) => group,
+                    None => {
+                        let group = self.values.len() as u32;
+                        self.values.push(T::Native::default());
+                        self.null_group = Some(group);
+                        group
+                    }
+                };
                 groups.push(group);
                 continue;
             }
-            let stored = &self.values;
-            let group = match self.table.find(hash, |&g| stored[g as usize] == value) {
-                Some(&g) => g,
-                None => {
-                    let g = self.values.len() as u32;
-                    self.values.push(value);
-                    let stored = &self.values;
-                    self.table
-                        .insert_unique(hash, g, |&g| hash_value(&stored[g as usize]));
-                    g
-                }
-            };
+            let group = self.probe(key, index, mask);
             groups.push(group);
         }
+        self.indices = indices;
         Ok(())
     }
 
@@ -162,9 +288,9 @@ where
     }
 
     fn size(&self) -> usize {
-        self.table.allocation_size()
+        self.slots.capacity() * std::mem::size_of::<Slot<T::Native>>()
             + self.values.capacity() * std::mem::size_of::<T::Native>()
-            + self.hashes.capacity() * 8
+            + self.indices.capacity() * std::mem::size_of::<usize>()
     }
 
     fn emit(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
@@ -179,31 +305,12 @@ where
             None => None,
         };
         if n > 0 {
-            self.rebuild_table();
+            let capacity = self.slots.len();
+            self.rebuild(capacity);
         }
         let array =
             PrimitiveArray::<T>::new(emitted.into(), nulls).with_data_type(self.data_type.clone());
         Ok(vec![Arc::new(array)])
-    }
-}
-
-impl<T> PrimitiveGroupValues<T>
-where
-    T: ArrowPrimitiveType,
-    T::Native: std::hash::Hash + Eq,
-{
-    fn rebuild_table(&mut self) {
-        self.table.clear();
-        let null_group = self.null_group;
-        for (g, value) in self.values.iter().enumerate() {
-            if Some(g as u32) == null_group {
-                continue;
-            }
-            let stored = &self.values;
-            self.table.insert_unique(hash_value(value), g as u32, |&g| {
-                hash_value(&stored[g as usize])
-            });
-        }
     }
 }
 
@@ -217,6 +324,8 @@ pub struct BytesGroupValues {
     offsets: Vec<usize>,
     group_hashes: Vec<u64>,
     null_group: Option<u32>,
+    /// Hashes of the current batch's keys, reused across batches.
+    row_hashes: Vec<u64>,
 }
 
 impl BytesGroupValues {
@@ -230,6 +339,7 @@ impl BytesGroupValues {
             offsets: vec![0],
             group_hashes: Vec::new(),
             null_group: None,
+            row_hashes: Vec::new(),
         }
     }
 
@@ -239,7 +349,7 @@ impl BytesGroupValues {
         let (bytes, offsets, group_hashes) = (&self.bytes, &self.offsets, &self.group_hashes);
         let found = self.table.find(hash, |&g| {
             let g = g as usize;
-            group_hashes[g] == hash && &bytes[offsets[g]..offsets[g + 1]] == key
+            group_hashes[g] == hash && bytes_equal(&bytes[offsets[g]..offsets[g + 1]], key)
         });
         if let Some(&g) = found {
             return g;
@@ -276,15 +386,34 @@ impl BytesGroupValues {
         array: &GenericByteArray<B>,
         groups: &mut Vec<u32>,
     ) {
-        let nulls = array.nulls().filter(|n| n.null_count() > 0);
-        for row in 0..array.len() {
-            if nulls.is_some_and(|n| n.is_null(row)) {
-                groups.push(self.intern_null());
-                continue;
+        let offsets = array.value_offsets();
+        let data = array.value_data();
+        let key = |row: usize| -> &[u8] {
+            let start = offsets[row].as_usize();
+            let end = offsets[row + 1].as_usize();
+            &data[start..end]
+        };
+        // Hash the whole column first; the probe loop then has every hash at hand.
+        let mut hashes = std::mem::take(&mut self.row_hashes);
+        hashes.clear();
+        hashes.extend((0..array.len()).map(|row| hash_bytes(key(row))));
+        match array.nulls().filter(|n| n.null_count() > 0) {
+            None => {
+                for (row, &hash) in hashes.iter().enumerate() {
+                    groups.push(self.intern_bytes(key(row), hash));
+                }
             }
-            let key: &[u8] = array.value(row).as_ref();
-            groups.push(self.intern_bytes(key, hash_bytes(key)));
+            Some(nulls) => {
+                for (row, &hash) in hashes.iter().enumerate() {
+                    if nulls.is_null(row) {
+                        groups.push(self.intern_null());
+                    } else {
+                        groups.push(self.intern_bytes(key(row), hash));
+                    }
+                }
+            }
         }
+        self.row_hashes = hashes;
     }
 }
 
