@@ -18,10 +18,14 @@ use crate::accumulators::{
     SumKind,
 };
 use crate::group_values::{new_group_values, GroupValues};
+use crate::more_accumulators::{
+    BoolAccumulator, CountDistinctAccumulator, PercentileAccumulator, StringAggAccumulator,
+    VarianceAccumulator, VarianceKind,
+};
 use crate::EmitTo;
 
 /// An aggregate function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum AggregateFunction {
     /// `COUNT(*)`: rows.
     CountStar,
@@ -35,6 +39,26 @@ pub enum AggregateFunction {
     Min,
     /// `MAX(col)`.
     Max,
+    /// `COUNT(DISTINCT col)`.
+    CountDistinct,
+    /// `VAR_SAMP(col)`.
+    VarSamp,
+    /// `VAR_POP(col)`.
+    VarPop,
+    /// `STDDEV_SAMP(col)`.
+    StddevSamp,
+    /// `STDDEV_POP(col)`.
+    StddevPop,
+    /// `BOOL_AND(col)`.
+    BoolAnd,
+    /// `BOOL_OR(col)`.
+    BoolOr,
+    /// `MEDIAN(col)`, exact.
+    Median,
+    /// `PERCENTILE_CONT(fraction) WITHIN GROUP (ORDER BY col)`, exact.
+    PercentileCont(f64),
+    /// `STRING_AGG(col, separator)` in arrival order.
+    StringAgg,
 }
 
 impl fmt::Display for AggregateFunction {
@@ -45,12 +69,22 @@ impl fmt::Display for AggregateFunction {
             AggregateFunction::Avg => "AVG",
             AggregateFunction::Min => "MIN",
             AggregateFunction::Max => "MAX",
+            AggregateFunction::CountDistinct => "COUNT DISTINCT",
+            AggregateFunction::VarSamp => "VAR_SAMP",
+            AggregateFunction::VarPop => "VAR_POP",
+            AggregateFunction::StddevSamp => "STDDEV_SAMP",
+            AggregateFunction::StddevPop => "STDDEV_POP",
+            AggregateFunction::BoolAnd => "BOOL_AND",
+            AggregateFunction::BoolOr => "BOOL_OR",
+            AggregateFunction::Median => "MEDIAN",
+            AggregateFunction::PercentileCont(_) => "PERCENTILE_CONT",
+            AggregateFunction::StringAgg => "STRING_AGG",
         })
     }
 }
 
 /// One aggregate of a query: function, input column, optional `FILTER (WHERE ...)` column.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AggregateExpr {
     /// The function.
     pub function: AggregateFunction,
@@ -60,6 +94,8 @@ pub struct AggregateExpr {
     pub filter: Option<usize>,
     /// Output column name.
     pub name: String,
+    /// Separator of `STRING_AGG`.
+    pub separator: String,
 }
 
 impl AggregateExpr {
@@ -70,7 +106,14 @@ impl AggregateExpr {
             input,
             filter: None,
             name: name.into(),
+            separator: ",".to_string(),
         }
+    }
+
+    /// With the separator of `STRING_AGG`.
+    pub fn with_separator(mut self, separator: impl Into<String>) -> Self {
+        self.separator = separator.into();
+        self
     }
 
     /// With a `FILTER (WHERE filter_column)`.
@@ -200,10 +243,72 @@ impl HashAggregator {
                         )],
                     )
                 }
+                AggregateFunction::CountDistinct => (
+                    Box::new(CountDistinctAccumulator::try_new(&input_type)?),
+                    DataType::Int64,
+                    CountDistinctAccumulator::state_fields(&aggregate.name, &input_type),
+                ),
+                function @ (AggregateFunction::VarSamp
+                | AggregateFunction::VarPop
+                | AggregateFunction::StddevSamp
+                | AggregateFunction::StddevPop) => {
+                    require_numeric(&aggregate.name, &input_type)?;
+                    let kind = match function {
+                        AggregateFunction::VarSamp => VarianceKind::VarSamp,
+                        AggregateFunction::VarPop => VarianceKind::VarPop,
+                        AggregateFunction::StddevSamp => VarianceKind::StddevSamp,
+                        _ => VarianceKind::StddevPop,
+                    };
+                    (
+                        Box::new(VarianceAccumulator::new(kind)),
+                        DataType::Float64,
+                        VarianceAccumulator::state_fields(&aggregate.name),
+                    )
+                }
+                function @ (AggregateFunction::BoolAnd | AggregateFunction::BoolOr) => {
+                    if input_type != DataType::Boolean {
+                        return Err(QuiverError::Unsupported(format!(
+                            "{function} of {input_type} in {}; it takes booleans",
+                            aggregate.name
+                        )));
+                    }
+                    (
+                        Box::new(BoolAccumulator::new(function == AggregateFunction::BoolAnd)),
+                        DataType::Boolean,
+                        vec![Field::new(
+                            format!("{}[value]", aggregate.name),
+                            DataType::Boolean,
+                            true,
+                        )],
+                    )
+                }
+                function @ (AggregateFunction::Median | AggregateFunction::PercentileCont(_)) => {
+                    require_numeric(&aggregate.name, &input_type)?;
+                    let fraction = match function {
+                        AggregateFunction::PercentileCont(fraction) => fraction,
+                        _ => 0.5,
+                    };
+                    (
+                        Box::new(PercentileAccumulator::try_new(fraction)?),
+                        DataType::Float64,
+                        PercentileAccumulator::state_fields(&aggregate.name),
+                    )
+                }
+                AggregateFunction::StringAgg => (
+                    Box::new(StringAggAccumulator::new(aggregate.separator.clone())),
+                    DataType::Utf8,
+                    vec![Field::new(
+                        format!("{}[joined]", aggregate.name),
+                        DataType::Utf8,
+                        true,
+                    )],
+                ),
             };
             let nullable = !matches!(
                 aggregate.function,
-                AggregateFunction::CountStar | AggregateFunction::Count
+                AggregateFunction::CountStar
+                    | AggregateFunction::Count
+                    | AggregateFunction::CountDistinct
             );
             output_fields.push(Field::new(&aggregate.name, output_type, nullable));
             state_widths.push(states.len());
@@ -385,6 +490,16 @@ impl HashAggregator {
     }
 }
 
+fn require_numeric(name: &str, data_type: &DataType) -> Result<()> {
+    if data_type.is_numeric() {
+        Ok(())
+    } else {
+        Err(QuiverError::Unsupported(format!(
+            "{name} of {data_type}; it takes numbers"
+        )))
+    }
+}
+
 /// A global aggregate over no rows still has one output row: counts 0, the rest NULL.
 fn pad_global(
     column: ArrayRef,
@@ -397,7 +512,9 @@ fn pad_global(
     }
     if column.is_empty() && rows == 1 {
         return Ok(match function {
-            AggregateFunction::CountStar | AggregateFunction::Count => {
+            AggregateFunction::CountStar
+            | AggregateFunction::Count
+            | AggregateFunction::CountDistinct => {
                 Arc::new(arrow::array::Int64Array::from(vec![0_i64]))
             }
             _ => new_null_array(data_type, 1),

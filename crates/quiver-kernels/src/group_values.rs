@@ -644,7 +644,7 @@ impl GroupValues for RowGroupValues {
 }
 
 /// Maps `-0.0` to `0.0` and every NaN to one NaN, so equal SQL values encode equally.
-fn normalize_floats(array: &ArrayRef) -> Result<ArrayRef> {
+pub(crate) fn normalize_floats(array: &ArrayRef) -> Result<ArrayRef> {
     fn normalize<T: ArrowPrimitiveType>(
         array: &ArrayRef,
         canonical: impl Fn(T::Native) -> T::Native,

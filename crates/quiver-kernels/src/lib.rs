@@ -9,6 +9,7 @@ pub mod accumulators;
 pub mod aggregate;
 pub mod group_values;
 pub mod hash;
+pub mod more_accumulators;
 pub mod onebrc;
 pub mod reference;
 

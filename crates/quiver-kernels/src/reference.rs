@@ -64,7 +64,8 @@ impl RefValue {
     }
 }
 
-fn sql_float_cmp(a: f64, b: f64) -> Ordering {
+/// SQL order of floats: NaN above every number.
+pub fn sql_float_cmp(a: f64, b: f64) -> Ordering {
     match (a.is_nan(), b.is_nan()) {
         (true, true) => Ordering::Equal,
         (true, false) => Ordering::Greater,
@@ -142,6 +143,10 @@ enum State {
     Count(i64),
     Sum { int: i128, float: f64, count: i64 },
     Extreme(RefValue),
+    Distinct(std::collections::HashSet<KeyBits>),
+    Values(Vec<f64>),
+    Bool(Option<bool>),
+    Text(Option<String>),
 }
 
 /// Aggregates `batches` row by row. Rows come back in order of first appearance of their key.
@@ -164,6 +169,15 @@ pub fn aggregate(
                     count: 0,
                 },
                 AggregateFunction::Min | AggregateFunction::Max => State::Extreme(RefValue::Null),
+                AggregateFunction::CountDistinct => State::Distinct(Default::default()),
+                AggregateFunction::VarSamp
+                | AggregateFunction::VarPop
+                | AggregateFunction::StddevSamp
+                | AggregateFunction::StddevPop
+                | AggregateFunction::Median
+                | AggregateFunction::PercentileCont(_) => State::Values(Vec::new()),
+                AggregateFunction::BoolAnd | AggregateFunction::BoolOr => State::Bool(None),
+                AggregateFunction::StringAgg => State::Text(None),
             })
             .collect()
     };
@@ -201,6 +215,46 @@ pub fn aggregate(
                 }
                 match state {
                     State::Count(n) => *n += 1,
+                    State::Distinct(set) => {
+                        set.insert(value.key());
+                    }
+                    State::Values(values) => values.push(match value {
+                        RefValue::Int(v) => match aggregate
+                            .input
+                            .map(|c| batch.schema().field(c).data_type().clone())
+                        {
+                            Some(DataType::Decimal128(_, scale)) => {
+                                v as f64 / 10f64.powi(i32::from(scale))
+                            }
+                            _ => v as f64,
+                        },
+                        RefValue::Float(v) => v,
+                        other => {
+                            return Err(QuiverError::Unsupported(format!(
+                                "reference statistic of {other:?}"
+                            )))
+                        }
+                    }),
+                    State::Bool(current) => {
+                        let RefValue::Bool(v) = value else {
+                            return Err(QuiverError::Unsupported("reference BOOL_AND/OR".into()));
+                        };
+                        *current = Some(match (*current, aggregate.function) {
+                            (None, _) => v,
+                            (Some(c), AggregateFunction::BoolAnd) => c && v,
+                            (Some(c), _) => c || v,
+                        });
+                    }
+                    State::Text(current) => {
+                        let RefValue::Bytes(bytes) = value else {
+                            return Err(QuiverError::Unsupported("reference STRING_AGG".into()));
+                        };
+                        let text = String::from_utf8_lossy(&bytes).into_owned();
+                        *current = Some(match current.take() {
+                            None => text,
+                            Some(joined) => format!("{joined}{}{text}", aggregate.separator),
+                        });
+                    }
                     State::Sum { int, float, count } => {
                         *count += 1;
                         match value {
@@ -271,6 +325,52 @@ fn finish(
     let is_float = matches!(input_type, Some(DataType::Float32 | DataType::Float64));
     Ok(match state {
         State::Count(n) => RefValue::Int(i128::from(n)),
+        State::Distinct(set) => RefValue::Int(set.len() as i128),
+        State::Bool(value) => value.map_or(RefValue::Null, RefValue::Bool),
+        State::Text(value) => value.map_or(RefValue::Null, |t| RefValue::Bytes(t.into_bytes())),
+        State::Values(mut values) => match aggregate.function {
+            AggregateFunction::Median | AggregateFunction::PercentileCont(_) => {
+                let fraction = match aggregate.function {
+                    AggregateFunction::PercentileCont(f) => f,
+                    _ => 0.5,
+                };
+                values.sort_by(|a, b| sql_float_cmp(*a, *b));
+                if values.is_empty() {
+                    RefValue::Null
+                } else {
+                    let position = fraction * (values.len() - 1) as f64;
+                    let (lo, hi) = (position.floor() as usize, position.ceil() as usize);
+                    let weight = position - lo as f64;
+                    if lo == hi || weight == 0.0 {
+                        RefValue::Float(values[lo])
+                    } else {
+                        RefValue::Float(values[lo] + (values[hi] - values[lo]) * weight)
+                    }
+                }
+            }
+            function => {
+                // Two passes: the textbook definition, not Welford.
+                let n = values.len();
+                let sample = matches!(
+                    function,
+                    AggregateFunction::VarSamp | AggregateFunction::StddevSamp
+                );
+                let divisor = if sample { n.saturating_sub(1) } else { n };
+                if divisor == 0 {
+                    RefValue::Null
+                } else {
+                    let mean = values.iter().sum::<f64>() / n as f64;
+                    let squares: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+                    let variance = squares / divisor as f64;
+                    match function {
+                        AggregateFunction::StddevSamp | AggregateFunction::StddevPop => {
+                            RefValue::Float(variance.sqrt())
+                        }
+                        _ => RefValue::Float(variance),
+                    }
+                }
+            }
+        },
         State::Extreme(value) => value,
         State::Sum { count: 0, .. } => RefValue::Null,
         State::Sum { float, count, .. } if is_float => match aggregate.function {

@@ -241,6 +241,18 @@ fn aggregates(first_value: usize) -> Vec<AggregateExpr> {
         AggregateExpr::new(F::Min, Some(text), "min_text"),
         AggregateExpr::new(F::Sum, Some(int), "sum_int_filtered").with_filter(flag),
         AggregateExpr::new(F::CountStar, None, "count_filtered").with_filter(flag),
+        AggregateExpr::new(F::CountDistinct, Some(text), "distinct_text"),
+        AggregateExpr::new(F::CountDistinct, Some(float), "distinct_float"),
+        AggregateExpr::new(F::CountDistinct, Some(decimal), "distinct_decimal"),
+        AggregateExpr::new(F::VarSamp, Some(float), "var_samp"),
+        AggregateExpr::new(F::VarPop, Some(int), "var_pop"),
+        AggregateExpr::new(F::StddevSamp, Some(decimal), "stddev_samp"),
+        AggregateExpr::new(F::StddevPop, Some(float), "stddev_pop"),
+        AggregateExpr::new(F::BoolAnd, Some(flag), "bool_and"),
+        AggregateExpr::new(F::BoolOr, Some(flag), "bool_or"),
+        AggregateExpr::new(F::Median, Some(int), "median_int"),
+        AggregateExpr::new(F::PercentileCont(0.9), Some(float), "p90_float"),
+        AggregateExpr::new(F::StringAgg, Some(text), "string_agg").with_separator(" | "),
     ]
 }
 
@@ -330,10 +342,15 @@ fn two_phase(case: &Case, partitions: usize, seed: u64) -> Vec<RefRow> {
         .unwrap()
     };
     let mut partials: Vec<HashAggregator> = (0..partitions).map(|_| new()).collect();
-    for batch in &case.batches {
-        partials[rng.gen_range(0..partitions)]
-            .update(batch)
-            .unwrap();
+    // Contiguous runs of batches per partition, merged in order, keep arrival order for
+    // STRING_AGG; the run lengths are random.
+    let mut cuts: Vec<usize> = (1..partitions)
+        .map(|_| rng.gen_range(0..=case.batches.len()))
+        .collect();
+    cuts.sort_unstable();
+    for (index, batch) in case.batches.iter().enumerate() {
+        let partition = cuts.iter().filter(|&&cut| cut <= index).count();
+        partials[partition].update(batch).unwrap();
     }
     let mut last = new();
     for partial in &mut partials {

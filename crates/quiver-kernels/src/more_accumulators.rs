@@ -1,0 +1,712 @@
+//! Accumulators beyond the basic five: variance and standard deviation (Welford, mergeable by
+//! Chan's formula), BOOL_AND / BOOL_OR, exact MEDIAN / PERCENTILE_CONT, STRING_AGG and
+//! COUNT(DISTINCT).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray, StringArray,
+    UInt32Array,
+};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::compute::{cast, take};
+use arrow::datatypes::{DataType, Field, Float64Type};
+use arrow::row::{RowConverter, Rows, SortField};
+use hashbrown::HashTable;
+use quiver_core::{QuiverError, Result};
+
+use crate::accumulators::{selected_rows, GroupsAccumulator};
+use crate::hash::{bytes_equal, hash_bytes, hash_value};
+use crate::EmitTo;
+
+fn take_front<T>(values: &mut Vec<T>, emit_to: EmitTo) -> Vec<T> {
+    let n = emit_to.count(values.len());
+    if n == values.len() {
+        std::mem::take(values)
+    } else {
+        values.drain(..n).collect()
+    }
+}
+
+fn first_input(values: &[ArrayRef]) -> Result<&ArrayRef> {
+    values
+        .first()
+        .ok_or_else(|| QuiverError::Internal("aggregate without an argument".into()))
+}
+
+/// Numeric input as `Float64` (variance and percentiles are computed in f64).
+fn as_f64(array: &ArrayRef) -> Result<ArrayRef> {
+    if !array.data_type().is_numeric() {
+        return Err(QuiverError::Unsupported(format!(
+            "statistical aggregate of {}; it takes numbers",
+            array.data_type()
+        )));
+    }
+    Ok(cast(array, &DataType::Float64)?)
+}
+
+fn state_f64(states: &[ArrayRef], index: usize) -> Result<&Float64Array> {
+    states
+        .get(index)
+        .and_then(|a| a.as_primitive_opt::<Float64Type>())
+        .ok_or_else(|| QuiverError::Internal(format!("state column {index} is not Float64")))
+}
+
+fn state_i64(states: &[ArrayRef], index: usize) -> Result<&Int64Array> {
+    states
+        .get(index)
+        .and_then(|a| a.as_primitive_opt::<arrow::datatypes::Int64Type>())
+        .ok_or_else(|| QuiverError::Internal(format!("state column {index} is not Int64")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// VAR_SAMP, VAR_POP, STDDEV_SAMP, STDDEV_POP
+
+/// Which dispersion statistic a [`VarianceAccumulator`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarianceKind {
+    /// Sample variance (n - 1); NULL for fewer than 2 values.
+    VarSamp,
+    /// Population variance (n).
+    VarPop,
+    /// Square root of the sample variance.
+    StddevSamp,
+    /// Square root of the population variance.
+    StddevPop,
+}
+
+/// Welford's running mean and sum of squared deviations, per group.
+#[derive(Debug)]
+pub struct VarianceAccumulator {
+    kind: VarianceKind,
+    counts: Vec<i64>,
+    means: Vec<f64>,
+    m2s: Vec<f64>,
+}
+
+impl VarianceAccumulator {
+    /// A variance-family accumulator.
+    pub fn new(kind: VarianceKind) -> Self {
+        VarianceAccumulator {
+            kind,
+            counts: Vec::new(),
+            means: Vec::new(),
+            m2s: Vec::new(),
+        }
+    }
+
+    /// State fields: count, mean, m2.
+    pub fn state_fields(name: &str) -> Vec<Field> {
+        vec![
+            Field::new(format!("{name}[count]"), DataType::Int64, false),
+            Field::new(format!("{name}[mean]"), DataType::Float64, false),
+            Field::new(format!("{name}[m2]"), DataType::Float64, false),
+        ]
+    }
+
+    fn resize(&mut self, groups: usize) {
+        self.counts.resize(groups, 0);
+        self.means.resize(groups, 0.0);
+        self.m2s.resize(groups, 0.0);
+    }
+
+    /// Chan et al.'s parallel combination of two (count, mean, m2) summaries.
+    fn combine(&mut self, g: usize, count: i64, mean: f64, m2: f64) {
+        if count == 0 {
+            return;
+        }
+        let n_a = self.counts[g] as f64;
+        let n_b = count as f64;
+        let n = n_a + n_b;
+        let delta = mean - self.means[g];
+        self.means[g] += delta * n_b / n;
+        self.m2s[g] += m2 + delta * delta * n_a * n_b / n;
+        self.counts[g] += count;
+    }
+}
+
+impl GroupsAccumulator for VarianceAccumulator {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_ids: &[u32],
+        filter: Option<&BooleanArray>,
+        total_groups: usize,
+    ) -> Result<()> {
+        self.resize(total_groups);
+        let input = first_input(values)?;
+        let floats = as_f64(input)?;
+        let floats = floats.as_primitive::<Float64Type>();
+        let mask = selected_rows(floats.nulls(), filter);
+        let raw = floats.values();
+        let mut add = |row: usize| {
+            let g = group_ids[row] as usize;
+            let x = raw[row];
+            self.counts[g] += 1;
+            let delta = x - self.means[g];
+            self.means[g] += delta / self.counts[g] as f64;
+            self.m2s[g] += delta * (x - self.means[g]);
+        };
+        match mask {
+            None => (0..raw.len()).for_each(&mut add),
+            Some(mask) => mask.valid_indices().for_each(&mut add),
+        }
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        states: &[ArrayRef],
+        group_ids: &[u32],
+        total_groups: usize,
+    ) -> Result<()> {
+        self.resize(total_groups);
+        let (counts, means, m2s) = (
+            state_i64(states, 0)?,
+            state_f64(states, 1)?,
+            state_f64(states, 2)?,
+        );
+        for (row, &g) in group_ids.iter().enumerate() {
+            self.combine(
+                g as usize,
+                counts.value(row),
+                means.value(row),
+                m2s.value(row),
+            );
+        }
+        Ok(())
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(vec![
+            Arc::new(Int64Array::from(take_front(&mut self.counts, emit_to))),
+            Arc::new(Float64Array::from(take_front(&mut self.means, emit_to))),
+            Arc::new(Float64Array::from(take_front(&mut self.m2s, emit_to))),
+        ])
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let counts = take_front(&mut self.counts, emit_to);
+        let _means = take_front(&mut self.means, emit_to);
+        let m2s = take_front(&mut self.m2s, emit_to);
+        let sample = matches!(self.kind, VarianceKind::VarSamp | VarianceKind::StddevSamp);
+        let root = matches!(
+            self.kind,
+            VarianceKind::StddevSamp | VarianceKind::StddevPop
+        );
+        let values: Vec<Option<f64>> = counts
+            .iter()
+            .zip(&m2s)
+            .map(|(&n, &m2)| {
+                let divisor = if sample { n - 1 } else { n };
+                (divisor > 0).then(|| {
+                    // Rounding can leave a tiny negative m2 for constant input; NaN stays NaN.
+                    let variance = m2 / divisor as f64;
+                    let variance = if variance < 0.0 { 0.0 } else { variance };
+                    if root {
+                        variance.sqrt()
+                    } else {
+                        variance
+                    }
+                })
+            })
+            .collect();
+        Ok(Arc::new(Float64Array::from(values)))
+    }
+
+    fn size(&self) -> usize {
+        self.counts.capacity() * 8 + self.means.capacity() * 8 + self.m2s.capacity() * 8
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// BOOL_AND, BOOL_OR
+
+/// `BOOL_AND` (every value true) or `BOOL_OR` (some value true); NULL when no values.
+#[derive(Debug)]
+pub struct BoolAccumulator {
+    is_and: bool,
+    values: Vec<bool>,
+    seen: Vec<bool>,
+}
+
+impl BoolAccumulator {
+    /// `BOOL_AND` when `is_and`, else `BOOL_OR`.
+    pub fn new(is_and: bool) -> Self {
+        BoolAccumulator {
+            is_and,
+            values: Vec::new(),
+            seen: Vec::new(),
+        }
+    }
+}
+
+impl GroupsAccumulator for BoolAccumulator {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_ids: &[u32],
+        filter: Option<&BooleanArray>,
+        total_groups: usize,
+    ) -> Result<()> {
+        self.values.resize(total_groups, self.is_and);
+        self.seen.resize(total_groups, false);
+        let input = first_input(values)?;
+        let booleans = input.as_boolean_opt().ok_or_else(|| {
+            QuiverError::Unsupported(format!(
+                "BOOL_AND/BOOL_OR of {}; it takes booleans",
+                input.data_type()
+            ))
+        })?;
+        let mask = selected_rows(booleans.nulls(), filter);
+        let mut add = |row: usize| {
+            let g = group_ids[row] as usize;
+            let v = booleans.value(row);
+            self.values[g] = if self.is_and {
+                self.values[g] && v
+            } else {
+                self.values[g] || v
+            };
+            self.seen[g] = true;
+        };
+        match mask {
+            None => (0..booleans.len()).for_each(&mut add),
+            Some(mask) => mask.valid_indices().for_each(&mut add),
+        }
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        states: &[ArrayRef],
+        group_ids: &[u32],
+        total_groups: usize,
+    ) -> Result<()> {
+        self.update_batch(states, group_ids, None, total_groups)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(emit_to)?])
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let values = take_front(&mut self.values, emit_to);
+        let seen = take_front(&mut self.seen, emit_to);
+        let nulls = NullBuffer::from(seen);
+        Ok(Arc::new(BooleanArray::new(values.into(), Some(nulls))))
+    }
+
+    fn size(&self) -> usize {
+        self.values.capacity() + self.seen.capacity()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MEDIAN, PERCENTILE_CONT (exact)
+
+/// Exact `PERCENTILE_CONT(fraction)` (MEDIAN is 0.5): keeps every value, sorts at evaluation,
+/// interpolates linearly between the two nearest ranks. NaN sorts last.
+#[derive(Debug)]
+pub struct PercentileAccumulator {
+    fraction: f64,
+    values: Vec<Vec<f64>>,
+}
+
+impl PercentileAccumulator {
+    /// A percentile accumulator; `fraction` must be in `[0, 1]`.
+    pub fn try_new(fraction: f64) -> Result<Self> {
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(QuiverError::Config(format!(
+                "PERCENTILE_CONT fraction {fraction} is outside [0, 1]"
+            )));
+        }
+        Ok(PercentileAccumulator {
+            fraction,
+            values: Vec::new(),
+        })
+    }
+
+    /// State field: the group's values as a list.
+    pub fn state_fields(name: &str) -> Vec<Field> {
+        vec![Field::new(
+            format!("{name}[values]"),
+            DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true))),
+            true,
+        )]
+    }
+}
+
+/// Linear interpolation at `fraction` of sorted `values` (PERCENTILE_CONT).
+pub fn percentile_cont(sorted: &[f64], fraction: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let position = fraction * (sorted.len() - 1) as f64;
+    let lower = position.floor() as usize;
+    let upper = position.ceil() as usize;
+    let weight = position - lower as f64;
+    if lower == upper || weight == 0.0 {
+        return Some(sorted[lower]);
+    }
+    Some(sorted[lower] + (sorted[upper] - sorted[lower]) * weight)
+}
+
+impl GroupsAccumulator for PercentileAccumulator {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_ids: &[u32],
+        filter: Option<&BooleanArray>,
+        total_groups: usize,
+    ) -> Result<()> {
+        self.values.resize_with(total_groups, Vec::new);
+        let floats = as_f64(first_input(values)?)?;
+        let floats = floats.as_primitive::<Float64Type>();
+        let mask = selected_rows(floats.nulls(), filter);
+        let raw = floats.values();
+        let mut add = |row: usize| self.values[group_ids[row] as usize].push(raw[row]);
+        match mask {
+            None => (0..raw.len()).for_each(&mut add),
+            Some(mask) => mask.valid_indices().for_each(&mut add),
+        }
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        states: &[ArrayRef],
+        group_ids: &[u32],
+        total_groups: usize,
+    ) -> Result<()> {
+        self.values.resize_with(total_groups, Vec::new);
+        let lists = states
+            .first()
+            .and_then(|a| a.as_list_opt::<i32>())
+            .ok_or_else(|| QuiverError::Internal("percentile state is not a list".into()))?;
+        for (row, &g) in group_ids.iter().enumerate() {
+            let list = lists.value(row);
+            let floats = list.as_primitive::<Float64Type>();
+            self.values[g as usize].extend(floats.iter().flatten());
+        }
+        Ok(())
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let groups = take_front(&mut self.values, emit_to);
+        let lengths = groups.iter().map(Vec::len);
+        let offsets = OffsetBuffer::from_lengths(lengths);
+        let flat: Vec<f64> = groups.into_iter().flatten().collect();
+        let list = ListArray::try_new(
+            Arc::new(Field::new_list_field(DataType::Float64, true)),
+            offsets,
+            Arc::new(Float64Array::from(flat)),
+            None,
+        )?;
+        Ok(vec![Arc::new(list)])
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let groups = take_front(&mut self.values, emit_to);
+        let fraction = self.fraction;
+        let results: Vec<Option<f64>> = groups
+            .into_iter()
+            .map(|mut values| {
+                values.sort_unstable_by(|a, b| crate::reference::sql_float_cmp(*a, *b));
+                percentile_cont(&values, fraction)
+            })
+            .collect();
+        Ok(Arc::new(Float64Array::from(results)))
+    }
+
+    fn size(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<Vec<f64>>()
+            + self.values.iter().map(|v| v.capacity() * 8).sum::<usize>()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// STRING_AGG
+
+/// `STRING_AGG(col, separator)`: values joined in arrival order; NULL when no values.
+#[derive(Debug)]
+pub struct StringAggAccumulator {
+    separator: String,
+    values: Vec<Option<String>>,
+}
+
+impl StringAggAccumulator {
+    /// A string aggregate joining with `separator`.
+    pub fn new(separator: impl Into<String>) -> Self {
+        StringAggAccumulator {
+            separator: separator.into(),
+            values: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, g: usize, text: &str) {
+        match &mut self.values[g] {
+            Some(joined) => {
+                joined.push_str(&self.separator);
+                joined.push_str(text);
+            }
+            slot @ None => *slot = Some(text.to_string()),
+        }
+    }
+}
+
+impl GroupsAccumulator for StringAggAccumulator {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_ids: &[u32],
+        filter: Option<&BooleanArray>,
+        total_groups: usize,
+    ) -> Result<()> {
+        self.values.resize(total_groups, None);
+        let input = first_input(values)?;
+        let strings = cast(input, &DataType::Utf8)?;
+        let strings = strings.as_string::<i32>();
+        let mask = selected_rows(strings.nulls(), filter);
+        match mask {
+            None => (0..strings.len())
+                .for_each(|row| self.push(group_ids[row] as usize, strings.value(row))),
+            Some(mask) => mask
+                .valid_indices()
+                .for_each(|row| self.push(group_ids[row] as usize, strings.value(row))),
+        }
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        states: &[ArrayRef],
+        group_ids: &[u32],
+        total_groups: usize,
+    ) -> Result<()> {
+        self.update_batch(states, group_ids, None, total_groups)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(emit_to)?])
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        Ok(Arc::new(StringArray::from(take_front(
+            &mut self.values,
+            emit_to,
+        ))))
+    }
+
+    fn size(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<Option<String>>()
+            + self
+                .values
+                .iter()
+                .flatten()
+                .map(String::capacity)
+                .sum::<usize>()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// COUNT(DISTINCT)
+
+/// `COUNT(DISTINCT col)`: one hash set of (group, value) pairs over `arrow-row` encoded values
+/// (floats normalised so `-0.0 = 0.0` and NaNs are one value); NULLs are not counted.
+pub struct CountDistinctAccumulator {
+    value_type: DataType,
+    converter: RowConverter,
+    /// Distinct (group, value) pairs: `pair_groups[i]` and row `i` of `pair_values`.
+    pair_groups: Vec<u32>,
+    pair_values: Rows,
+    pair_hashes: Vec<u64>,
+    table: HashTable<u32>,
+    counts: Vec<i64>,
+}
+
+impl std::fmt::Debug for CountDistinctAccumulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountDistinctAccumulator")
+            .field("value_type", &self.value_type)
+            .field("pairs", &self.pair_groups.len())
+            .finish()
+    }
+}
+
+impl CountDistinctAccumulator {
+    /// A distinct count over values of `value_type`.
+    pub fn try_new(value_type: &DataType) -> Result<Self> {
+        let converter = RowConverter::new(vec![SortField::new(value_type.clone())])?;
+        let pair_values = converter.empty_rows(0, 0);
+        Ok(CountDistinctAccumulator {
+            value_type: value_type.clone(),
+            converter,
+            pair_groups: Vec::new(),
+            pair_values,
+            pair_hashes: Vec::new(),
+            table: HashTable::new(),
+            counts: Vec::new(),
+        })
+    }
+
+    /// State field: the group's distinct values as a list.
+    pub fn state_fields(name: &str, value_type: &DataType) -> Vec<Field> {
+        vec![Field::new(
+            format!("{name}[distinct]"),
+            DataType::List(Arc::new(Field::new_list_field(value_type.clone(), true))),
+            true,
+        )]
+    }
+
+    fn insert(
+        &mut self,
+        values: &ArrayRef,
+        group_ids: &[u32],
+        mask: Option<&NullBuffer>,
+    ) -> Result<()> {
+        let normalized = crate::group_values::normalize_floats(values)?;
+        let rows = self.converter.convert_columns(&[normalized])?;
+        let mut add = |row: usize| {
+            let g = group_ids[row];
+            let value = rows.row(row);
+            let hash = hash_bytes(value.data()) ^ hash_value(&g);
+            let (groups, stored, hashes) =
+                (&self.pair_groups, &self.pair_values, &self.pair_hashes);
+            let found = self.table.find(hash, |&i| {
+                let i = i as usize;
+                hashes[i] == hash
+                    && groups[i] == g
+                    && bytes_equal(stored.row(i).data(), value.data())
+            });
+            if found.is_none() {
+                let i = self.pair_groups.len() as u32;
+                self.pair_groups.push(g);
+                self.pair_values.push(value);
+                self.pair_hashes.push(hash);
+                let hashes = &self.pair_hashes;
+                self.table.insert_unique(hash, i, |&i| hashes[i as usize]);
+                self.counts[g as usize] += 1;
+            }
+        };
+        match mask {
+            None => (0..values.len()).for_each(&mut add),
+            Some(mask) => mask.valid_indices().for_each(&mut add),
+        }
+        Ok(())
+    }
+
+    /// Removes the pairs of the first `n` groups, renumbering the rest; returns the removed
+    /// pairs' indices grouped by group.
+    fn split_front(&mut self, n: usize) -> Vec<Vec<usize>> {
+        let mut by_group: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, &g) in self.pair_groups.iter().enumerate() {
+            if (g as usize) < n {
+                by_group[g as usize].push(i);
+            }
+        }
+        by_group
+    }
+
+    fn rebuild_after_emit(&mut self, n: usize) {
+        let mut groups = Vec::new();
+        let mut values = self.converter.empty_rows(0, 0);
+        let mut hashes = Vec::new();
+        for (i, &g) in self.pair_groups.iter().enumerate() {
+            if (g as usize) >= n {
+                let g = g - n as u32;
+                let value = self.pair_values.row(i);
+                groups.push(g);
+                hashes.push(hash_bytes(value.data()) ^ hash_value(&g));
+                values.push(value);
+            }
+        }
+        self.table.clear();
+        for (i, &hash) in hashes.iter().enumerate() {
+            self.table
+                .insert_unique(hash, i as u32, |&i| hashes[i as usize]);
+        }
+        self.pair_groups = groups;
+        self.pair_values = values;
+        self.pair_hashes = hashes;
+    }
+}
+
+impl GroupsAccumulator for CountDistinctAccumulator {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_ids: &[u32],
+        filter: Option<&BooleanArray>,
+        total_groups: usize,
+    ) -> Result<()> {
+        self.counts.resize(total_groups, 0);
+        let input = first_input(values)?;
+        let nulls = input.logical_nulls();
+        let mask = selected_rows(nulls.as_ref(), filter);
+        self.insert(input, group_ids, mask.as_ref())
+    }
+
+    fn merge_batch(
+        &mut self,
+        states: &[ArrayRef],
+        group_ids: &[u32],
+        total_groups: usize,
+    ) -> Result<()> {
+        self.counts.resize(total_groups, 0);
+        let lists = states
+            .first()
+            .and_then(|a| a.as_list_opt::<i32>())
+            .ok_or_else(|| QuiverError::Internal("distinct state is not a list".into()))?;
+        let offsets = lists.value_offsets();
+        let mut flat_groups = Vec::with_capacity(lists.values().len());
+        for (row, &g) in group_ids.iter().enumerate() {
+            let len = (offsets[row + 1] - offsets[row]) as usize;
+            flat_groups.extend(std::iter::repeat_n(g, len));
+        }
+        let start = offsets[0] as usize;
+        let end = offsets[group_ids.len()] as usize;
+        let values = lists.values().slice(start, end - start);
+        let nulls = values.logical_nulls();
+        let mask = nulls.filter(|n| n.null_count() > 0);
+        self.insert(&values, &flat_groups, mask.as_ref())
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let n = emit_to.count(self.counts.len());
+        let by_group = self.split_front(n);
+        let order: Vec<usize> = by_group.iter().flatten().copied().collect();
+        let offsets = OffsetBuffer::from_lengths(by_group.iter().map(Vec::len));
+        let all = self.converter.convert_rows(self.pair_values.iter())?;
+        let indices = UInt32Array::from_iter_values(order.iter().map(|&i| i as u32));
+        let mut flat = take(&all[0], &indices, None)?;
+        if flat.data_type() != &self.value_type {
+            flat = cast(&flat, &self.value_type)?;
+        }
+        let list = ListArray::try_new(
+            Arc::new(Field::new_list_field(self.value_type.clone(), true)),
+            offsets,
+            flat,
+            None,
+        )?;
+        self.rebuild_after_emit(n);
+        take_front(&mut self.counts, emit_to);
+        Ok(vec![Arc::new(list)])
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let n = emit_to.count(self.counts.len());
+        self.rebuild_after_emit(n);
+        Ok(Arc::new(Int64Array::from(take_front(
+            &mut self.counts,
+            emit_to,
+        ))))
+    }
+
+    fn size(&self) -> usize {
+        self.pair_groups.capacity() * 4
+            + self.pair_values.size()
+            + self.pair_hashes.capacity() * 8
+            + self.table.allocation_size()
+            + self.counts.capacity() * 8
+    }
+}
