@@ -1,0 +1,90 @@
+//! Fuzz checks for the text ingest paths: arbitrary bytes never panic and every record is
+//! accounted for. The cargo-fuzz targets in `fuzz/` are thin shims over these.
+
+use std::sync::Arc;
+
+use arrow::buffer::Buffer;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use crate::config::IngestConfig;
+use crate::onebrc;
+use crate::output::IngestOutput;
+use crate::text::{read_csv, read_json_lines, CsvOptions};
+
+fn config() -> IngestConfig {
+    IngestConfig::default().with_batch_size_rows(3)
+}
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Int64, true),
+        Field::new("b", DataType::Utf8, true),
+        Field::new("c", DataType::Float64, true),
+    ]))
+}
+
+fn assert_accounted(label: &str, out: &IngestOutput, records: u64) {
+    assert_eq!(
+        out.accepted_rows + out.rejected_rows,
+        records,
+        "{label}: records lost or invented"
+    );
+    assert_eq!(
+        out.batch_rows(),
+        out.accepted_rows,
+        "{label}: batch rows differ from accepted"
+    );
+    assert_eq!(
+        out.dead_letters.len() as u64,
+        out.rejected_rows,
+        "{label}: dead letters differ from rejected"
+    );
+}
+
+/// 1BRC text: every line is accepted or a dead letter, for any chunking.
+pub fn check_1brc(data: &[u8]) {
+    let lines = if data.is_empty() {
+        0
+    } else {
+        data.iter().filter(|&&b| b == b'\n').count() as u64 + u64::from(!data.ends_with(b"\n"))
+    };
+    for chunks in [1, 3] {
+        match onebrc::parse_buffer(&Buffer::from(data.to_vec()), &config(), chunks) {
+            Ok(out) => assert_accounted("1brc", &out, lines),
+            Err(e) => panic!("1brc ingest failed instead of dead-lettering: {e}"),
+        }
+    }
+}
+
+/// JSON lines: every non-blank line is accepted or a dead letter; inference never panics.
+pub fn check_json_lines(data: &[u8]) {
+    let records = data
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .count() as u64;
+    match read_json_lines(data, Some(schema()), &config()) {
+        Ok(out) => assert_accounted("json", &out, records),
+        Err(e) => panic!("JSON ingest failed instead of dead-lettering: {e}"),
+    }
+    if let Ok(out) = read_json_lines(data, None, &config()) {
+        assert_accounted("json inferred", &out, records);
+    }
+}
+
+/// CSV: every record (as the `csv` crate splits them) is accepted or a dead letter.
+pub fn check_csv(data: &[u8]) {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(data);
+    let records = reader.byte_records().count() as u64;
+    let options = CsvOptions {
+        has_header: false,
+        ..CsvOptions::default()
+    };
+    match read_csv(data, Some(schema()), options, &config()) {
+        Ok(out) => assert_accounted("csv", &out, records),
+        Err(e) => panic!("CSV ingest failed instead of dead-lettering: {e}"),
+    }
+    let _ = read_csv(data, None, CsvOptions::default(), &config());
+}
