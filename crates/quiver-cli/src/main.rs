@@ -45,6 +45,37 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Run a SQL query over files: `--table NAME=PATH` (a file, `-` for stdin, or a directory
+    /// whose files are independent partitions aggregated in parallel).
+    Run {
+        /// A source: NAME=PATH. Repeatable.
+        #[arg(long = "table", required = true)]
+        tables: Vec<String>,
+        /// The query.
+        #[arg(long)]
+        sql: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+        /// Write output here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Input format (default: from the file extension).
+        #[arg(long, value_enum)]
+        input_format: Option<InputFormat>,
+    },
+    /// Print the plan of a query.
+    Explain {
+        /// A source: NAME=PATH (read for its schema). Repeatable.
+        #[arg(long = "table", required = true)]
+        tables: Vec<String>,
+        /// The query.
+        #[arg(long)]
+        sql: String,
+        /// Input format (default: from the file extension).
+        #[arg(long, value_enum)]
+        input_format: Option<InputFormat>,
+    },
     /// Write benchmark data sets.
     Gen {
         /// Which data set.
@@ -62,6 +93,29 @@ enum Command {
         #[arg(long, short)]
         output: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    /// An aligned table (floats may be shown rounded).
+    Table,
+    /// CSV with a header row (RFC 4180).
+    Csv,
+    /// JSON lines, one object per row.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum InputFormat {
+    /// CSV with a header row.
+    Csv,
+    /// JSON lines.
+    Jsonl,
+    /// Arrow IPC file or stream.
+    Arrow,
+    /// 1BRC text (`station;temperature`).
+    #[value(name = "1brc")]
+    OneBrc,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -99,6 +153,33 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Demo { rows, traders } => demo::run(*rows, *traders, cli.quiet),
         Command::OneBrc { path, threads } => {
             one_brc(path, threads.unwrap_or_else(default_threads), cli.verbose)
+        }
+        Command::Run {
+            tables,
+            sql,
+            format,
+            output,
+            input_format,
+        } => run_query(
+            tables,
+            sql,
+            *format,
+            output.as_deref(),
+            *input_format,
+            cli.verbose,
+        ),
+        Command::Explain {
+            tables,
+            sql,
+            input_format,
+        } => {
+            let sources = load_tables(tables, *input_format, cli.verbose)?;
+            let mut engine = quiver::Engine::new();
+            for source in &sources {
+                engine = engine.register(source.name.clone(), source.schema.clone())?;
+            }
+            print!("{}", engine.explain(sql)?);
+            Ok(())
         }
         Command::Gen {
             dataset,
@@ -210,4 +291,250 @@ fn gen(
         );
     }
     Ok(())
+}
+
+/// One `--table` source, read into partitions (one per file).
+struct Source {
+    name: String,
+    schema: arrow::datatypes::SchemaRef,
+    partitions: Vec<Vec<arrow::record_batch::RecordBatch>>,
+}
+
+fn input_format_of(path: &std::path::Path, forced: Option<InputFormat>) -> Result<InputFormat> {
+    if let Some(format) = forced {
+        return Ok(format);
+    }
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    Ok(match extension.as_str() {
+        "csv" => InputFormat::Csv,
+        "jsonl" | "ndjson" | "json" => InputFormat::Jsonl,
+        "arrow" | "ipc" | "feather" => InputFormat::Arrow,
+        "txt" => InputFormat::OneBrc,
+        _ => {
+            return Err(QuiverError::Config(format!(
+                "cannot tell the format of {} from its extension; use --input-format",
+                path.display()
+            )))
+        }
+    })
+}
+
+fn read_input(
+    path: &std::path::Path,
+    format: InputFormat,
+    verbose: bool,
+) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+    let name = path.display().to_string();
+    let from_stdin = path.as_os_str() == "-";
+    let bytes = if from_stdin {
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut data)
+            .map_err(|e| QuiverError::io("stdin", e))?;
+        data
+    } else if format == InputFormat::OneBrc {
+        Vec::new()
+    } else {
+        std::fs::read(path).map_err(|e| QuiverError::io(&name, e))?
+    };
+    let config = quiver_ingest::IngestConfig::default().with_source_name(&name);
+    let output = match format {
+        InputFormat::Csv => quiver_ingest::text::read_csv(
+            &bytes,
+            None,
+            quiver_ingest::text::CsvOptions::default(),
+            &config,
+        )?,
+        InputFormat::Jsonl => quiver_ingest::text::read_json_lines(&bytes, None, &config)?,
+        InputFormat::OneBrc => {
+            let buffer = if from_stdin {
+                arrow::buffer::Buffer::from(bytes)
+            } else {
+                quiver_ingest::onebrc::map_file(path)?
+            };
+            quiver_ingest::onebrc::parse_buffer(&buffer, &config, default_threads())?
+        }
+        InputFormat::Arrow => {
+            let batches = read_arrow(&bytes).map_err(|e| QuiverError::Parse {
+                position: quiver_core::Position {
+                    source: name.clone(),
+                    record: 0,
+                    byte_offset: None,
+                },
+                message: format!("not an Arrow IPC file or stream: {e}"),
+            })?;
+            quiver_ingest::IngestOutput {
+                accepted_rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+                batches,
+                ..Default::default()
+            }
+        }
+    };
+    if !output.dead_letters.is_empty() {
+        eprintln!(
+            "{name}: {} records rejected (dead letters), {} accepted",
+            output.rejected_rows, output.accepted_rows
+        );
+        let shown = if verbose {
+            output.dead_letters.len()
+        } else {
+            5
+        };
+        for dead in output.dead_letters.iter().take(shown) {
+            eprintln!("  {dead}");
+        }
+    }
+    Ok(output.batches)
+}
+
+fn read_arrow(
+    bytes: &[u8],
+) -> std::result::Result<Vec<arrow::record_batch::RecordBatch>, arrow::error::ArrowError> {
+    if bytes.starts_with(b"ARROW1") {
+        let reader =
+            arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)?;
+        reader.collect()
+    } else {
+        let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
+        reader.collect()
+    }
+}
+
+fn load_tables(
+    specs: &[String],
+    forced: Option<InputFormat>,
+    verbose: bool,
+) -> Result<Vec<Source>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (name, path) = spec.split_once('=').ok_or_else(|| {
+                QuiverError::Config(format!("--table {spec}: expected NAME=PATH"))
+            })?;
+            let path = std::path::Path::new(path);
+            let files: Vec<PathBuf> = if path.is_dir() {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                    .map_err(|e| QuiverError::io(path.display().to_string(), e))?
+                    .filter_map(|entry| entry.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file() && input_format_of(p, forced).is_ok())
+                    .collect();
+                files.sort();
+                if files.is_empty() {
+                    return Err(QuiverError::Config(format!(
+                        "{}: no input files in the directory",
+                        path.display()
+                    )));
+                }
+                files
+            } else {
+                vec![path.to_path_buf()]
+            };
+            // Independent files are read in parallel, each into its own partition.
+            let partitions: Vec<Vec<arrow::record_batch::RecordBatch>> = {
+                use rayon::prelude::*;
+                files
+                    .par_iter()
+                    .map(|file| read_input(file, input_format_of(file, forced)?, verbose))
+                    .collect::<Result<_>>()?
+            };
+            let schema = partitions
+                .iter()
+                .flatten()
+                .next()
+                .map(|b| b.schema())
+                .ok_or_else(|| {
+                    QuiverError::Config(format!(
+                        "{}: no rows to take a schema from",
+                        path.display()
+                    ))
+                })?;
+            if partitions
+                .iter()
+                .flatten()
+                .any(|batch| batch.schema().fields() != schema.fields())
+            {
+                return Err(QuiverError::Config(format!(
+                    "{}: files have different schemas",
+                    path.display()
+                )));
+            }
+            Ok(Source {
+                name: name.to_string(),
+                schema,
+                partitions,
+            })
+        })
+        .collect()
+}
+
+fn run_query(
+    specs: &[String],
+    sql: &str,
+    format: OutputFormat,
+    output: Option<&std::path::Path>,
+    input_format: Option<InputFormat>,
+    verbose: bool,
+) -> Result<()> {
+    let sources = load_tables(specs, input_format, verbose)?;
+    let tables: Vec<(String, arrow::datatypes::SchemaRef)> = sources
+        .iter()
+        .map(|s| (s.name.clone(), s.schema.clone()))
+        .collect();
+    let plan = quiver_sql::plan(sql, &tables)?;
+    let source = sources
+        .iter()
+        .find(|s| s.name == plan.source)
+        .ok_or_else(|| {
+            QuiverError::Internal(format!("planned source {} not loaded", plan.source))
+        })?;
+    let batches = quiver_exec::query::run_partitioned(&plan, &source.partitions)?;
+    let context = output.map_or("stdout".to_string(), |p| p.display().to_string());
+    let mut sink: Box<dyn Write> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| QuiverError::io(&context, e))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    write_batches(&mut sink, &plan.output_schema, &batches, format)?;
+    sink.flush().map_err(|e| QuiverError::io(context, e))
+}
+
+fn write_batches(
+    sink: &mut dyn Write,
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[arrow::record_batch::RecordBatch],
+    format: OutputFormat,
+) -> Result<()> {
+    let empty = arrow::record_batch::RecordBatch::new_empty(schema.clone());
+    let batches: &[arrow::record_batch::RecordBatch] = if batches.is_empty() {
+        std::slice::from_ref(&empty)
+    } else {
+        batches
+    };
+    match format {
+        OutputFormat::Table => {
+            let table = arrow::util::pretty::pretty_format_batches(batches)?;
+            writeln!(sink, "{table}").map_err(|e| QuiverError::io("output", e))
+        }
+        OutputFormat::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(sink);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            Ok(())
+        }
+        OutputFormat::Json => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(sink);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+            Ok(())
+        }
+    }
 }

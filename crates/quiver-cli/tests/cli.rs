@@ -147,3 +147,110 @@ fn usage_error_exits_2() {
     let output = quiver().arg("no-such-command").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("quiver-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn run_csv_to_csv_with_group_by_order_and_quoting() {
+    let dir = temp_dir("run");
+    let path = dir.join("t.csv");
+    std::fs::write(
+        &path,
+        "symbol,price,quantity\nAAPL,189.5,10\nMSFT,400.25,5\nAAPL,190.0,\n\"GOO,G\",100.125,7\n",
+    )
+    .unwrap();
+    let output = quiver()
+        .args(["run", "--table"])
+        .arg(format!("t={}", path.display()))
+        .args([
+            "--sql",
+            "SELECT symbol, COUNT(*) AS n, SUM(quantity) AS q, AVG(price) AS p FROM t GROUP BY symbol ORDER BY symbol",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "symbol,n,q,p\nAAPL,2,10,189.75\n\"GOO,G\",1,7,100.125\nMSFT,1,5,400.25\n"
+    );
+}
+
+#[test]
+fn run_over_a_directory_equals_run_over_the_concatenated_file() {
+    let dir = temp_dir("parts");
+    let parts = dir.join("parts");
+    std::fs::create_dir_all(&parts).unwrap();
+    let mut all = String::from("k,v\n");
+    for part in 0..3 {
+        let mut text = String::from("k,v\n");
+        for i in 0..200 {
+            let line = format!("key{},{}\n", (i * 7 + part) % 13, i * part - 50);
+            text.push_str(&line);
+            all.push_str(&line);
+        }
+        std::fs::write(parts.join(format!("p{part}.csv")), text).unwrap();
+    }
+    std::fs::write(dir.join("all.csv"), all).unwrap();
+    let sql = "SELECT k, COUNT(*) AS n, SUM(v) AS s, MIN(v) AS lo, MAX(v) AS hi FROM t GROUP BY k ORDER BY k";
+    let run = |path: &Path| {
+        let output = quiver()
+            .args(["run", "--format", "csv", "--sql", sql, "--table"])
+            .arg(format!("t={}", path.display()))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
+    };
+    assert_eq!(run(&parts), run(&dir.join("all.csv")));
+}
+
+#[test]
+fn run_reports_bad_sql_and_malformed_rows_clearly() {
+    let dir = temp_dir("bad");
+    let path = dir.join("t.jsonl");
+    std::fs::write(&path, "{\"a\":1}\n{not json\n{\"a\":2}\n").unwrap();
+    let output = quiver()
+        .args(["run", "--sql", "SELECT a, nope FROM t", "--table"])
+        .arg(format!("t={}", path.display()))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unknown column `nope` at line 1, column 11"),
+        "{stderr}"
+    );
+    let output = quiver()
+        .args([
+            "run",
+            "--format",
+            "csv",
+            "--sql",
+            "SELECT SUM(a) AS s FROM t",
+            "--table",
+        ])
+        .arg(format!("t={}", path.display()))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "s\n3\n");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("1 records rejected") && stderr.contains("record 2"),
+        "{stderr}"
+    );
+}

@@ -6,3 +6,4 @@
 
 pub mod aggregate;
 pub mod onebrc;
+pub mod query;

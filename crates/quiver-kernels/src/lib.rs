@@ -7,6 +7,7 @@
 
 pub mod accumulators;
 pub mod aggregate;
+pub mod expr;
 pub mod fuzz;
 pub mod group_values;
 pub mod hash;

@@ -438,7 +438,9 @@ pub fn sort_rows(rows: &mut [RefRow]) {
 }
 
 /// Compares two sorted result sets: exact for everything but floats, which may differ by
-/// `relative_tolerance` (both NaN, or equal infinities, are equal).
+/// `relative_tolerance` relative to the larger magnitude, absolute below 1.0 (a variance of
+/// equal values is exactly 0 by Welford and a rounding residue by two passes); both NaN, or
+/// equal infinities, are equal.
 pub fn compare_rows(
     actual: &[RefRow],
     expected: &[RefRow],
@@ -466,7 +468,7 @@ pub fn compare_rows(
                     (x.is_nan() && y.is_nan())
                         || x == y
                         || (x - y).abs()
-                            <= relative_tolerance * x.abs().max(y.abs()).max(f64::MIN_POSITIVE)
+                            <= relative_tolerance * x.abs().max(y.abs()).max(1.0)
                 }
                 _ => x == y,
             };

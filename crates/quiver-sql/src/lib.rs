@@ -1,3 +1,1004 @@
-//! SQL text → query plans (on `sqlparser`), including the streaming window clauses.
+//! SQL text → query plans, on `sqlparser` (generic dialect).
 //!
-//! Not yet implemented; see the open SQL issue. Depends on `quiver-core` only.
+//! Supported now: one `SELECT` over one named source with `WHERE`, `GROUP BY` expressions,
+//! aggregates (with `DISTINCT` for COUNT and `FILTER (WHERE ...)`), `HAVING`, `ORDER BY`
+//! (ASC/DESC, NULLS FIRST/LAST, by output name, position or expression) and `LIMIT`;
+//! expressions are column references, literals, arithmetic, comparisons, `AND`/`OR`/`NOT`,
+//! `IS [NOT] NULL`, `BETWEEN`, `IN (list)`, `CAST`/`TRY_CAST`. Identifiers match column names
+//! case-insensitively unless quoted. Anything else is an error naming the construct and its
+//! line:column. Window clauses and streaming emit modes are not parsed yet.
+//! Depends on `quiver-core` and `quiver-kernels` (for the expression and aggregate IR).
+#![warn(missing_docs)]
+
+use std::fmt::Write as _;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use quiver_core::{QuiverError, Result};
+use quiver_kernels::expr::{BinaryOp, Expr, Literal};
+use quiver_kernels::AggregateFunction;
+use sqlparser::ast;
+use sqlparser::ast::Spanned;
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
+
+/// One aggregate call of a query, over expressions of the source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateCall {
+    /// The function.
+    pub function: AggregateFunction,
+    /// Its argument (None for `COUNT(*)`).
+    pub argument: Option<Expr>,
+    /// `FILTER (WHERE ...)`.
+    pub filter: Option<Expr>,
+    /// `STRING_AGG` separator.
+    pub separator: String,
+    /// The call as written, for names and messages.
+    pub text: String,
+}
+
+/// What the query computes from the filtered source rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanKind {
+    /// No aggregation: `output` expressions over source rows.
+    Projection,
+    /// Aggregation: `group_by` and `aggregates` over source rows; `output` and `having` over the
+    /// aggregate result (group columns first, then aggregates).
+    Aggregate {
+        /// Group key expressions and their names.
+        group_by: Vec<(Expr, String)>,
+        /// Aggregate calls.
+        aggregates: Vec<AggregateCall>,
+        /// `HAVING`.
+        having: Option<Expr>,
+    },
+}
+
+/// One `ORDER BY` key over the output columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey {
+    /// Expression over the output row (usually a column).
+    pub expr: Expr,
+    /// Descending when true.
+    pub descending: bool,
+    /// NULLs first when true.
+    pub nulls_first: bool,
+}
+
+/// A planned query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The source named in `FROM`.
+    pub source: String,
+    /// The source schema the plan was resolved against.
+    pub source_schema: SchemaRef,
+    /// `WHERE`, over source rows, applied first.
+    pub filter: Option<Expr>,
+    /// Projection or aggregation.
+    pub kind: PlanKind,
+    /// Output expressions and names (over source rows or over the aggregate result).
+    pub output: Vec<(Expr, String)>,
+    /// `ORDER BY`, over the output columns (after `output` is computed, extra hidden sort
+    /// columns are appended at the end and dropped after sorting).
+    pub order_by: Vec<SortKey>,
+    /// `LIMIT`.
+    pub limit: Option<usize>,
+    /// Output schema.
+    pub output_schema: SchemaRef,
+}
+
+impl Plan {
+    /// A readable description (for `EXPLAIN`).
+    pub fn explain(&self) -> String {
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "Scan: {} ({} columns)",
+            self.source,
+            self.source_schema.fields().len()
+        );
+        if let Some(filter) = &self.filter {
+            let _ = writeln!(text, "  Filter: {filter:?}");
+        }
+        if let PlanKind::Aggregate {
+            group_by,
+            aggregates,
+            having,
+        } = &self.kind
+        {
+            let keys: Vec<&str> = group_by.iter().map(|(_, n)| n.as_str()).collect();
+            let calls: Vec<&str> = aggregates.iter().map(|a| a.text.as_str()).collect();
+            let _ = writeln!(
+                text,
+                "  HashAggregate: keys [{}], aggregates [{}]",
+                keys.join(", "),
+                calls.join(", ")
+            );
+            if let Some(having) = having {
+                let _ = writeln!(text, "    Having: {having:?}");
+            }
+        }
+        let names: Vec<&str> = self.output.iter().map(|(_, n)| n.as_str()).collect();
+        let _ = writeln!(text, "  Project: [{}]", names.join(", "));
+        if !self.order_by.is_empty() {
+            let _ = writeln!(text, "  Sort: {} keys", self.order_by.len());
+        }
+        if let Some(limit) = self.limit {
+            let _ = writeln!(text, "  Limit: {limit}");
+        }
+        text
+    }
+}
+
+fn location(span: sqlparser::tokenizer::Span) -> String {
+    if span.start.line == 0 {
+        String::new()
+    } else {
+        format!(" at line {}, column {}", span.start.line, span.start.column)
+    }
+}
+
+fn unsupported(what: impl std::fmt::Display, span: sqlparser::tokenizer::Span) -> QuiverError {
+    QuiverError::Unsupported(format!("{what}{}", location(span)))
+}
+
+fn expr_span(expr: &ast::Expr) -> sqlparser::tokenizer::Span {
+    expr.span()
+}
+
+/// The source named in the `FROM` clause of `sql`.
+pub fn source_name(sql: &str) -> Result<String> {
+    let statements = Parser::parse_sql(&GenericDialect {}, sql)
+        .map_err(|e| QuiverError::Unsupported(format!("SQL syntax error: {e}")))?;
+    if let [ast::Statement::Query(query)] = statements.as_slice() {
+        if let ast::SetExpr::Select(select) = query.body.as_ref() {
+            if let [from] = select.from.as_slice() {
+                if let ast::TableFactor::Table { name, .. } = &from.relation {
+                    return Ok(name.to_string());
+                }
+            }
+        }
+    }
+    Err(QuiverError::Unsupported(
+        "a single SELECT ... FROM <name> query is expected".into(),
+    ))
+}
+
+/// Parses and plans `sql` against the source tables (`name`, schema).
+pub fn plan(sql: &str, tables: &[(String, SchemaRef)]) -> Result<Plan> {
+    let statements = Parser::parse_sql(&GenericDialect {}, sql)
+        .map_err(|e| QuiverError::Unsupported(format!("SQL syntax error: {e}")))?;
+    let statement = match statements.as_slice() {
+        [one] => one,
+        [] => return Err(QuiverError::Unsupported("empty SQL text".into())),
+        _ => {
+            return Err(QuiverError::Unsupported(
+                "one statement at a time, found several".into(),
+            ))
+        }
+    };
+    let ast::Statement::Query(query) = statement else {
+        return Err(QuiverError::Unsupported(format!(
+            "statement `{statement}`; only SELECT queries run"
+        )));
+    };
+    plan_query(query, tables)
+}
+
+fn plan_query(query: &ast::Query, tables: &[(String, SchemaRef)]) -> Result<Plan> {
+    if query.with.is_some() {
+        return Err(QuiverError::Unsupported(
+            "WITH (common table expressions)".into(),
+        ));
+    }
+    let ast::SetExpr::Select(select) = query.body.as_ref() else {
+        return Err(QuiverError::Unsupported(format!(
+            "query body `{}`; only SELECT",
+            query.body
+        )));
+    };
+    if select.distinct.is_some() {
+        return Err(QuiverError::Unsupported(
+            "SELECT DISTINCT (use GROUP BY)".into(),
+        ));
+    }
+    let (source, source_schema) = resolve_source(select, tables)?;
+    let columns = Columns::new(&source_schema);
+    let filter = select
+        .selection
+        .as_ref()
+        .map(|e| columns.scalar(e))
+        .transpose()?;
+    let group_exprs: Vec<ast::Expr> = match &select.group_by {
+        ast::GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => exprs.clone(),
+        other => return Err(QuiverError::Unsupported(format!("`{other}`"))),
+    };
+    let has_aggregates = select.projection.iter().any(|item| match item {
+        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+            contains_aggregate(e)
+        }
+        _ => false,
+    }) || select.having.is_some();
+
+    let mut plan_output: Vec<(Expr, String)> = Vec::new();
+    let mut aliases: Vec<(String, usize)> = Vec::new();
+    let kind;
+    let output_input_schema: Schema;
+    let mut aggregate_scope: Option<AggregateScope> = None;
+    if group_exprs.is_empty() && !has_aggregates {
+        for item in &select.projection {
+            match item {
+                ast::SelectItem::Wildcard(_) => {
+                    for (i, field) in source_schema.fields().iter().enumerate() {
+                        plan_output.push((Expr::Column(i), field.name().clone()));
+                    }
+                }
+                ast::SelectItem::UnnamedExpr(e) => {
+                    plan_output.push((columns.scalar(e)?, display_name(e)))
+                }
+                ast::SelectItem::ExprWithAlias { expr, alias } => {
+                    aliases.push((alias.value.clone(), plan_output.len()));
+                    plan_output.push((columns.scalar(expr)?, alias.value.clone()));
+                }
+                other => return Err(QuiverError::Unsupported(format!("select item `{other}`"))),
+            }
+        }
+        kind = PlanKind::Projection;
+        output_input_schema = source_schema.as_ref().clone();
+    } else {
+        let mut scope = AggregateScope {
+            columns: &columns,
+            group_by: group_exprs
+                .iter()
+                .map(|e| Ok((e.clone(), columns.scalar(e)?, display_name(e))))
+                .collect::<Result<Vec<_>>>()?,
+            aggregates: Vec::new(),
+        };
+        for item in &select.projection {
+            match item {
+                ast::SelectItem::UnnamedExpr(e) => {
+                    let planned = scope.output(e)?;
+                    plan_output.push((planned, display_name(e)));
+                }
+                ast::SelectItem::ExprWithAlias { expr, alias } => {
+                    aliases.push((alias.value.clone(), plan_output.len()));
+                    let planned = scope.output(expr)?;
+                    plan_output.push((planned, alias.value.clone()));
+                }
+                ast::SelectItem::Wildcard(_) => {
+                    return Err(QuiverError::Unsupported(
+                        "SELECT * with GROUP BY or aggregates".into(),
+                    ))
+                }
+                other => return Err(QuiverError::Unsupported(format!("select item `{other}`"))),
+            }
+        }
+        let having = select
+            .having
+            .as_ref()
+            .map(|h| scope.output(h))
+            .transpose()?;
+        output_input_schema = scope.result_schema(&source_schema)?;
+        kind = PlanKind::Aggregate {
+            group_by: scope
+                .group_by
+                .iter()
+                .map(|(_, e, n)| (e.clone(), n.clone()))
+                .collect(),
+            aggregates: scope.aggregates.clone(),
+            having,
+        };
+        aggregate_scope = Some(scope);
+    }
+
+    // ORDER BY: an output name or alias, a 1-based position, or an expression (planned in the
+    // same scope as the output and appended as a hidden column).
+    let mut order_by = Vec::new();
+    let mut hidden = 0;
+    if let Some(order) = &query.order_by {
+        let ast::OrderByKind::Expressions(keys) = &order.kind else {
+            return Err(QuiverError::Unsupported("ORDER BY ALL".into()));
+        };
+        for key in keys {
+            let descending = key.options.asc == Some(false);
+            // PostgreSQL and DuckDB default: NULLs last ascending, first descending.
+            let nulls_first = key.options.nulls_first.unwrap_or(descending);
+            let by_name = match &key.expr {
+                ast::Expr::Identifier(ident) => aliases
+                    .iter()
+                    .find(|(a, _)| a.eq_ignore_ascii_case(&ident.value))
+                    .map(|(_, i)| *i)
+                    .or_else(|| {
+                        plan_output
+                            .iter()
+                            .position(|(_, n)| n.eq_ignore_ascii_case(&ident.value))
+                    }),
+                ast::Expr::Value(v) => match &v.value {
+                    ast::Value::Number(n, _) => {
+                        let position: usize = n
+                            .parse()
+                            .map_err(|_| unsupported(format!("ORDER BY position {n}"), v.span))?;
+                        if position == 0 || position > plan_output.len() {
+                            return Err(unsupported(
+                                format!(
+                                    "ORDER BY position {position}; the query has {} columns",
+                                    plan_output.len()
+                                ),
+                                v.span,
+                            ));
+                        }
+                        Some(position - 1)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            let index = match by_name {
+                Some(i) => i,
+                None => {
+                    let planned = match &mut aggregate_scope {
+                        Some(scope) => scope.output(&key.expr)?,
+                        None => columns.scalar(&key.expr)?,
+                    };
+                    hidden += 1;
+                    plan_output.push((planned, format!("__sort_{hidden}")));
+                    plan_output.len() - 1
+                }
+            };
+            order_by.push(SortKey {
+                expr: Expr::Column(index),
+                descending,
+                nulls_first,
+            });
+        }
+    }
+    // Aggregates first seen in ORDER BY extend the aggregate list.
+    let (kind, output_input_schema) = match (kind, aggregate_scope) {
+        (
+            PlanKind::Aggregate {
+                group_by, having, ..
+            },
+            Some(scope),
+        ) => {
+            let schema = scope.result_schema(&source_schema)?;
+            (
+                PlanKind::Aggregate {
+                    group_by,
+                    aggregates: scope.aggregates.clone(),
+                    having,
+                },
+                schema,
+            )
+        }
+        (kind, _) => (kind, output_input_schema),
+    };
+    let limit = match &query.limit_clause {
+        None => None,
+        Some(ast::LimitClause::LimitOffset {
+            limit,
+            offset: None,
+            limit_by,
+        }) if limit_by.is_empty() => match limit {
+            None => None,
+            Some(ast::Expr::Value(v)) => match &v.value {
+                ast::Value::Number(n, _) => Some(
+                    n.parse::<usize>()
+                        .map_err(|_| unsupported(format!("LIMIT {n}"), v.span))?,
+                ),
+                other => return Err(unsupported(format!("LIMIT {other}"), v.span)),
+            },
+            Some(other) => {
+                return Err(unsupported(
+                    format!("LIMIT {other}; a number is expected"),
+                    expr_span(other),
+                ))
+            }
+        },
+        Some(other) => {
+            return Err(QuiverError::Unsupported(format!(
+                "`{other}` (OFFSET is not supported yet)"
+            )))
+        }
+    };
+    let fields = plan_output
+        .iter()
+        .map(|(e, n)| Ok(Field::new(n, e.data_type(&output_input_schema)?, true)))
+        .collect::<Result<Vec<_>>>()?;
+    let visible = plan_output.len() - hidden;
+    let output_schema = std::sync::Arc::new(Schema::new(fields[..visible].to_vec()));
+    Ok(Plan {
+        source,
+        source_schema,
+        filter,
+        kind,
+        output: plan_output,
+        order_by,
+        limit,
+        output_schema,
+    })
+}
+
+fn resolve_source(
+    select: &ast::Select,
+    tables: &[(String, SchemaRef)],
+) -> Result<(String, SchemaRef)> {
+    let [from] = select.from.as_slice() else {
+        return Err(QuiverError::Unsupported(format!(
+            "FROM with {} sources; exactly one table or stream (joins are not supported yet)",
+            select.from.len()
+        )));
+    };
+    if !from.joins.is_empty() {
+        return Err(QuiverError::Unsupported("JOIN".into()));
+    }
+    let ast::TableFactor::Table { name, .. } = &from.relation else {
+        return Err(QuiverError::Unsupported(format!(
+            "FROM `{}`; a table name is expected",
+            from.relation
+        )));
+    };
+    let wanted = name.to_string();
+    tables
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(&wanted) || n == &wanted)
+        .map(|(n, s)| (n.clone(), s.clone()))
+        .ok_or_else(|| {
+            let known: Vec<&str> = tables.iter().map(|(n, _)| n.as_str()).collect();
+            QuiverError::Unsupported(format!(
+                "unknown table `{wanted}`{}; registered: {}",
+                location(
+                    name.0
+                        .first()
+                        .map_or(sqlparser::tokenizer::Span::empty(), |p| p.span())
+                ),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+}
+
+fn display_name(expr: &ast::Expr) -> String {
+    match expr {
+        ast::Expr::Identifier(ident) => ident.value.clone(),
+        ast::Expr::CompoundIdentifier(parts) => {
+            parts.last().map_or_else(String::new, |p| p.value.clone())
+        }
+        other => other.to_string(),
+    }
+}
+
+fn aggregate_function(name: &str) -> Option<AggregateFunction> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "count" => AggregateFunction::Count,
+        "sum" => AggregateFunction::Sum,
+        "avg" | "mean" => AggregateFunction::Avg,
+        "min" => AggregateFunction::Min,
+        "max" => AggregateFunction::Max,
+        "var_samp" | "variance" | "var" => AggregateFunction::VarSamp,
+        "var_pop" => AggregateFunction::VarPop,
+        "stddev_samp" | "stddev" | "stdev" => AggregateFunction::StddevSamp,
+        "stddev_pop" => AggregateFunction::StddevPop,
+        "bool_and" | "every" => AggregateFunction::BoolAnd,
+        "bool_or" => AggregateFunction::BoolOr,
+        "median" => AggregateFunction::Median,
+        "string_agg" => AggregateFunction::StringAgg,
+        _ => return None,
+    })
+}
+
+fn contains_aggregate(expr: &ast::Expr) -> bool {
+    match expr {
+        ast::Expr::Function(f) => {
+            aggregate_function(&f.name.to_string()).is_some()
+                || match &f.args {
+                    ast::FunctionArguments::List(list) => list.args.iter().any(|a| match a {
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                            contains_aggregate(e)
+                        }
+                        _ => false,
+                    }),
+                    _ => false,
+                }
+        }
+        ast::Expr::BinaryOp { left, right, .. } => {
+            contains_aggregate(left) || contains_aggregate(right)
+        }
+        ast::Expr::UnaryOp { expr, .. }
+        | ast::Expr::Nested(expr)
+        | ast::Expr::Cast { expr, .. } => contains_aggregate(expr),
+        ast::Expr::IsNull(e) | ast::Expr::IsNotNull(e) => contains_aggregate(e),
+        _ => false,
+    }
+}
+
+/// Name resolution against one schema.
+struct Columns<'a> {
+    schema: &'a Schema,
+}
+
+impl<'a> Columns<'a> {
+    fn new(schema: &'a Schema) -> Self {
+        Columns { schema }
+    }
+
+    fn column(&self, ident: &ast::Ident) -> Result<Expr> {
+        let fields = self.schema.fields();
+        let found = if ident.quote_style.is_some() {
+            fields.iter().position(|f| f.name() == &ident.value)
+        } else {
+            fields
+                .iter()
+                .position(|f| f.name() == &ident.value)
+                .or_else(|| {
+                    fields
+                        .iter()
+                        .position(|f| f.name().eq_ignore_ascii_case(&ident.value))
+                })
+        };
+        found.map(Expr::Column).ok_or_else(|| {
+            let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+            QuiverError::Unsupported(format!(
+                "unknown column `{}`{}; columns are: {}",
+                ident.value,
+                location(ident.span),
+                names.join(", ")
+            ))
+        })
+    }
+
+    /// A scalar (non-aggregate) expression over the source columns.
+    fn scalar(&self, expr: &ast::Expr) -> Result<Expr> {
+        scalar_expr(expr, &mut |e| match e {
+            ast::Expr::Identifier(ident) => Some(self.column(ident)),
+            ast::Expr::CompoundIdentifier(parts) => parts.last().map(|p| self.column(p)),
+            ast::Expr::Function(f) if aggregate_function(&f.name.to_string()).is_some() => {
+                Some(Err(unsupported(
+                    format!(
+                        "aggregate `{e}` here (aggregates belong in SELECT, HAVING or ORDER BY)"
+                    ),
+                    expr_span(e),
+                )))
+            }
+            _ => None,
+        })
+    }
+}
+
+/// Plans a scalar expression; `leaf` resolves identifiers (and may claim other nodes).
+fn scalar_expr(
+    expr: &ast::Expr,
+    leaf: &mut dyn FnMut(&ast::Expr) -> Option<Result<Expr>>,
+) -> Result<Expr> {
+    if let Some(resolved) = leaf(expr) {
+        return resolved;
+    }
+    let mut recurse = |e: &ast::Expr| scalar_expr(e, leaf);
+    Ok(match expr {
+        ast::Expr::Nested(inner) => recurse(inner)?,
+        ast::Expr::Value(value) => Expr::Literal(literal(&value.value, value.span)?),
+        ast::Expr::BinaryOp { left, op, right } => {
+            let op = match op {
+                ast::BinaryOperator::Plus => BinaryOp::Plus,
+                ast::BinaryOperator::Minus => BinaryOp::Minus,
+                ast::BinaryOperator::Multiply => BinaryOp::Multiply,
+                ast::BinaryOperator::Divide => BinaryOp::Divide,
+                ast::BinaryOperator::Modulo => BinaryOp::Modulo,
+                ast::BinaryOperator::Eq => BinaryOp::Eq,
+                ast::BinaryOperator::NotEq => BinaryOp::NotEq,
+                ast::BinaryOperator::Lt => BinaryOp::Lt,
+                ast::BinaryOperator::LtEq => BinaryOp::LtEq,
+                ast::BinaryOperator::Gt => BinaryOp::Gt,
+                ast::BinaryOperator::GtEq => BinaryOp::GtEq,
+                ast::BinaryOperator::And => BinaryOp::And,
+                ast::BinaryOperator::Or => BinaryOp::Or,
+                other => return Err(unsupported(format!("operator `{other}`"), expr_span(expr))),
+            };
+            let left = recurse(left)?;
+            let right = recurse(right)?;
+            Expr::Binary(Box::new(left), op, Box::new(right))
+        }
+        ast::Expr::UnaryOp { op, expr: inner } => match op {
+            ast::UnaryOperator::Not => Expr::Not(Box::new(recurse(inner)?)),
+            ast::UnaryOperator::Minus => Expr::Negate(Box::new(recurse(inner)?)),
+            ast::UnaryOperator::Plus => recurse(inner)?,
+            other => return Err(unsupported(format!("operator `{other}`"), expr_span(expr))),
+        },
+        ast::Expr::IsNull(inner) => Expr::IsNull(Box::new(recurse(inner)?), false),
+        ast::Expr::IsNotNull(inner) => Expr::IsNull(Box::new(recurse(inner)?), true),
+        ast::Expr::Between {
+            expr: inner,
+            negated,
+            low,
+            high,
+        } => {
+            let value = recurse(inner)?;
+            let low = recurse(low)?;
+            let high = recurse(high)?;
+            let between = Expr::Binary(
+                Box::new(Expr::Binary(
+                    Box::new(value.clone()),
+                    BinaryOp::GtEq,
+                    Box::new(low),
+                )),
+                BinaryOp::And,
+                Box::new(Expr::Binary(
+                    Box::new(value),
+                    BinaryOp::LtEq,
+                    Box::new(high),
+                )),
+            );
+            if *negated {
+                Expr::Not(Box::new(between))
+            } else {
+                between
+            }
+        }
+        ast::Expr::InList {
+            expr: inner,
+            list,
+            negated,
+        } => {
+            let value = recurse(inner)?;
+            let mut any: Option<Expr> = None;
+            for item in list {
+                let equal = Expr::Binary(
+                    Box::new(value.clone()),
+                    BinaryOp::Eq,
+                    Box::new(recurse(item)?),
+                );
+                any = Some(match any {
+                    None => equal,
+                    Some(previous) => {
+                        Expr::Binary(Box::new(previous), BinaryOp::Or, Box::new(equal))
+                    }
+                });
+            }
+            let any = any.unwrap_or(Expr::Literal(Literal::Bool(false)));
+            if *negated {
+                Expr::Not(Box::new(any))
+            } else {
+                any
+            }
+        }
+        ast::Expr::Cast {
+            kind,
+            expr: inner,
+            data_type,
+            ..
+        } => {
+            let safe = matches!(kind, ast::CastKind::TryCast | ast::CastKind::SafeCast);
+            Expr::Cast(
+                Box::new(recurse(inner)?),
+                arrow_type(data_type, expr_span(expr))?,
+                safe,
+            )
+        }
+        other => {
+            return Err(unsupported(
+                format!("expression `{other}`"),
+                expr_span(other),
+            ))
+        }
+    })
+}
+
+fn literal(value: &ast::Value, span: sqlparser::tokenizer::Span) -> Result<Literal> {
+    Ok(match value {
+        ast::Value::Null => Literal::Null,
+        ast::Value::Boolean(b) => Literal::Bool(*b),
+        ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => {
+            Literal::Utf8(s.clone())
+        }
+        ast::Value::Number(text, _) => {
+            if let Ok(v) = text.parse::<i64>() {
+                Literal::Int64(v)
+            } else if let Some((int_part, frac_part)) =
+                text.split_once('.').filter(|_| !text.contains(['e', 'E']))
+            {
+                // Exact decimal literal, as in standard SQL.
+                let digits = format!("{int_part}{frac_part}");
+                let scale = i8::try_from(frac_part.len())
+                    .map_err(|_| unsupported(format!("literal {text}"), span))?;
+                match digits.parse::<i128>() {
+                    Ok(mantissa) if scale <= 38 => Literal::Decimal(mantissa, scale),
+                    _ => Literal::Float64(
+                        text.parse()
+                            .map_err(|_| unsupported(format!("number {text}"), span))?,
+                    ),
+                }
+            } else {
+                Literal::Float64(
+                    text.parse()
+                        .map_err(|_| unsupported(format!("number {text}"), span))?,
+                )
+            }
+        }
+        other => return Err(unsupported(format!("literal {other}"), span)),
+    })
+}
+
+fn arrow_type(data_type: &ast::DataType, span: sqlparser::tokenizer::Span) -> Result<DataType> {
+    use ast::DataType as S;
+    Ok(match data_type {
+        S::Boolean | S::Bool => DataType::Boolean,
+        S::TinyInt(_) => DataType::Int8,
+        S::SmallInt(_) => DataType::Int16,
+        S::Int(_) | S::Integer(_) => DataType::Int32,
+        S::BigInt(_) => DataType::Int64,
+        S::Real | S::Float4 => DataType::Float32,
+        S::Double(_) | S::DoublePrecision | S::Float8 | S::Float(_) => DataType::Float64,
+        S::Decimal(info) | S::Numeric(info) => match info {
+            ast::ExactNumberInfo::PrecisionAndScale(p, s) => DataType::Decimal128(
+                u8::try_from(*p).map_err(|_| unsupported("decimal precision", span))?,
+                i8::try_from(*s).map_err(|_| unsupported("decimal scale", span))?,
+            ),
+            ast::ExactNumberInfo::Precision(p) => DataType::Decimal128(
+                u8::try_from(*p).map_err(|_| unsupported("decimal precision", span))?,
+                0,
+            ),
+            ast::ExactNumberInfo::None => DataType::Decimal128(38, 10),
+        },
+        S::Varchar(_) | S::Text | S::String(_) | S::Char(_) => DataType::Utf8,
+        S::Date => DataType::Date32,
+        S::Timestamp(_, _) => DataType::Timestamp(TimeUnit::Microsecond, None),
+        other => return Err(unsupported(format!("CAST to {other}"), span)),
+    })
+}
+
+/// Planning of output expressions in an aggregate query.
+struct AggregateScope<'a> {
+    columns: &'a Columns<'a>,
+    /// (as written, planned over source, name)
+    group_by: Vec<(ast::Expr, Expr, String)>,
+    aggregates: Vec<AggregateCall>,
+}
+
+impl AggregateScope<'_> {
+    fn result_schema(&self, source: &Schema) -> Result<Schema> {
+        let mut fields = Vec::new();
+        for (_, expr, name) in &self.group_by {
+            fields.push(Field::new(name, expr.data_type(source)?, true));
+        }
+        // The aggregate's output type is computed by the kernels at run time; plan with the
+        // same rules by building the aggregator over a schema of argument columns.
+        let mut argument_fields: Vec<Field> = Vec::new();
+        let mut exprs = Vec::new();
+        for (i, call) in self.aggregates.iter().enumerate() {
+            let input = match &call.argument {
+                Some(argument) => {
+                    argument_fields.push(Field::new(
+                        format!("arg{i}"),
+                        argument.data_type(source)?,
+                        true,
+                    ));
+                    Some(argument_fields.len() - 1)
+                }
+                None => None,
+            };
+            let function = match (call.function, input) {
+                (AggregateFunction::Count, None) => AggregateFunction::CountStar,
+                (f, _) => f,
+            };
+            exprs.push(
+                quiver_kernels::AggregateExpr::new(function, input, call.text.clone())
+                    .with_separator(call.separator.clone()),
+            );
+        }
+        let aggregator = quiver_kernels::HashAggregator::try_new(
+            std::sync::Arc::new(Schema::new(argument_fields)),
+            Vec::new(),
+            exprs,
+        )?;
+        for field in &aggregator.output_schema().fields()[..] {
+            fields.push(Field::new(field.name(), field.data_type().clone(), true));
+        }
+        Ok(Schema::new(fields))
+    }
+
+    fn output(&mut self, expr: &ast::Expr) -> Result<Expr> {
+        let group_count = self.group_by.len();
+        let columns = self.columns;
+        let group_by = &self.group_by;
+        let aggregates = &mut self.aggregates;
+        let mut leaf = |e: &ast::Expr| -> Option<Result<Expr>> {
+            if let Some(i) = group_by.iter().position(|(g, _, _)| g == e) {
+                return Some(Ok(Expr::Column(i)));
+            }
+            match e {
+                ast::Expr::Function(f) => {
+                    let function = aggregate_function(&f.name.to_string())?;
+                    Some(plan_call(f, function, columns, e).map(|call| {
+                        let index = match aggregates.iter().position(|c| c == &call) {
+                            Some(index) => index,
+                            None => {
+                                aggregates.push(call);
+                                aggregates.len() - 1
+                            }
+                        };
+                        Expr::Column(group_count + index)
+                    }))
+                }
+                ast::Expr::Identifier(ident) => {
+                    // A bare column must be a GROUP BY key (matched by name).
+                    let position = group_by.iter().position(|(g, _, _)| match g {
+                        ast::Expr::Identifier(g) => g.value.eq_ignore_ascii_case(&ident.value),
+                        _ => false,
+                    });
+                    Some(match position {
+                        Some(i) => Ok(Expr::Column(i)),
+                        None => columns.column(ident).and_then(|_| {
+                            Err(unsupported(
+                                format!(
+                                    "column `{}` must appear in GROUP BY or be used in an aggregate",
+                                    ident.value
+                                ),
+                                ident.span,
+                            ))
+                        }),
+                    })
+                }
+                _ => None,
+            }
+        };
+        scalar_expr(expr, &mut leaf)
+    }
+}
+
+fn plan_call(
+    f: &ast::Function,
+    function: AggregateFunction,
+    columns: &Columns<'_>,
+    whole: &ast::Expr,
+) -> Result<AggregateCall> {
+    let span = expr_span(whole);
+    if f.over.is_some() {
+        return Err(unsupported(
+            format!("window function `{whole}` (OVER)"),
+            span,
+        ));
+    }
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return Err(unsupported(format!("`{whole}`: arguments expected"), span));
+    };
+    let distinct = matches!(
+        list.duplicate_treatment,
+        Some(ast::DuplicateTreatment::Distinct)
+    );
+    let mut arguments = Vec::new();
+    let mut star = false;
+    for argument in &list.args {
+        match argument {
+            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                if contains_aggregate(e) {
+                    return Err(unsupported(format!("nested aggregate in `{whole}`"), span));
+                }
+                arguments.push(e.clone());
+            }
+            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) => star = true,
+            other => {
+                return Err(unsupported(
+                    format!("argument `{other}` of `{whole}`"),
+                    span,
+                ))
+            }
+        }
+    }
+    let function = match (function, distinct) {
+        (AggregateFunction::Count, true) => AggregateFunction::CountDistinct,
+        (f, true) => {
+            return Err(unsupported(
+                format!("DISTINCT in {f} (only COUNT(DISTINCT ...))"),
+                span,
+            ))
+        }
+        (f, false) => f,
+    };
+    let (argument, separator) = match (function, star, arguments.as_slice()) {
+        (AggregateFunction::Count, true, []) => (None, String::new()),
+        (AggregateFunction::StringAgg, false, [value, separator]) => {
+            let ast::Expr::Value(v) = separator else {
+                return Err(unsupported(
+                    "STRING_AGG separator must be a string literal",
+                    span,
+                ));
+            };
+            let ast::Value::SingleQuotedString(separator) = &v.value else {
+                return Err(unsupported(
+                    "STRING_AGG separator must be a string literal",
+                    span,
+                ));
+            };
+            (Some(columns.scalar(value)?), separator.clone())
+        }
+        (_, false, [value]) => (Some(columns.scalar(value)?), String::new()),
+        _ => return Err(unsupported(format!("arguments of `{whole}`"), span)),
+    };
+    let filter = f.filter.as_ref().map(|e| columns.scalar(e)).transpose()?;
+    Ok(AggregateCall {
+        function,
+        argument,
+        filter,
+        separator,
+        text: whole.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn tables() -> Vec<(String, SchemaRef)> {
+        vec![(
+            "trades".to_string(),
+            Arc::new(Schema::new(vec![
+                Field::new("symbol", DataType::Utf8, false),
+                Field::new("price", DataType::Float64, false),
+                Field::new("quantity", DataType::Int64, false),
+            ])),
+        )]
+    }
+
+    #[test]
+    fn plans_a_group_by_with_expressions_in_aggregates() {
+        let plan = plan(
+            "SELECT Symbol, COUNT(*) AS n, SUM(price * quantity) AS value FROM trades WHERE quantity > 10 GROUP BY symbol ORDER BY value DESC LIMIT 3",
+            &tables(),
+        )
+        .unwrap();
+        let PlanKind::Aggregate {
+            group_by,
+            aggregates,
+            ..
+        } = &plan.kind
+        else {
+            panic!("not an aggregate")
+        };
+        assert_eq!(group_by.len(), 1);
+        assert_eq!(aggregates.len(), 2);
+        assert_eq!(plan.output_schema.field(2).data_type(), &DataType::Float64);
+        assert_eq!(plan.limit, Some(3));
+        assert!(plan.order_by[0].descending);
+    }
+
+    #[test]
+    fn unknown_column_names_it_and_its_position() {
+        let error = plan("SELECT symbol,\n  prise FROM trades", &tables())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("unknown column `prise` at line 2, column 3"),
+            "{error}"
+        );
+        assert!(
+            error.contains("columns are: symbol, price, quantity"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn non_grouped_column_is_an_error() {
+        let error = plan(
+            "SELECT symbol, price, COUNT(*) FROM trades GROUP BY symbol",
+            &tables(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`price` must appear in GROUP BY"), "{error}");
+    }
+
+    #[test]
+    fn unsupported_constructs_are_named() {
+        for (sql, expected) in [
+            ("SELECT * FROM trades JOIN other ON true", "JOIN"),
+            ("DELETE FROM trades", "only SELECT"),
+            ("SELECT * FROM nowhere", "unknown table `nowhere`"),
+            ("SELEC * FROM trades", "syntax error"),
+        ] {
+            let error = plan(sql, &tables()).unwrap_err().to_string();
+            assert!(error.contains(expected), "{sql}: {error}");
+        }
+    }
+}

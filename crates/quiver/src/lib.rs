@@ -20,9 +20,37 @@
 //! assert!(out.dead_letters[0].reason.contains("expected Float64"));
 //! # Ok::<(), quiver::QuiverError>(())
 //! ```
+//!
+//! SQL over batches:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use quiver::arrow::array::{Float64Array, RecordBatch, StringArray};
+//! use quiver::arrow::datatypes::{DataType, Field, Schema};
+//! use quiver::Engine;
+//!
+//! let schema = Arc::new(Schema::new(vec![
+//!     Field::new("symbol", DataType::Utf8, false),
+//!     Field::new("price", DataType::Float64, false),
+//! ]));
+//! let batch = RecordBatch::try_new(schema.clone(), vec![
+//!     Arc::new(StringArray::from(vec!["A", "B", "A"])),
+//!     Arc::new(Float64Array::from(vec![1.0, 2.0, 4.0])),
+//! ])?;
+//! let mut query = Engine::new()
+//!     .register("trades", schema)?
+//!     .sql("SELECT symbol, AVG(price) AS avg_price FROM trades GROUP BY symbol ORDER BY symbol")?;
+//! query.push(&batch)?;
+//! let out = query.finish()?;
+//! assert_eq!(out[0].num_rows(), 2);
+//! # Ok::<(), quiver::QuiverError>(())
+//! ```
 #![warn(missing_docs)]
 
+mod engine;
+
 pub use arrow;
+pub use engine::{Engine, Query};
 pub use quiver_core::{
     format_decimal, DeadLetter, DeadLetterPayload, Decimal, Position, QuiverError, Record, Result,
     Timestamp, Value,

@@ -1,0 +1,390 @@
+//! Runs a planned SQL query over a stream of batches: filter, aggregate or project, then
+//! `HAVING`, output expressions, `ORDER BY` and `LIMIT` at the end.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, RecordBatch, RecordBatchOptions};
+use arrow::compute::{
+    concat_batches, filter_record_batch, lexsort_to_indices, take, SortColumn, SortOptions,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use quiver_core::{QuiverError, Result};
+use quiver_kernels::expr::Expr;
+use quiver_kernels::{AggregateExpr, AggregateFunction, EmitTo, HashAggregator};
+use quiver_sql::{Plan, PlanKind};
+use rayon::prelude::*;
+
+/// A running query: push batches in, take result batches out.
+pub struct QueryRunner {
+    plan: Plan,
+    state: State,
+}
+
+enum State {
+    Projection {
+        buffered: Vec<RecordBatch>,
+        emitted_rows: usize,
+    },
+    Aggregate {
+        aggregator: Box<HashAggregator>,
+        layout: AggregateLayout,
+    },
+}
+
+/// The aggregation input: group keys, then each aggregate's argument and filter, as columns
+/// computed from the filtered source batch.
+struct AggregateLayout {
+    input_schema: SchemaRef,
+    aggregates: Vec<AggregateExpr>,
+    input_exprs: Vec<Expr>,
+    group_count: usize,
+}
+
+impl AggregateLayout {
+    fn aggregator(&self) -> Result<HashAggregator> {
+        HashAggregator::try_new(
+            self.input_schema.clone(),
+            (0..self.group_count).collect(),
+            self.aggregates.clone(),
+        )
+    }
+}
+
+impl std::fmt::Debug for QueryRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryRunner")
+            .field("source", &self.plan.source)
+            .finish()
+    }
+}
+
+fn aggregate_layout(plan: &Plan) -> Result<Option<AggregateLayout>> {
+    let PlanKind::Aggregate {
+        group_by,
+        aggregates,
+        ..
+    } = &plan.kind
+    else {
+        return Ok(None);
+    };
+    let source = plan.source_schema.as_ref();
+    let mut fields = Vec::new();
+    let mut exprs = Vec::new();
+    for (expr, name) in group_by {
+        fields.push(Field::new(name, expr.data_type(source)?, true));
+        exprs.push(expr.clone());
+    }
+    let mut aggregate_exprs = Vec::new();
+    for call in aggregates {
+        let input = match &call.argument {
+            Some(argument) => {
+                fields.push(Field::new(
+                    format!("arg{}", fields.len()),
+                    argument.data_type(source)?,
+                    true,
+                ));
+                exprs.push(argument.clone());
+                Some(fields.len() - 1)
+            }
+            None => None,
+        };
+        let function = match (call.function, input) {
+            (AggregateFunction::Count, None) => AggregateFunction::CountStar,
+            (f, _) => f,
+        };
+        let mut aggregate = AggregateExpr::new(function, input, call.text.clone())
+            .with_separator(call.separator.clone());
+        if let Some(filter) = &call.filter {
+            fields.push(Field::new(
+                format!("filter{}", fields.len()),
+                DataType::Boolean,
+                true,
+            ));
+            exprs.push(filter.clone());
+            aggregate = aggregate.with_filter(fields.len() - 1);
+        }
+        aggregate_exprs.push(aggregate);
+    }
+    Ok(Some(AggregateLayout {
+        input_schema: Arc::new(Schema::new(fields)),
+        aggregates: aggregate_exprs,
+        input_exprs: exprs,
+        group_count: group_by.len(),
+    }))
+}
+
+impl QueryRunner {
+    /// A runner for `plan`.
+    pub fn try_new(plan: Plan) -> Result<Self> {
+        let state = match aggregate_layout(&plan)? {
+            None => State::Projection {
+                buffered: Vec::new(),
+                emitted_rows: 0,
+            },
+            Some(layout) => State::Aggregate {
+                aggregator: Box::new(layout.aggregator()?),
+                layout,
+            },
+        };
+        Ok(QueryRunner { plan, state })
+    }
+
+    /// The output schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.plan.output_schema
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    fn filtered(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        filter_batch(&self.plan, batch)
+    }
+
+    /// Adds one source batch; returns output that is final already (projections without
+    /// ORDER BY), otherwise nothing until [`QueryRunner::finish`].
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+        let filtered = self.filtered(batch)?;
+        match &mut self.state {
+            State::Aggregate { aggregator, layout } => {
+                let columns = layout
+                    .input_exprs
+                    .iter()
+                    .map(|e| e.evaluate(&filtered))
+                    .collect::<Result<Vec<_>>>()?;
+                let options = RecordBatchOptions::new().with_row_count(Some(filtered.num_rows()));
+                let input = RecordBatch::try_new_with_options(
+                    layout.input_schema.clone(),
+                    columns,
+                    &options,
+                )?;
+                aggregator.update(&input)?;
+                Ok(Vec::new())
+            }
+            State::Projection {
+                buffered,
+                emitted_rows,
+            } => {
+                let projected = project(&self.plan.output, &filtered)?;
+                if !self.plan.order_by.is_empty() {
+                    buffered.push(projected);
+                    return Ok(Vec::new());
+                }
+                let room = self
+                    .plan
+                    .limit
+                    .map_or(usize::MAX, |l| l.saturating_sub(*emitted_rows));
+                let out = projected.slice(0, projected.num_rows().min(room));
+                *emitted_rows += out.num_rows();
+                Ok(if out.num_rows() > 0 {
+                    vec![finish_columns(&self.plan, out)?]
+                } else {
+                    Vec::new()
+                })
+            }
+        }
+    }
+
+    /// Ends the input; returns the remaining output.
+    pub fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        let output = match &mut self.state {
+            State::Aggregate { aggregator, .. } => {
+                let result = aggregator.evaluate(EmitTo::All)?;
+                finish_aggregate(&self.plan, result)?
+            }
+            State::Projection { buffered, .. } => {
+                if self.plan.order_by.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let schema = match buffered.first() {
+                    Some(b) => b.schema(),
+                    None => return Ok(Vec::new()),
+                };
+                concat_batches(&schema, buffered.iter())?
+            }
+        };
+        let sorted = sort_and_limit(&self.plan, output)?;
+        Ok(vec![finish_columns(&self.plan, sorted)?])
+    }
+}
+
+/// Checks a source batch against the plan's source schema and applies `WHERE`.
+fn filter_batch(plan: &Plan, batch: &RecordBatch) -> Result<RecordBatch> {
+    if batch.schema().fields() != plan.source_schema.fields() {
+        return Err(QuiverError::Schema {
+            position: quiver_core::Position {
+                source: plan.source.clone(),
+                record: 0,
+                byte_offset: None,
+            },
+            field: "(batch)".into(),
+            expected: format!("{:?}", plan.source_schema.fields()),
+            found: format!("{:?}", batch.schema().fields()),
+        });
+    }
+    Ok(match &plan.filter {
+        Some(filter) => {
+            let mask = filter.evaluate(batch)?;
+            let mask = mask.as_boolean_opt().ok_or_else(|| {
+                QuiverError::Unsupported(format!(
+                    "WHERE of type {}; a boolean is expected",
+                    mask.data_type()
+                ))
+            })?;
+            filter_record_batch(batch, mask)?
+        }
+        None => batch.clone(),
+    })
+}
+
+fn project(output: &[(Expr, String)], batch: &RecordBatch) -> Result<RecordBatch> {
+    let columns = output
+        .iter()
+        .map(|(e, _)| e.evaluate(batch))
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    let fields: Vec<Field> = output
+        .iter()
+        .zip(&columns)
+        .map(|((_, name), c)| Field::new(name, c.data_type().clone(), true))
+        .collect();
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        columns,
+        &options,
+    )?)
+}
+
+fn finish_aggregate(plan: &Plan, result: RecordBatch) -> Result<RecordBatch> {
+    let result = match &plan.kind {
+        PlanKind::Aggregate {
+            having: Some(having),
+            ..
+        } => {
+            let mask = having.evaluate(&result)?;
+            let mask = mask.as_boolean_opt().ok_or_else(|| {
+                QuiverError::Unsupported(format!(
+                    "HAVING of type {}; a boolean is expected",
+                    mask.data_type()
+                ))
+            })?;
+            filter_record_batch(&result, mask)?
+        }
+        _ => result,
+    };
+    project(&plan.output, &result)
+}
+
+fn sort_and_limit(plan: &Plan, batch: RecordBatch) -> Result<RecordBatch> {
+    let batch = if plan.order_by.is_empty() {
+        batch
+    } else {
+        let keys = plan
+            .order_by
+            .iter()
+            .map(|key| {
+                Ok(SortColumn {
+                    values: key.expr.evaluate(&batch)?,
+                    options: Some(SortOptions {
+                        descending: key.descending,
+                        nulls_first: key.nulls_first,
+                    }),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let indices = lexsort_to_indices(&keys, plan.limit)?;
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|c| take(c, &indices, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(indices.len()));
+        RecordBatch::try_new_with_options(batch.schema(), columns, &options)?
+    };
+    Ok(match plan.limit {
+        Some(limit) if batch.num_rows() > limit => batch.slice(0, limit),
+        _ => batch,
+    })
+}
+
+/// Drops hidden sort columns and applies the output schema's names.
+fn finish_columns(plan: &Plan, batch: RecordBatch) -> Result<RecordBatch> {
+    let visible = plan.output_schema.fields().len();
+    let columns: Vec<ArrayRef> = batch.columns()[..visible].to_vec();
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        plan.output_schema.clone(),
+        columns,
+        &options,
+    )?)
+}
+
+/// Runs `plan` over `batches` in one partition.
+pub fn run(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+    let mut runner = QueryRunner::try_new(plan.clone())?;
+    let mut out = Vec::new();
+    for batch in batches {
+        out.extend(runner.push(batch)?);
+    }
+    out.extend(runner.finish()?);
+    Ok(out)
+}
+
+/// Runs `plan` over independent partitions in parallel (each with its own state) and merges:
+/// aggregates through partial states, projections by concatenation in partition order.
+pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>> {
+    let Some(layout) = aggregate_layout(plan)? else {
+        let per_partition: Vec<Vec<RecordBatch>> = partitions
+            .par_iter()
+            .map(|batches| {
+                batches
+                    .iter()
+                    .map(|batch| project(&plan.output, &filter_batch(plan, batch)?))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
+        // Ordering and limits apply to the whole result.
+        let mut runner = PostProcess { plan };
+        return runner.finish(per_partition.into_iter().flatten().collect());
+    };
+    let states: Vec<RecordBatch> = partitions
+        .par_iter()
+        .map(|batches| {
+            let mut runner = QueryRunner::try_new(plan.clone())?;
+            for batch in batches {
+                runner.push(batch)?;
+            }
+            match &mut runner.state {
+                State::Aggregate { aggregator, .. } => aggregator.state(EmitTo::All),
+                State::Projection { .. } => {
+                    Err(QuiverError::Internal("projection in aggregate path".into()))
+                }
+            }
+        })
+        .collect::<Result<_>>()?;
+    let mut merged = layout.aggregator()?;
+    for state in &states {
+        merged.merge(state)?;
+    }
+    let result = finish_aggregate(plan, merged.evaluate(EmitTo::All)?)?;
+    let sorted = sort_and_limit(plan, result)?;
+    Ok(vec![finish_columns(plan, sorted)?])
+}
+
+/// ORDER BY / LIMIT over already projected batches (hidden sort columns included).
+struct PostProcess<'a> {
+    plan: &'a Plan,
+}
+
+impl PostProcess<'_> {
+    fn finish(&mut self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let Some(first) = batches.first() else {
+            return Ok(Vec::new());
+        };
+        let all = concat_batches(&first.schema(), batches.iter())?;
+        let sorted = sort_and_limit(self.plan, all)?;
+        Ok(vec![finish_columns(self.plan, sorted)?])
+    }
+}

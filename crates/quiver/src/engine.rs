@@ -1,0 +1,125 @@
+//! The embedder's entry point: register sources, plan SQL, push batches or records through.
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use quiver_core::{DeadLetter, QuiverError, Record, Result};
+use quiver_exec::query::QueryRunner;
+use quiver_ingest::{IngestConfig, RecordBatcher, UnknownFields};
+
+/// Registered sources, from which queries are planned.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    tables: Vec<(String, SchemaRef)>,
+}
+
+impl Engine {
+    /// An engine with no sources.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a source (table or stream) `name` with `schema`.
+    pub fn register(mut self, name: impl Into<String>, schema: SchemaRef) -> Result<Self> {
+        let name = name.into();
+        if self
+            .tables
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(&name))
+        {
+            return Err(QuiverError::Config(format!(
+                "source `{name}` is registered twice"
+            )));
+        }
+        self.tables.push((name, schema));
+        Ok(self)
+    }
+
+    /// Plans `sql` into a running query.
+    pub fn sql(&self, sql: &str) -> Result<Query> {
+        let plan = quiver_sql::plan(sql, &self.tables)?;
+        Ok(Query {
+            runner: QueryRunner::try_new(plan)?,
+            batcher: None,
+            dead_letters: Vec::new(),
+        })
+    }
+
+    /// The plan of `sql`, as text.
+    pub fn explain(&self, sql: &str) -> Result<String> {
+        Ok(quiver_sql::plan(sql, &self.tables)?.explain())
+    }
+
+    /// Runs `sql` once over `batches`; the `FROM` source takes the batches' schema.
+    pub fn query_batches(sql: &str, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+        let schema = batches.first().map(RecordBatch::schema).ok_or_else(|| {
+            QuiverError::Config("query_batches needs at least one batch (for the schema)".into())
+        })?;
+        let engine = Engine::new().register(quiver_sql::source_name(sql)?, schema)?;
+        let mut query = engine.sql(sql)?;
+        let mut out = Vec::new();
+        for batch in batches {
+            out.extend(query.push(batch)?);
+        }
+        out.extend(query.finish()?);
+        Ok(out)
+    }
+}
+
+/// A running query.
+#[derive(Debug)]
+pub struct Query {
+    runner: QueryRunner,
+    batcher: Option<RecordBatcher>,
+    dead_letters: Vec<DeadLetter>,
+}
+
+impl Query {
+    /// The output schema.
+    pub fn schema(&self) -> &SchemaRef {
+        self.runner.schema()
+    }
+
+    /// Pushes one batch of the source schema; returns output that is already final.
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+        self.runner.push(batch)
+    }
+
+    /// Pushes row-shaped records (converted with the source schema; records that do not fit
+    /// become dead letters, see [`Query::take_dead_letters`]); extra fields are ignored.
+    pub fn push_records(&mut self, records: &[Record]) -> Result<Vec<RecordBatch>> {
+        if self.batcher.is_none() {
+            let config = IngestConfig {
+                unknown_fields: UnknownFields::Ignore,
+                source_name: self.runner.plan().source.clone(),
+                ..IngestConfig::default()
+            };
+            self.batcher = Some(RecordBatcher::with_schema(
+                self.runner.plan().source_schema.clone(),
+                config,
+            )?);
+        }
+        let mut batches = Vec::new();
+        if let Some(batcher) = &mut self.batcher {
+            for record in records {
+                batches.extend(batcher.push(record)?);
+            }
+            batches.extend(batcher.finish()?);
+            self.dead_letters.extend(batcher.take_dead_letters());
+        }
+        let mut out = Vec::new();
+        for batch in &batches {
+            out.extend(self.runner.push(batch)?);
+        }
+        Ok(out)
+    }
+
+    /// Records rejected by [`Query::push_records`] so far.
+    pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead_letters)
+    }
+
+    /// Ends the input and returns the remaining output.
+    pub fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        self.runner.finish()
+    }
+}
