@@ -467,8 +467,7 @@ pub fn compare_rows(
                 (RefValue::Float(x), RefValue::Float(y)) => {
                     (x.is_nan() && y.is_nan())
                         || x == y
-                        || (x - y).abs()
-                            <= relative_tolerance * x.abs().max(y.abs()).max(1.0)
+                        || (x - y).abs() <= relative_tolerance * x.abs().max(y.abs()).max(1.0)
                 }
                 _ => x == y,
             };

@@ -1,0 +1,276 @@
+//! Differential test of the SQL path against DuckDB: generated queries (random keys, aggregates
+//! and filters over random typed data with NULLs) run through `quiver::Engine` and through
+//! DuckDB's Python wheel on the same CSV file; results must match exactly (floats within 1e-9
+//! relative). Skipped, with a message, only when `python3 -c "import duckdb"` fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail loudly by design.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use quiver::{read_csv, CsvOptions, Engine, IngestConfig};
+use quiver_kernels::reference::{batch_rows, RefValue};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const QUERIES: usize = 240;
+
+fn duckdb_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn table_csv(rng: &mut StdRng, rows: usize) -> String {
+    let mut csv = String::from("k_str,k_int,v_int,v_float,flag\n");
+    let null = |rng: &mut StdRng| rng.gen_bool(0.1);
+    for _ in 0..rows {
+        let k_str = if null(rng) {
+            String::new()
+        } else {
+            format!("s{}", rng.gen_range(0..7))
+        };
+        let k_int = if null(rng) {
+            String::new()
+        } else {
+            rng.gen_range(-3..4).to_string()
+        };
+        let v_int = if null(rng) {
+            String::new()
+        } else {
+            rng.gen_range(-1_000_000_i64..1_000_000).to_string()
+        };
+        // Two decimals, so both engines parse the same binary double.
+        let v_float = if null(rng) {
+            String::new()
+        } else {
+            format!(
+                "{}.{:02}",
+                rng.gen_range(-5000..5000),
+                rng.gen_range(0..100)
+            )
+        };
+        let flag = if null(rng) {
+            String::new()
+        } else {
+            rng.gen_bool(0.5).to_string()
+        };
+        csv.push_str(&format!("{k_str},{k_int},{v_int},{v_float},{flag}\n"));
+    }
+    csv
+}
+
+fn random_query(rng: &mut StdRng) -> String {
+    let keys: Vec<&str> = match rng.gen_range(0..4) {
+        0 => vec![],
+        1 => vec!["k_str"],
+        2 => vec!["k_int"],
+        _ => vec!["k_str", "k_int"],
+    };
+    let menu = [
+        "COUNT(*)",
+        "COUNT(v_int)",
+        "COUNT(v_float)",
+        "SUM(v_int)",
+        "SUM(v_float)",
+        "AVG(v_int)",
+        "AVG(v_float)",
+        "MIN(v_int)",
+        "MAX(v_float)",
+        "MIN(k_str)",
+        "MAX(k_str)",
+        "COUNT(DISTINCT k_str)",
+        "COUNT(DISTINCT v_int % 10)",
+        "STDDEV_SAMP(v_float)",
+        "VAR_POP(v_int)",
+        "BOOL_AND(flag)",
+        "BOOL_OR(flag)",
+        "SUM(v_int * 2 + 1)",
+        "MAX(v_float - v_int)",
+        "SUM(v_int) FILTER (WHERE flag)",
+        "COUNT(*) FILTER (WHERE v_float > 0)",
+    ];
+    let aggregate_count = rng.gen_range(1..=4);
+    let aggregates: Vec<String> = (0..aggregate_count)
+        .map(|i| format!("{} AS a{i}", menu[rng.gen_range(0..menu.len())]))
+        .collect();
+    let filters = [
+        "v_int > 0",
+        "v_float < 100.5",
+        "k_str IS NOT NULL",
+        "k_int BETWEEN -1 AND 2",
+        "flag OR v_int < -500000",
+        "NOT flag",
+        "k_str IN ('s1', 's3', 's5')",
+        "v_int IS NULL OR v_float IS NULL",
+    ];
+    let mut sql = String::from("SELECT ");
+    let mut items: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    items.extend(aggregates);
+    sql.push_str(&items.join(", "));
+    sql.push_str(" FROM t");
+    if rng.gen_bool(0.6) {
+        sql.push_str(&format!(
+            " WHERE {}",
+            filters[rng.gen_range(0..filters.len())]
+        ));
+    }
+    if !keys.is_empty() {
+        sql.push_str(&format!(" GROUP BY {}", keys.join(", ")));
+        if rng.gen_bool(0.3) {
+            sql.push_str(" HAVING COUNT(*) > 3");
+        }
+        // Every key in ORDER BY (NULLs last, both engines' default) makes the order total.
+        sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
+    }
+    sql
+}
+
+fn quiver_rows(csv: &[u8], sql: &str) -> Result<Vec<Vec<RefValue>>, String> {
+    let input = read_csv(csv, None, CsvOptions::default(), &IngestConfig::default())
+        .map_err(|e| e.to_string())?;
+    let engine = Engine::new()
+        .register("t", input.batches[0].schema())
+        .map_err(|e| e.to_string())?;
+    let mut query = engine.sql(sql).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for batch in &input.batches {
+        out.extend(query.push(batch).map_err(|e| e.to_string())?);
+    }
+    out.extend(query.finish().map_err(|e| e.to_string())?);
+    let mut rows = Vec::new();
+    for batch in &out {
+        for (_, values) in batch_rows(batch, 0).map_err(|e| e.to_string())? {
+            rows.push(values);
+        }
+    }
+    Ok(rows)
+}
+
+const DUCKDB_SCRIPT: &str = r#"
+import duckdb, json, sys
+path = sys.argv[1]
+queries = json.load(sys.stdin)
+con = duckdb.connect()
+con.execute(f"CREATE TABLE t AS SELECT * FROM read_csv('{path}', header=true, columns={{'k_str':'VARCHAR','k_int':'BIGINT','v_int':'BIGINT','v_float':'DOUBLE','flag':'BOOLEAN'}})")
+def cell(v):
+    if v is None: return "N"
+    if isinstance(v, bool): return "B:" + ("true" if v else "false")
+    if isinstance(v, int): return "I:" + str(v)
+    if isinstance(v, float): return "F:" + repr(v)
+    return "S:" + json.dumps(str(v))
+for i, q in enumerate(queries):
+    print(f"=== {i}")
+    try:
+        for row in con.execute(q).fetchall():
+            print("\t".join(cell(v) for v in row))
+    except Exception as e:
+        print("ERROR " + str(e).replace("\n", " "))
+"#;
+
+fn parse_cell(cell: &str) -> RefValue {
+    match cell.split_once(':') {
+        None => RefValue::Null,
+        Some(("B", v)) => RefValue::Bool(v == "true"),
+        Some(("I", v)) => RefValue::Int(v.parse().unwrap()),
+        Some(("F", v)) => RefValue::Float(match v {
+            "nan" => f64::NAN,
+            "inf" => f64::INFINITY,
+            "-inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap(),
+        }),
+        Some(("S", v)) => {
+            // The strings here are plain ASCII: strip the JSON quotes.
+            RefValue::Bytes(v.trim_matches('"').as_bytes().to_vec())
+        }
+        Some(_) => panic!("unexpected cell {cell}"),
+    }
+}
+
+fn same(a: &RefValue, b: &RefValue) -> bool {
+    match (a, b) {
+        (RefValue::Float(x), RefValue::Float(y)) => {
+            (x.is_nan() && y.is_nan())
+                || x == y
+                || (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-300)
+        }
+        // DuckDB reports integer AVG and variance as DOUBLE, and SUM as HUGEINT: compare numbers.
+        (RefValue::Int(i), RefValue::Float(f)) | (RefValue::Float(f), RefValue::Int(i)) => {
+            (*i as f64) == *f
+        }
+        _ => a == b,
+    }
+}
+
+#[test]
+fn generated_queries_match_duckdb() {
+    if !duckdb_available() {
+        eprintln!("SKIPPED: python3 with the duckdb wheel is not available (pip install duckdb)");
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(20261125);
+    let csv = table_csv(&mut rng, 3000);
+    let dir = std::env::temp_dir().join(format!("quiver-duckdb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.csv");
+    std::fs::write(&path, &csv).unwrap();
+    let queries: Vec<String> = (0..QUERIES).map(|_| random_query(&mut rng)).collect();
+
+    let mut child = Command::new("python3")
+        .args(["-c", DUCKDB_SCRIPT])
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let json = format!(
+        "[{}]",
+        queries
+            .iter()
+            .map(|q| format!("{q:?}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(json.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "duckdb script failed");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let mut expected: Vec<Vec<String>> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("=== ") {
+            expected.push(Vec::new());
+        } else if let Some(current) = expected.last_mut() {
+            current.push(line.to_string());
+        }
+    }
+    assert_eq!(expected.len(), QUERIES);
+
+    let mut compared = 0;
+    for (sql, duck) in queries.iter().zip(&expected) {
+        if duck.first().is_some_and(|l| l.starts_with("ERROR")) {
+            panic!("DuckDB rejected a generated query: {sql}: {}", duck[0]);
+        }
+        let ours = quiver_rows(csv.as_bytes(), sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(
+            ours.len(),
+            duck.len(),
+            "{sql}: {} rows, DuckDB {}",
+            ours.len(),
+            duck.len()
+        );
+        for (row, (a, line)) in ours.iter().zip(duck).enumerate() {
+            let b: Vec<RefValue> = line.split('\t').map(parse_cell).collect();
+            assert_eq!(a.len(), b.len(), "{sql}: row {row} width");
+            for (x, y) in a.iter().zip(&b) {
+                assert!(same(x, y), "{sql}: row {row}: quiver {a:?}, duckdb {b:?}");
+            }
+        }
+        compared += 1;
+    }
+    assert_eq!(compared, QUERIES);
+}
