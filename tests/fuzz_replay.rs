@@ -6,7 +6,7 @@ use std::path::Path;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 5] = [
+const TARGETS: [(&str, Check); 6] = [
     (
         "agg_differential",
         quiver_kernels::fuzz::check_agg_differential,
@@ -15,6 +15,7 @@ const TARGETS: [(&str, Check); 5] = [
     ("ingest_csv", quiver_ingest::fuzz::check_csv),
     ("ingest_json", quiver_ingest::fuzz::check_json_lines),
     ("ingest_1brc", quiver_ingest::fuzz::check_1brc),
+    ("sql_parse", quiver_sql::check_sql_parse),
 ];
 
 fn replay(kind: &str) -> usize {

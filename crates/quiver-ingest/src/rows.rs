@@ -174,20 +174,18 @@ impl RecordBatcher {
             .schema
             .clone()
             .ok_or_else(|| QuiverError::Internal("append before schema is known".into()))?;
-        if let Err(reason) = self.check(&schema, record) {
-            self.reject(index, reason, record);
-            return Ok(());
-        }
+        // Convert every column before touching a builder, so a bad record leaves none half
+        // appended; each value is converted once.
+        let mut scalars = Scalars::new();
+        let row_bytes = match self.check(&schema, record, &mut scalars) {
+            Ok(row_bytes) => row_bytes,
+            Err(reason) => {
+                self.reject(index, reason, record);
+                return Ok(());
+            }
+        };
         self.remember_names(record, &schema);
-        let mut row_bytes = 0;
-        for (column_index, (field, column)) in
-            schema.fields().iter().zip(&mut self.columns).enumerate()
-        {
-            let value = lookup(record, column_index, field.name(), &self.known_names)
-                .unwrap_or(&Value::Null);
-            row_bytes += value.encoded_size_bytes();
-            let scalar = convert(value, field.data_type(), self.config.mixed_types)
-                .map_err(|e| QuiverError::Internal(format!("checked value failed: {e}")))?;
+        for (column, scalar) in self.columns.iter_mut().zip(scalars) {
             column.append(scalar)?;
         }
         self.accepted_rows += 1;
@@ -201,9 +199,16 @@ impl RecordBatcher {
         Ok(())
     }
 
-    /// Validates a record against the schema without touching any builder.
-    fn check(&self, schema: &Schema, record: &Record) -> std::result::Result<(), String> {
+    /// Converts a record's values for the schema's columns into `scalars`, without touching any
+    /// builder; returns the row's size in bytes, or why the record does not fit.
+    fn check<'r>(
+        &self,
+        schema: &Schema,
+        record: &'r Record,
+        scalars: &mut Scalars<'r>,
+    ) -> std::result::Result<usize, String> {
         let mut fields_found = 0;
+        let mut row_bytes = 0;
         for (column_index, field) in schema.fields().iter().enumerate() {
             match lookup(record, column_index, field.name(), &self.known_names) {
                 None if !field.is_nullable() => {
@@ -213,7 +218,7 @@ impl RecordBatcher {
                         field.data_type()
                     ));
                 }
-                None => {}
+                None => scalars.push(Scalar::Null),
                 Some(Value::Null) if !field.is_nullable() => {
                     return Err(format!(
                         "field `{}`: required ({}), found null",
@@ -223,13 +228,16 @@ impl RecordBatcher {
                 }
                 Some(value) => {
                     fields_found += 1;
-                    convert(value, field.data_type(), self.config.mixed_types).map_err(|e| {
-                        format!(
-                            "field `{}`: expected {e}, found {}",
-                            field.name(),
-                            value.describe()
-                        )
-                    })?;
+                    row_bytes += value.encoded_size_bytes();
+                    let scalar = convert(value, field.data_type(), self.config.mixed_types)
+                        .map_err(|e| {
+                            format!(
+                                "field `{}`: expected {e}, found {}",
+                                field.name(),
+                                value.describe()
+                            )
+                        })?;
+                    scalars.push(scalar);
                 }
             }
         }
@@ -242,7 +250,7 @@ impl RecordBatcher {
                 return Err(format!("field `{name}` is not in the schema"));
             }
         }
-        Ok(())
+        Ok(row_bytes)
     }
 
     fn remember_names(&mut self, record: &Record, schema: &Schema) {
@@ -396,6 +404,9 @@ fn lookup<'r>(
         None => record.get(name),
     }
 }
+
+/// One row's converted values; rows of up to 16 columns stay on the stack.
+type Scalars<'r> = smallvec::SmallVec<[Scalar<'r>; 16]>;
 
 /// A value converted to the representation a column builder takes.
 #[derive(Debug)]

@@ -84,7 +84,8 @@ macro_rules! for_each_selected {
     };
 }
 
-fn take_front<T: Clone>(values: &mut Vec<T>, emit_to: EmitTo) -> Vec<T> {
+/// Removes and returns the values of the groups `emit_to` takes.
+pub(crate) fn take_front<T>(values: &mut Vec<T>, emit_to: EmitTo) -> Vec<T> {
     let n = emit_to.count(values.len());
     if n == values.len() {
         std::mem::take(values)
@@ -168,7 +169,8 @@ impl GroupsAccumulator for CountAccumulator {
     }
 }
 
-fn state_column<T: ArrowPrimitiveType>(
+/// Partial-state column `index` as a primitive array of `T`.
+pub(crate) fn state_column<T: ArrowPrimitiveType>(
     states: &[ArrayRef],
     index: usize,
 ) -> Result<&PrimitiveArray<T>> {

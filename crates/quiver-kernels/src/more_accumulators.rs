@@ -15,18 +15,9 @@ use arrow::row::{RowConverter, Rows, SortField};
 use hashbrown::HashTable;
 use quiver_core::{QuiverError, Result};
 
-use crate::accumulators::{selected_rows, GroupsAccumulator};
+use crate::accumulators::{selected_rows, state_column, take_front, GroupsAccumulator};
 use crate::hash::{bytes_equal, hash_bytes, hash_value};
 use crate::EmitTo;
-
-fn take_front<T>(values: &mut Vec<T>, emit_to: EmitTo) -> Vec<T> {
-    let n = emit_to.count(values.len());
-    if n == values.len() {
-        std::mem::take(values)
-    } else {
-        values.drain(..n).collect()
-    }
-}
 
 fn first_input(values: &[ArrayRef]) -> Result<&ArrayRef> {
     values
@@ -43,20 +34,6 @@ fn as_f64(array: &ArrayRef) -> Result<ArrayRef> {
         )));
     }
     Ok(cast(array, &DataType::Float64)?)
-}
-
-fn state_f64(states: &[ArrayRef], index: usize) -> Result<&Float64Array> {
-    states
-        .get(index)
-        .and_then(|a| a.as_primitive_opt::<Float64Type>())
-        .ok_or_else(|| QuiverError::Internal(format!("state column {index} is not Float64")))
-}
-
-fn state_i64(states: &[ArrayRef], index: usize) -> Result<&Int64Array> {
-    states
-        .get(index)
-        .and_then(|a| a.as_primitive_opt::<arrow::datatypes::Int64Type>())
-        .ok_or_else(|| QuiverError::Internal(format!("state column {index} is not Int64")))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -162,9 +139,9 @@ impl GroupsAccumulator for VarianceAccumulator {
     ) -> Result<()> {
         self.resize(total_groups);
         let (counts, means, m2s) = (
-            state_i64(states, 0)?,
-            state_f64(states, 1)?,
-            state_f64(states, 2)?,
+            state_column::<arrow::datatypes::Int64Type>(states, 0)?,
+            state_column::<Float64Type>(states, 1)?,
+            state_column::<Float64Type>(states, 2)?,
         );
         for (row, &g) in group_ids.iter().enumerate() {
             self.combine(
