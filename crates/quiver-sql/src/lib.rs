@@ -925,6 +925,21 @@ fn plan_call(
     })
 }
 
+/// Fuzz check: planning arbitrary text against a fixed schema returns `Ok` or an error, never
+/// panics (the `sql_parse` fuzz target and `cargo test` call it).
+pub fn check_sql_parse(data: &[u8]) {
+    use std::sync::Arc;
+    let text = String::from_utf8_lossy(data);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Utf8, true),
+        Field::new("v", DataType::Int64, true),
+        Field::new("x", DataType::Float64, true),
+        Field::new("d", DataType::Decimal128(10, 2), true),
+        Field::new("b", DataType::Boolean, true),
+    ]));
+    let _ = plan(&text, &[("t".to_string(), schema)]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1001,19 +1016,4 @@ mod tests {
             assert!(error.contains(expected), "{sql}: {error}");
         }
     }
-}
-
-/// Fuzz check: planning arbitrary text against a fixed schema returns `Ok` or an error, never
-/// panics (the `sql_parse` fuzz target and `cargo test` call it).
-pub fn check_sql_parse(data: &[u8]) {
-    use std::sync::Arc;
-    let text = String::from_utf8_lossy(data);
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("k", DataType::Utf8, true),
-        Field::new("v", DataType::Int64, true),
-        Field::new("x", DataType::Float64, true),
-        Field::new("d", DataType::Decimal128(10, 2), true),
-        Field::new("b", DataType::Boolean, true),
-    ]));
-    let _ = plan(&text, &[("t".to_string(), schema)]);
 }
