@@ -19,8 +19,8 @@ use crate::accumulators::{
 };
 use crate::group_values::{new_group_values, GroupValues};
 use crate::more_accumulators::{
-    BoolAccumulator, CountDistinctAccumulator, PercentileAccumulator, StringAggAccumulator,
-    VarianceAccumulator, VarianceKind,
+    ApproxDistinctAccumulator, BoolAccumulator, CountDistinctAccumulator, PercentileAccumulator,
+    StringAggAccumulator, VarianceAccumulator, VarianceKind,
 };
 use crate::EmitTo;
 
@@ -59,6 +59,8 @@ pub enum AggregateFunction {
     PercentileCont(f64),
     /// `STRING_AGG(col, separator)` in arrival order.
     StringAgg,
+    /// `APPROX_COUNT_DISTINCT(col)`, HyperLogLog (standard error 3.25%).
+    ApproxCountDistinct,
 }
 
 impl fmt::Display for AggregateFunction {
@@ -79,6 +81,7 @@ impl fmt::Display for AggregateFunction {
             AggregateFunction::Median => "MEDIAN",
             AggregateFunction::PercentileCont(_) => "PERCENTILE_CONT",
             AggregateFunction::StringAgg => "STRING_AGG",
+            AggregateFunction::ApproxCountDistinct => "APPROX_COUNT_DISTINCT",
         })
     }
 }
@@ -243,6 +246,11 @@ impl HashAggregator {
                         )],
                     )
                 }
+                AggregateFunction::ApproxCountDistinct => (
+                    Box::new(ApproxDistinctAccumulator::try_new(&input_type)?),
+                    DataType::Int64,
+                    ApproxDistinctAccumulator::state_fields(&aggregate.name),
+                ),
                 AggregateFunction::CountDistinct => (
                     Box::new(CountDistinctAccumulator::try_new(&input_type)?),
                     DataType::Int64,
@@ -309,6 +317,7 @@ impl HashAggregator {
                 AggregateFunction::CountStar
                     | AggregateFunction::Count
                     | AggregateFunction::CountDistinct
+                    | AggregateFunction::ApproxCountDistinct
             );
             output_fields.push(Field::new(&aggregate.name, output_type, nullable));
             state_widths.push(states.len());
@@ -514,7 +523,8 @@ fn pad_global(
         return Ok(match function {
             AggregateFunction::CountStar
             | AggregateFunction::Count
-            | AggregateFunction::CountDistinct => {
+            | AggregateFunction::CountDistinct
+            | AggregateFunction::ApproxCountDistinct => {
                 Arc::new(arrow::array::Int64Array::from(vec![0_i64]))
             }
             _ => new_null_array(data_type, 1),

@@ -169,7 +169,11 @@ pub fn aggregate(
                     count: 0,
                 },
                 AggregateFunction::Min | AggregateFunction::Max => State::Extreme(RefValue::Null),
-                AggregateFunction::CountDistinct => State::Distinct(Default::default()),
+                // The reference counts exactly; tests compare APPROX_COUNT_DISTINCT within its
+                // error bound rather than exactly.
+                AggregateFunction::CountDistinct | AggregateFunction::ApproxCountDistinct => {
+                    State::Distinct(Default::default())
+                }
                 AggregateFunction::VarSamp
                 | AggregateFunction::VarPop
                 | AggregateFunction::StddevSamp

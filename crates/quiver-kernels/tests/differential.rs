@@ -11,7 +11,7 @@ use arrow::array::{
     StringViewArray, TimestampMillisecondArray, UInt8Array,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
-use quiver_kernels::reference::{self, compare_rows, sort_rows, RefRow};
+use quiver_kernels::reference::{self, compare_rows, sort_rows, RefRow, RefValue};
 use quiver_kernels::{AggregateExpr, AggregateFunction as F, EmitTo, HashAggregator};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -515,4 +515,40 @@ fn size_tracks_allocated_state() {
         aggregator.size()
     );
     let _ = TimeUnit::Millisecond;
+}
+
+#[test]
+fn approx_count_distinct_is_within_its_error_bound_and_merges_exactly() {
+    let case = make_case(21, &[KeyKind::Utf8], 60_000, 20, 0.05);
+    let approx = vec![AggregateExpr::new(
+        F::ApproxCountDistinct,
+        Some(1),
+        "approx",
+    )];
+    let exact = vec![AggregateExpr::new(F::CountDistinct, Some(1), "exact")];
+    let run = |aggregates: &Vec<AggregateExpr>| {
+        let case = Case {
+            schema: case.schema.clone(),
+            batches: case.batches.clone(),
+            group_by: case.group_by.clone(),
+            aggregates: aggregates.clone(),
+        };
+        (single_phase(&case), two_phase(&case, 3, 5))
+    };
+    let (approx_single, approx_merged) = run(&approx);
+    let (exact_single, _) = run(&exact);
+    assert_eq!(
+        approx_single, approx_merged,
+        "HLL merge must equal one sketch"
+    );
+    for (a, e) in approx_single.iter().zip(&exact_single) {
+        let (RefValue::Int(estimate), RefValue::Int(truth)) = (&a.1[0], &e.1[0]) else {
+            panic!("counts expected");
+        };
+        let error = (*estimate - *truth).abs() as f64 / (*truth).max(1) as f64;
+        assert!(
+            error <= 3.0 * quiver_kernels::more_accumulators::HLL_STANDARD_ERROR,
+            "{estimate} vs {truth}"
+        );
+    }
 }

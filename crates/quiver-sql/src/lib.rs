@@ -484,6 +484,7 @@ fn aggregate_function(name: &str) -> Option<AggregateFunction> {
         "bool_or" => AggregateFunction::BoolOr,
         "median" => AggregateFunction::Median,
         "string_agg" => AggregateFunction::StringAgg,
+        "approx_count_distinct" | "approx_distinct" => AggregateFunction::ApproxCountDistinct,
         _ => return None,
     })
 }
