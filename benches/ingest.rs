@@ -2,29 +2,10 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented functions.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Bench set-up fails loudly by design.
 
-use std::sync::Arc;
-
 use arrow::buffer::Buffer;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use quiver_cli::generate;
 use quiver_ingest::{onebrc, IngestConfig, RecordBatcher};
-
-fn trade_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("trader_id", DataType::Utf8, false),
-        Field::new("symbol", DataType::Utf8, false),
-        Field::new("price", DataType::Float64, false),
-        Field::new("quantity", DataType::Int64, false),
-        Field::new(
-            "trade_time",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
-            false,
-        ),
-        Field::new("category", DataType::Utf8, false),
-        Field::new("amount", DataType::Decimal128(18, 2), false),
-    ]))
-}
 
 fn rows_to_arrow(c: &mut Criterion) {
     const ROWS: usize = 1_000_000;
@@ -35,7 +16,8 @@ fn rows_to_arrow(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("7_fields_1M_rows_batch_8192", ROWS), |b| {
         b.iter(|| {
             let mut batcher =
-                RecordBatcher::with_schema(trade_schema(), IngestConfig::default()).unwrap();
+                RecordBatcher::with_schema(generate::trade_schema(), IngestConfig::default())
+                    .unwrap();
             let mut rows = 0;
             for record in &records {
                 for batch in batcher.push(record).unwrap() {

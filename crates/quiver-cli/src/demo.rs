@@ -6,29 +6,13 @@ use std::time::{Duration, Instant};
 use arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch};
 use arrow::compute::kernels::numeric::mul;
 use arrow::compute::{cast, concat_batches};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMillisecondType};
 use quiver_core::{QuiverError, Result};
 use quiver_exec::aggregate::{aggregate_partitions, AggregatePlan};
 use quiver_ingest::{IngestConfig, RecordBatcher};
 use quiver_kernels::{AggregateExpr, AggregateFunction as F, EmitTo, HashAggregator};
 
 use quiver_cli::generate;
-
-fn trade_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("trader_id", DataType::Utf8, false),
-        Field::new("symbol", DataType::Utf8, false),
-        Field::new("price", DataType::Float64, false),
-        Field::new("quantity", DataType::Int64, false),
-        Field::new(
-            "trade_time",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
-            false,
-        ),
-        Field::new("category", DataType::Utf8, false),
-        Field::new("amount", DataType::Decimal128(18, 2), false),
-    ]))
-}
 
 fn rate(rows: usize, elapsed: Duration) -> String {
     format!(
@@ -63,7 +47,8 @@ pub fn run(rows: usize, traders: u64, quiet: bool) -> Result<()> {
 
     // Stage 1: row-shaped records → Arrow batches.
     let started = Instant::now();
-    let mut batcher = RecordBatcher::with_schema(trade_schema(), IngestConfig::default())?;
+    let mut batcher =
+        RecordBatcher::with_schema(generate::trade_schema(), IngestConfig::default())?;
     let mut batches = Vec::new();
     for record in &records {
         batches.extend(batcher.push(record)?);
@@ -80,7 +65,7 @@ pub fn run(rows: usize, traders: u64, quiet: bool) -> Result<()> {
     // Query 1, the seed GROUP BY:
     // SELECT category, COUNT(*), SUM(amount), AVG(amount), MIN(amount), MAX(amount)
     // FROM test_stream GROUP BY category
-    let schema = trade_schema();
+    let schema = generate::trade_schema();
     let amount = 6;
     let group_by_aggregates = vec![
         AggregateExpr::new(F::CountStar, None, "count"),

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use quiver_core::{Decimal, Record, Timestamp};
 
 /// Stations with their mean temperature (°C), a subset of the official 1BRC station list.
@@ -477,6 +478,23 @@ const CATEGORIES: &[&str] = &[
     "health",
     "auto",
 ];
+
+/// The schema of the records [`trades`] generates.
+pub fn trade_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("trader_id", DataType::Utf8, false),
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("price", DataType::Float64, false),
+        Field::new("quantity", DataType::Int64, false),
+        Field::new(
+            "trade_time",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+            false,
+        ),
+        Field::new("category", DataType::Utf8, false),
+        Field::new("amount", DataType::Decimal128(18, 2), false),
+    ]))
+}
 
 /// Generates `rows` trading records: trader_id, symbol, price, quantity, trade_time, plus the
 /// `category` / `amount` (decimal, 2 places) fields of the GROUP BY stream.
