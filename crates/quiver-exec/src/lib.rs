@@ -5,5 +5,8 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod fuzz;
 pub mod onebrc;
 pub mod query;
+pub mod window;
+pub mod window_reference;

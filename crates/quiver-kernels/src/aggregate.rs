@@ -368,6 +368,11 @@ impl HashAggregator {
         }
     }
 
+    /// The group id of each row of the last `update` or `merge` input.
+    pub fn last_group_ids(&self) -> &[u32] {
+        &self.group_ids
+    }
+
     /// Bytes held by keys and accumulator state.
     pub fn size(&self) -> usize {
         self.group_values.as_ref().map_or(0, |g| g.size())

@@ -14,6 +14,7 @@ pub mod hash;
 pub mod more_accumulators;
 pub mod onebrc;
 pub mod reference;
+pub mod window;
 
 pub use aggregate::{AggregateExpr, AggregateFunction, HashAggregator};
 

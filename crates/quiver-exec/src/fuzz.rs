@@ -1,0 +1,299 @@
+//! Checks the `window_differential` fuzz target and `cargo test` call: arbitrary bytes decode to
+//! a window configuration and an event-time stream (out of order, late, NULL times, explicit
+//! watermarks, batches cut anywhere); the window operator must agree with the naive reference.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use quiver_kernels::fuzz::FLOAT_RELATIVE_TOLERANCE;
+use quiver_kernels::reference;
+use quiver_kernels::window::WindowSpec;
+use quiver_kernels::{AggregateExpr, AggregateFunction};
+
+use crate::window::{EmitMode, LatePolicy, WindowAggregator, WindowOptions};
+use crate::window_reference::{apply_changelog, millis_column, window_aggregate, StreamEvent};
+
+/// Reads fuzz bytes as small choices; exhausted input reads as zeros.
+struct Choices<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Choices<'_> {
+    fn u8(&mut self) -> u8 {
+        let byte = self.data.get(self.at).copied().unwrap_or(0);
+        self.at += 1;
+        byte
+    }
+
+    fn below(&mut self, bound: u8) -> u8 {
+        self.u8() % bound.max(1)
+    }
+
+    fn exhausted(&self) -> bool {
+        self.at >= self.data.len()
+    }
+}
+
+/// A decoded case: configuration, input layout and the stream.
+#[derive(Debug, Clone)]
+pub struct WindowCase {
+    /// Operator configuration.
+    pub options: WindowOptions,
+    /// Input schema: group keys, then `v` (Int64) and `x` (Float64).
+    pub schema: SchemaRef,
+    /// Number of group key columns.
+    pub group_count: usize,
+    /// Aggregates over the input.
+    pub aggregates: Vec<AggregateExpr>,
+    /// The stream.
+    pub events: Vec<StreamEvent>,
+}
+
+/// Decodes bytes into a window case; every input gives a valid case.
+pub fn decode_window_case(data: &[u8]) -> WindowCase {
+    let mut choices = Choices { data, at: 0 };
+    let spec = match choices.below(4) {
+        0 => WindowSpec::Global,
+        1 => {
+            let size_ms = 1 + i64::from(choices.below(40));
+            WindowSpec::Tumbling {
+                size_ms,
+                offset_ms: i64::from(choices.u8()) % size_ms,
+            }
+        }
+        2 => {
+            let size_ms = 1 + i64::from(choices.below(40));
+            WindowSpec::Hopping {
+                size_ms,
+                advance_ms: 1 + i64::from(choices.u8()) % size_ms,
+                offset_ms: i64::from(choices.below(7)),
+            }
+        }
+        _ => WindowSpec::Session {
+            gap_ms: 1 + i64::from(choices.below(20)),
+        },
+    };
+    let time_windows = matches!(
+        spec,
+        WindowSpec::Tumbling { .. } | WindowSpec::Hopping { .. }
+    );
+    let late_policy = match choices.below(3) {
+        0 => LatePolicy::Drop,
+        2 if time_windows => LatePolicy::UpdateClosed {
+            horizon_ms: i64::from(choices.below(40)),
+        },
+        _ => LatePolicy::DeadLetter,
+    };
+    let options = WindowOptions {
+        spec,
+        max_out_of_orderness_ms: i64::from(choices.below(30)),
+        allowed_lateness_ms: i64::from(choices.below(10)),
+        late_policy,
+        emit: if choices.u8() & 1 == 0 {
+            EmitMode::Final
+        } else {
+            EmitMode::Changes
+        },
+    };
+    let group_count = usize::from(choices.below(3));
+    let mut fields = Vec::new();
+    for k in 0..group_count {
+        let data_type = if k == 0 {
+            DataType::Int64
+        } else {
+            DataType::Utf8
+        };
+        fields.push(Field::new(format!("k{k}"), data_type, true));
+    }
+    fields.push(Field::new("v", DataType::Int64, true));
+    fields.push(Field::new("x", DataType::Float64, true));
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let v = group_count;
+    let x = group_count + 1;
+    let mut aggregates = vec![AggregateExpr::new(
+        AggregateFunction::CountStar,
+        None,
+        "count",
+    )];
+    let menu = [
+        (AggregateFunction::Sum, v),
+        (AggregateFunction::Min, v),
+        (AggregateFunction::Max, x),
+        (AggregateFunction::Avg, x),
+        (AggregateFunction::Count, v),
+        (AggregateFunction::Sum, x),
+        (AggregateFunction::VarSamp, x),
+    ];
+    let picks = choices.u8();
+    for (i, (function, input)) in menu.into_iter().enumerate() {
+        if picks & (1 << i) != 0 {
+            aggregates.push(AggregateExpr::new(function, Some(input), format!("a{i}")));
+        }
+    }
+    let mut events = Vec::new();
+    let mut clock: i64 = i64::from(choices.u8()) - 100;
+    while !choices.exhausted() && events.len() < 64 {
+        if choices.below(8) == 0 {
+            let mark = clock + i64::from(choices.below(60)) - 30;
+            events.push(StreamEvent::Watermark(mark));
+            continue;
+        }
+        let rows = usize::from(choices.below(12));
+        let mut times = Vec::with_capacity(rows);
+        let mut keys: Vec<Vec<Option<u8>>> = vec![Vec::with_capacity(rows); group_count];
+        let mut values = Vec::with_capacity(rows);
+        let mut floats = Vec::with_capacity(rows);
+        for _ in 0..rows {
+            let step = choices.u8();
+            clock += i64::from(step & 7);
+            // Mostly in order, sometimes behind by up to 63 ms, now and then NULL.
+            let time = match step >> 3 {
+                0 => None,
+                1..=5 => Some(clock - i64::from(choices.below(64))),
+                _ => Some(clock),
+            };
+            times.push(time);
+            for key in &mut keys {
+                let b = choices.u8();
+                key.push((b & 7 != 0).then_some(b >> 6));
+            }
+            let b = choices.u8();
+            values.push((b != 0).then_some(i64::from(b) - 128));
+            let b = choices.u8();
+            floats.push((b != 1).then(|| f64::from(b) / 4.0 - 30.0));
+        }
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for (k, key) in keys.iter().enumerate() {
+            if k == 0 {
+                columns.push(Arc::new(Int64Array::from_iter(
+                    key.iter().map(|v| v.map(i64::from)),
+                )));
+            } else {
+                columns.push(Arc::new(StringArray::from_iter(
+                    key.iter().map(|v| v.map(|id| format!("s{id}"))),
+                )));
+            }
+        }
+        columns.push(Arc::new(Int64Array::from(values)));
+        columns.push(Arc::new(Float64Array::from(floats)));
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+        let Ok(batch) = RecordBatch::try_new_with_options(schema.clone(), columns, &options) else {
+            continue;
+        };
+        events.push(StreamEvent::Rows(batch, millis_column(&times)));
+    }
+    WindowCase {
+        options,
+        schema,
+        group_count,
+        aggregates,
+        events,
+    }
+}
+
+/// What the operator produced for a case: changelog-applied rows, metrics, and rejected rows as
+/// (event number, row).
+pub type WindowRun = (
+    Vec<reference::RefRow>,
+    crate::window::WindowMetrics,
+    Vec<(usize, usize)>,
+);
+
+/// Runs the operator over the case; returns the changelog-applied rows, the metrics and the
+/// rejected rows as (event number, row).
+pub fn run_window_case(case: &WindowCase) -> quiver_core::Result<WindowRun> {
+    let mut operator = WindowAggregator::try_new(
+        case.options,
+        case.schema.clone(),
+        case.group_count,
+        case.aggregates.clone(),
+        &DataType::Int64,
+    )?;
+    let mut output = Vec::new();
+    let mut rejected = Vec::new();
+    for (event_number, event) in case.events.iter().enumerate() {
+        match event {
+            StreamEvent::Rows(batch, times) => {
+                let out = operator.push(batch, times)?;
+                output.extend(out.batches);
+                rejected.extend(out.rejected.iter().map(|r| (event_number, r.row)));
+            }
+            StreamEvent::Watermark(mark) => output.extend(operator.advance_watermark(*mark)?),
+        }
+    }
+    output.extend(operator.finish()?);
+    if operator.state_groups() != 0 {
+        return Err(quiver_core::QuiverError::Internal(format!(
+            "{} state groups left after finish",
+            operator.state_groups()
+        )));
+    }
+    let windowed = case.options.spec != WindowSpec::Global;
+    let rows = apply_changelog(&output, windowed, case.group_count)?;
+    Ok((rows, operator.metrics().clone(), rejected))
+}
+
+/// The window operator, its output applied as a changelog, equals the naive reference; the row
+/// accounting adds up and matches.
+pub fn check_window_differential(data: &[u8]) {
+    let case = decode_window_case(data);
+    let expected = window_aggregate(
+        &case.options,
+        &case.schema,
+        case.group_count,
+        &case.aggregates,
+        &case.events,
+    )
+    .unwrap_or_else(|e| panic!("reference failed: {e}\n{:?}", case.options));
+    let (rows, metrics, rejected) = run_window_case(&case)
+        .unwrap_or_else(|e| panic!("operator failed: {e}\n{:?}", case.options));
+    if let Err(difference) =
+        reference::compare_rows(&rows, &expected.rows, FLOAT_RELATIVE_TOLERANCE)
+    {
+        panic!(
+            "window results differ: {difference}\noptions {:?}\nactual {rows:?}\nexpected {:?}",
+            case.options, expected.rows
+        );
+    }
+    assert_eq!(
+        rejected, expected.dead_lettered,
+        "dead-lettered rows differ, {:?}",
+        case.options
+    );
+    assert_eq!(metrics.rows_aggregated, expected.aggregated, "aggregated");
+    assert_eq!(
+        metrics.rows_late_updated, expected.late_updated,
+        "late updated"
+    );
+    assert_eq!(
+        metrics.rows_late_dropped, expected.late_dropped,
+        "late dropped"
+    );
+    assert_eq!(
+        metrics.rows_in,
+        metrics.rows_aggregated + metrics.rows_late_dropped + metrics.rows_dead_lettered,
+        "accounting"
+    );
+    assert_eq!(metrics.rows_dead_lettered, rejected.len() as u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn random_streams_match_the_reference() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x51d0);
+        for case in 0..3000 {
+            let len = rng.gen_range(0..600);
+            let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            let outcome = std::panic::catch_unwind(|| check_window_differential(&data));
+            if outcome.is_err() {
+                panic!("case {case} failed; bytes {data:?}");
+            }
+        }
+    }
+}
