@@ -3,21 +3,49 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch, RecordBatchOptions};
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, RecordBatchOptions};
 use arrow::compute::{
     concat_batches, filter_record_batch, lexsort_to_indices, take, SortColumn, SortOptions,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use quiver_core::{QuiverError, Result};
+use quiver_core::{DeadLetter, DeadLetterPayload, Position, QuiverError, Result};
 use quiver_kernels::expr::Expr;
 use quiver_kernels::{AggregateExpr, AggregateFunction, EmitTo, HashAggregator};
-use quiver_sql::{Plan, PlanKind};
+use quiver_sql::{EmitMode, Plan, PlanKind, WindowSpec};
 use rayon::prelude::*;
+
+use crate::window::{LatePolicy, WindowAggregator, WindowMetrics, WindowOptions};
+
+/// Event-time settings of windowed and `EMIT CHANGES` queries (the SQL text gives the window
+/// and the emit mode; these give the watermark and the late-row policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// The watermark trails the largest event time seen by this much.
+    pub max_out_of_orderness_ms: i64,
+    /// Windows stay open this long after the watermark passes their end.
+    pub allowed_lateness_ms: i64,
+    /// What happens to late rows.
+    pub late_policy: LatePolicy,
+}
+
+impl Default for StreamOptions {
+    /// In-order input; late rows go to the dead-letter path.
+    fn default() -> Self {
+        StreamOptions {
+            max_out_of_orderness_ms: 0,
+            allowed_lateness_ms: 0,
+            late_policy: LatePolicy::DeadLetter,
+        }
+    }
+}
 
 /// A running query: push batches in, take result batches out.
 pub struct QueryRunner {
     plan: Plan,
     state: State,
+    dead_letters: Vec<DeadLetter>,
+    /// Source rows pushed so far (positions of dead letters count from here).
+    rows_pushed: u64,
 }
 
 enum State {
@@ -28,6 +56,11 @@ enum State {
     Aggregate {
         aggregator: Box<HashAggregator>,
         layout: AggregateLayout,
+    },
+    Window {
+        operator: Box<WindowAggregator>,
+        layout: AggregateLayout,
+        emitted_rows: usize,
     },
 }
 
@@ -41,6 +74,21 @@ struct AggregateLayout {
 }
 
 impl AggregateLayout {
+    /// The aggregation input computed from a filtered source batch.
+    fn input(&self, filtered: &RecordBatch) -> Result<RecordBatch> {
+        let columns = self
+            .input_exprs
+            .iter()
+            .map(|e| e.evaluate(filtered))
+            .collect::<Result<Vec<_>>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(filtered.num_rows()));
+        Ok(RecordBatch::try_new_with_options(
+            self.input_schema.clone(),
+            columns,
+            &options,
+        )?)
+    }
+
     fn aggregator(&self) -> Result<HashAggregator> {
         HashAggregator::try_new(
             self.input_schema.clone(),
@@ -114,19 +162,85 @@ fn aggregate_layout(plan: &Plan) -> Result<Option<AggregateLayout>> {
 }
 
 impl QueryRunner {
-    /// A runner for `plan`.
+    /// A runner for `plan` with default [`StreamOptions`].
     pub fn try_new(plan: Plan) -> Result<Self> {
+        Self::try_new_with(plan, StreamOptions::default())
+    }
+
+    /// A runner for `plan`; windowed and `EMIT CHANGES` plans use `stream` for watermarks and
+    /// late rows.
+    pub fn try_new_with(plan: Plan, stream: StreamOptions) -> Result<Self> {
+        let streaming = plan.window.is_some() || plan.emit == EmitMode::Changes;
         let state = match aggregate_layout(&plan)? {
             None => State::Projection {
                 buffered: Vec::new(),
                 emitted_rows: 0,
             },
+            Some(layout) if streaming => {
+                let (spec, time_type) = match &plan.window {
+                    Some(window) => (window.spec, window.time_type.clone()),
+                    None => (WindowSpec::Global, DataType::Int64),
+                };
+                let options = WindowOptions {
+                    spec,
+                    max_out_of_orderness_ms: stream.max_out_of_orderness_ms,
+                    allowed_lateness_ms: stream.allowed_lateness_ms,
+                    late_policy: stream.late_policy,
+                    emit: plan.emit,
+                };
+                let operator = WindowAggregator::try_new(
+                    options,
+                    layout.input_schema.clone(),
+                    layout.group_count,
+                    layout.aggregates.clone(),
+                    &time_type,
+                )?;
+                State::Window {
+                    operator: Box::new(operator),
+                    layout,
+                    emitted_rows: 0,
+                }
+            }
             Some(layout) => State::Aggregate {
                 aggregator: Box::new(layout.aggregator()?),
                 layout,
             },
         };
-        Ok(QueryRunner { plan, state })
+        Ok(QueryRunner {
+            plan,
+            state,
+            dead_letters: Vec::new(),
+            rows_pushed: 0,
+        })
+    }
+
+    /// Rows rejected so far (late or without event time, in windowed queries), each with the
+    /// source row as a JSON line.
+    pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead_letters)
+    }
+
+    /// Row accounting of a windowed or `EMIT CHANGES` query.
+    pub fn window_metrics(&self) -> Option<&WindowMetrics> {
+        match &self.state {
+            State::Window { operator, .. } => Some(operator.metrics()),
+            _ => None,
+        }
+    }
+
+    /// Moves the watermark of a windowed query to at least `watermark_ms` (milliseconds since
+    /// the epoch, or the integer time column's unit) and returns what closes.
+    pub fn advance_watermark(&mut self, watermark_ms: i64) -> Result<Vec<RecordBatch>> {
+        let State::Window {
+            operator,
+            emitted_rows,
+            ..
+        } = &mut self.state
+        else {
+            return Ok(Vec::new());
+        };
+        let batches = operator.advance_watermark(watermark_ms)?;
+        finish_window_batches(&self.plan, batches, emitted_rows)
     }
 
     /// The output schema.
@@ -147,21 +261,43 @@ impl QueryRunner {
     /// ORDER BY), otherwise nothing until [`QueryRunner::finish`].
     pub fn push(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
         let filtered = self.filtered(batch)?;
+        let rows_before = self.rows_pushed;
+        self.rows_pushed += batch.num_rows() as u64;
         match &mut self.state {
             State::Aggregate { aggregator, layout } => {
-                let columns = layout
-                    .input_exprs
-                    .iter()
-                    .map(|e| e.evaluate(&filtered))
-                    .collect::<Result<Vec<_>>>()?;
-                let options = RecordBatchOptions::new().with_row_count(Some(filtered.num_rows()));
-                let input = RecordBatch::try_new_with_options(
-                    layout.input_schema.clone(),
-                    columns,
-                    &options,
-                )?;
-                aggregator.update(&input)?;
+                aggregator.update(&layout.input(&filtered)?)?;
                 Ok(Vec::new())
+            }
+            State::Window {
+                operator,
+                layout,
+                emitted_rows,
+            } => {
+                let input = layout.input(&filtered)?;
+                let times: ArrayRef = match &self.plan.window {
+                    Some(window) => Arc::clone(filtered.column(window.time_column)),
+                    None => Arc::new(Int64Array::from(vec![0_i64; filtered.num_rows()])),
+                };
+                let output = operator.push(&input, &times)?;
+                if !output.rejected.is_empty() {
+                    let rows = source_rows(&self.plan, batch)?;
+                    for rejected in &output.rejected {
+                        let source_row = rows.as_ref().map_or(rejected.row, |r| r[rejected.row]);
+                        self.dead_letters.push(DeadLetter {
+                            position: Position {
+                                source: self.plan.source.clone(),
+                                record: rows_before + source_row as u64,
+                                byte_offset: None,
+                            },
+                            reason: rejected.reason.clone(),
+                            payload: DeadLetterPayload::Bytes(row_as_json(
+                                &filtered,
+                                rejected.row,
+                            )?),
+                        });
+                    }
+                }
+                finish_window_batches(&self.plan, output.batches, emitted_rows)
             }
             State::Projection {
                 buffered,
@@ -190,6 +326,14 @@ impl QueryRunner {
     /// Ends the input; returns the remaining output.
     pub fn finish(&mut self) -> Result<Vec<RecordBatch>> {
         let output = match &mut self.state {
+            State::Window {
+                operator,
+                emitted_rows,
+                ..
+            } => {
+                let batches = operator.finish()?;
+                return finish_window_batches(&self.plan, batches, emitted_rows);
+            }
             State::Aggregate { aggregator, .. } => {
                 let result = aggregator.evaluate(EmitTo::All)?;
                 finish_aggregate(&self.plan, result)?
@@ -208,6 +352,62 @@ impl QueryRunner {
         let sorted = sort_and_limit(&self.plan, output)?;
         Ok(vec![finish_columns(&self.plan, sorted)?])
     }
+}
+
+/// Windowed output: `HAVING`, output expressions, `ORDER BY` within each emission, and `LIMIT`
+/// over everything emitted so far.
+fn finish_window_batches(
+    plan: &Plan,
+    batches: Vec<RecordBatch>,
+    emitted_rows: &mut usize,
+) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let room = plan
+            .limit
+            .map_or(usize::MAX, |l| l.saturating_sub(*emitted_rows));
+        if room == 0 {
+            break;
+        }
+        let projected = finish_aggregate(plan, batch)?;
+        let sorted = sort_and_limit(plan, projected)?;
+        let sorted = sorted.slice(0, sorted.num_rows().min(room));
+        *emitted_rows += sorted.num_rows();
+        if sorted.num_rows() > 0 {
+            out.push(finish_columns(plan, sorted)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Source row index of each row that passed `WHERE` (None when there is no filter).
+fn source_rows(plan: &Plan, batch: &RecordBatch) -> Result<Option<Vec<usize>>> {
+    let Some(filter) = &plan.filter else {
+        return Ok(None);
+    };
+    let mask = filter.evaluate(batch)?;
+    let mask = mask
+        .as_boolean_opt()
+        .ok_or_else(|| QuiverError::Internal("WHERE is not boolean".into()))?;
+    Ok(Some(
+        (0..mask.len())
+            .filter(|&i| mask.is_valid(i) && mask.value(i))
+            .collect(),
+    ))
+}
+
+/// One row as a JSON line, the payload of its dead letter.
+fn row_as_json(batch: &RecordBatch, row: usize) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    {
+        let mut writer = arrow::json::LineDelimitedWriter::new(&mut bytes);
+        writer.write(&batch.slice(row, 1))?;
+        writer.finish()?;
+    }
+    while bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    Ok(bytes)
 }
 
 /// Checks a source batch against the plan's source schema and applies `WHERE`.
@@ -334,7 +534,14 @@ pub fn run(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
 
 /// Runs `plan` over independent partitions in parallel (each with its own state) and merges:
 /// aggregates through partial states, projections by concatenation in partition order.
+///
+/// Windowed and `EMIT CHANGES` plans depend on arrival order (watermarks), so their partitions
+/// run one after another, in order, through one operator.
 pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>> {
+    if plan.window.is_some() || plan.emit == EmitMode::Changes {
+        let all: Vec<RecordBatch> = partitions.iter().flatten().cloned().collect();
+        return run(plan, &all);
+    }
     let Some(layout) = aggregate_layout(plan)? else {
         let per_partition: Vec<Vec<RecordBatch>> = partitions
             .par_iter()
@@ -358,9 +565,9 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
             }
             match &mut runner.state {
                 State::Aggregate { aggregator, .. } => aggregator.state(EmitTo::All),
-                State::Projection { .. } => {
-                    Err(QuiverError::Internal("projection in aggregate path".into()))
-                }
+                State::Projection { .. } | State::Window { .. } => Err(QuiverError::Internal(
+                    "projection or window in the partial-aggregate path".into(),
+                )),
             }
         })
         .collect::<Result<_>>()?;

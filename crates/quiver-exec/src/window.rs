@@ -34,6 +34,7 @@ use arrow::compute::{cast, filter_record_batch, sort_to_indices, take, take_reco
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use quiver_core::{QuiverError, Result};
 use quiver_kernels::group_values::{new_group_values, GroupValues};
+pub use quiver_kernels::window::EmitMode;
 use quiver_kernels::window::{event_times_ms, WindowSpec};
 use quiver_kernels::{AggregateExpr, EmitTo, HashAggregator};
 
@@ -51,15 +52,6 @@ pub enum LatePolicy {
         /// How long closed state is kept, in watermark milliseconds after the window closed.
         horizon_ms: i64,
     },
-}
-
-/// When results are emitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmitMode {
-    /// One row per window and group, when the window closes.
-    Final,
-    /// After each batch, the current value of every window and group the batch changed.
-    Changes,
 }
 
 /// Configuration of a [`WindowAggregator`].

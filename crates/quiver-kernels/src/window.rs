@@ -13,6 +13,16 @@ use arrow::datatypes::{
 };
 use quiver_core::{QuiverError, Result};
 
+/// When windowed results are emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitMode {
+    /// One row per window and group, when the window closes (`EMIT FINAL`).
+    Final,
+    /// After each batch, the current value of every window and group the batch changed
+    /// (`EMIT CHANGES`).
+    Changes,
+}
+
 /// How rows are grouped in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowSpec {

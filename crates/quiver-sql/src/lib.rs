@@ -18,8 +18,21 @@ use quiver_kernels::expr::{BinaryOp, Expr, Literal};
 use quiver_kernels::AggregateFunction;
 use sqlparser::ast;
 use sqlparser::ast::Spanned;
-use sqlparser::dialect::GenericDialect;
-use sqlparser::parser::Parser;
+
+pub mod streaming;
+
+pub use quiver_kernels::window::{EmitMode, WindowSpec};
+
+/// The time window of a windowed aggregation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanWindow {
+    /// The windows.
+    pub spec: WindowSpec,
+    /// The source column holding event time.
+    pub time_column: usize,
+    /// Its type.
+    pub time_type: DataType,
+}
 
 /// One aggregate call of a query, over expressions of the source.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +97,11 @@ pub struct Plan {
     pub limit: Option<usize>,
     /// Output schema.
     pub output_schema: SchemaRef,
+    /// Time window (aggregations only); its bounds are the first two aggregate result columns,
+    /// `window_start` and `window_end`.
+    pub window: Option<PlanWindow>,
+    /// When results are emitted; `EMIT CHANGES` adds a last aggregate result column `change`.
+    pub emit: EmitMode,
 }
 
 impl Plan {
@@ -98,6 +116,18 @@ impl Plan {
         );
         if let Some(filter) = &self.filter {
             let _ = writeln!(text, "  Filter: {filter:?}");
+        }
+        if let Some(window) = &self.window {
+            let _ = writeln!(
+                text,
+                "  Window: {:?} on column {} ({}), emit {:?}",
+                window.spec,
+                self.source_schema.field(window.time_column).name(),
+                window.time_type,
+                self.emit
+            );
+        } else if self.emit == EmitMode::Changes {
+            let _ = writeln!(text, "  Emit: changes");
         }
         if let PlanKind::Aggregate {
             group_by,
@@ -147,8 +177,7 @@ fn expr_span(expr: &ast::Expr) -> sqlparser::tokenizer::Span {
 
 /// The source named in the `FROM` clause of `sql`.
 pub fn source_name(sql: &str) -> Result<String> {
-    let statements = Parser::parse_sql(&GenericDialect {}, sql)
-        .map_err(|e| QuiverError::Unsupported(format!("SQL syntax error: {e}")))?;
+    let statements = streaming::parse(sql)?.statements;
     if let [ast::Statement::Query(query)] = statements.as_slice() {
         if let ast::SetExpr::Select(select) = query.body.as_ref() {
             if let [from] = select.from.as_slice() {
@@ -165,8 +194,8 @@ pub fn source_name(sql: &str) -> Result<String> {
 
 /// Parses and plans `sql` against the source tables (`name`, schema).
 pub fn plan(sql: &str, tables: &[(String, SchemaRef)]) -> Result<Plan> {
-    let statements = Parser::parse_sql(&GenericDialect {}, sql)
-        .map_err(|e| QuiverError::Unsupported(format!("SQL syntax error: {e}")))?;
+    let parsed = streaming::parse(sql)?;
+    let statements = &parsed.statements;
     let statement = match statements.as_slice() {
         [one] => one,
         [] => return Err(QuiverError::Unsupported("empty SQL text".into())),
@@ -181,10 +210,14 @@ pub fn plan(sql: &str, tables: &[(String, SchemaRef)]) -> Result<Plan> {
             "statement `{statement}`; only SELECT queries run"
         )));
     };
-    plan_query(query, tables)
+    plan_query(query, tables, &parsed)
 }
 
-fn plan_query(query: &ast::Query, tables: &[(String, SchemaRef)]) -> Result<Plan> {
+fn plan_query(
+    query: &ast::Query,
+    tables: &[(String, SchemaRef)],
+    parsed: &streaming::Parsed,
+) -> Result<Plan> {
     if query.with.is_some() {
         return Err(QuiverError::Unsupported(
             "WITH (common table expressions)".into(),
@@ -208,10 +241,71 @@ fn plan_query(query: &ast::Query, tables: &[(String, SchemaRef)]) -> Result<Plan
         .as_ref()
         .map(|e| columns.scalar(e))
         .transpose()?;
-    let group_exprs: Vec<ast::Expr> = match &select.group_by {
+    let mut group_exprs: Vec<ast::Expr> = match &select.group_by {
         ast::GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => exprs.clone(),
         other => return Err(QuiverError::Unsupported(format!("`{other}`"))),
     };
+    // The window: a WINDOW clause, or a tumble/hop/session call among the GROUP BY items.
+    let mut window_call: Option<(String, Vec<ast::Expr>, sqlparser::tokenizer::Span)> = parsed
+        .window
+        .as_ref()
+        .map(|w| (w.kind.clone(), w.arguments.clone(), w.span));
+    let mut kept_groups = Vec::new();
+    for expr in group_exprs {
+        match streaming::group_window_kind(&expr) {
+            Some(kind) => {
+                if window_call.is_some() {
+                    return Err(unsupported(
+                        format!("a second window `{expr}`; a query has one window"),
+                        expr_span(&expr),
+                    ));
+                }
+                window_call = Some((
+                    kind.to_string(),
+                    streaming::call_arguments(&expr)?,
+                    expr_span(&expr),
+                ));
+            }
+            None => kept_groups.push(expr),
+        }
+    }
+    group_exprs = kept_groups;
+    let window = match &window_call {
+        None => None,
+        Some((kind, arguments, span)) => {
+            let Some((time, lengths)) = arguments.split_first() else {
+                return Err(unsupported(
+                    format!("{kind} window without arguments; expected (time column, ...)"),
+                    *span,
+                ));
+            };
+            let time_column = match columns.scalar(time)? {
+                Expr::Column(i) => i,
+                _ => {
+                    return Err(unsupported(
+                        format!("window time `{time}`; a column name is expected"),
+                        expr_span(time),
+                    ))
+                }
+            };
+            let time_type = source_schema.field(time_column).data_type().clone();
+            if !quiver_kernels::window::is_event_time_type(&time_type) {
+                return Err(unsupported(
+                    format!(
+                        "window time column `{time}` of type {time_type}; a timestamp, date or \
+                         integer milliseconds column is expected"
+                    ),
+                    expr_span(time),
+                ));
+            }
+            Some(PlanWindow {
+                spec: streaming::window_spec(kind, lengths, *span)?,
+                time_column,
+                time_type,
+            })
+        }
+    };
+    let emit = parsed.emit.unwrap_or(EmitMode::Final);
     let has_aggregates = select.projection.iter().any(|item| match item {
         ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
             contains_aggregate(e)
@@ -224,7 +318,8 @@ fn plan_query(query: &ast::Query, tables: &[(String, SchemaRef)]) -> Result<Plan
     let kind;
     let output_input_schema: Schema;
     let mut aggregate_scope: Option<AggregateScope> = None;
-    if group_exprs.is_empty() && !has_aggregates {
+    let mut change_output: Option<usize> = None;
+    if group_exprs.is_empty() && !has_aggregates && window.is_none() {
         for item in &select.projection {
             match item {
                 ast::SelectItem::Wildcard(_) => {
@@ -246,6 +341,10 @@ fn plan_query(query: &ast::Query, tables: &[(String, SchemaRef)]) -> Result<Plan
         output_input_schema = source_schema.as_ref().clone();
     } else {
         let mut scope = AggregateScope {
+            window_type: window
+                .as_ref()
+                .map(|w| streaming::window_bound_type(&w.time_type)),
+            changes: emit == EmitMode::Changes,
             columns: &columns,
             group_by: group_exprs
                 .iter()
@@ -277,6 +376,22 @@ fn plan_query(query: &ast::Query, tables: &[(String, SchemaRef)]) -> Result<Plan
             .as_ref()
             .map(|h| scope.output(h))
             .transpose()?;
+        // Window bounds lead the output unless the query selects them itself.
+        if window.is_some()
+            && !plan_output
+                .iter()
+                .any(|(e, _)| matches!(e, Expr::Column(0 | 1)))
+        {
+            for (_, index) in &mut aliases {
+                *index += 2;
+            }
+            plan_output.insert(0, (Expr::Column(1), "window_end".to_string()));
+            plan_output.insert(0, (Expr::Column(0), "window_start".to_string()));
+        }
+        if emit == EmitMode::Changes {
+            change_output = Some(plan_output.len());
+            plan_output.push((Expr::Column(scope.change_column()), "change".to_string()));
+        }
         output_input_schema = scope.result_schema(&source_schema)?;
         kind = PlanKind::Aggregate {
             group_by: scope
@@ -360,6 +475,9 @@ fn plan_query(query: &ast::Query, tables: &[(String, SchemaRef)]) -> Result<Plan
             Some(scope),
         ) => {
             let schema = scope.result_schema(&source_schema)?;
+            if let Some(i) = change_output {
+                plan_output[i].0 = Expr::Column(scope.change_column());
+            }
             (
                 PlanKind::Aggregate {
                     group_by,
@@ -405,6 +523,11 @@ fn plan_query(query: &ast::Query, tables: &[(String, SchemaRef)]) -> Result<Plan
         .collect::<Result<Vec<_>>>()?;
     let visible = plan_output.len() - hidden;
     let output_schema = std::sync::Arc::new(Schema::new(fields[..visible].to_vec()));
+    let emit = match kind {
+        // Projections stream rows as they come; EMIT has nothing to change there.
+        PlanKind::Projection => EmitMode::Final,
+        PlanKind::Aggregate { .. } => emit,
+    };
     Ok(Plan {
         source,
         source_schema,
@@ -414,6 +537,8 @@ fn plan_query(query: &ast::Query, tables: &[(String, SchemaRef)]) -> Result<Plan
         order_by,
         limit,
         output_schema,
+        window,
+        emit,
     })
 }
 
@@ -750,6 +875,10 @@ fn arrow_type(data_type: &ast::DataType, span: sqlparser::tokenizer::Span) -> Re
 
 /// Planning of output expressions in an aggregate query.
 struct AggregateScope<'a> {
+    /// Type of `window_start`/`window_end` for windowed queries (they lead the result).
+    window_type: Option<DataType>,
+    /// `EMIT CHANGES`: the result ends with a `change` column.
+    changes: bool,
     columns: &'a Columns<'a>,
     /// (as written, planned over source, name)
     group_by: Vec<(ast::Expr, Expr, String)>,
@@ -757,8 +886,24 @@ struct AggregateScope<'a> {
 }
 
 impl AggregateScope<'_> {
+    fn window_columns(&self) -> usize {
+        if self.window_type.is_some() {
+            2
+        } else {
+            0
+        }
+    }
+
+    fn change_column(&self) -> usize {
+        self.window_columns() + self.group_by.len() + self.aggregates.len()
+    }
+
     fn result_schema(&self, source: &Schema) -> Result<Schema> {
         let mut fields = Vec::new();
+        if let Some(window_type) = &self.window_type {
+            fields.push(Field::new("window_start", window_type.clone(), true));
+            fields.push(Field::new("window_end", window_type.clone(), true));
+        }
         for (_, expr, name) in &self.group_by {
             fields.push(Field::new(name, expr.data_type(source)?, true));
         }
@@ -795,17 +940,26 @@ impl AggregateScope<'_> {
         for field in &aggregator.output_schema().fields()[..] {
             fields.push(Field::new(field.name(), field.data_type().clone(), true));
         }
+        if self.changes {
+            fields.push(Field::new("change", DataType::Utf8, false));
+        }
         Ok(Schema::new(fields))
     }
 
     fn output(&mut self, expr: &ast::Expr) -> Result<Expr> {
+        let offset = self.window_columns();
         let group_count = self.group_by.len();
         let columns = self.columns;
         let group_by = &self.group_by;
         let aggregates = &mut self.aggregates;
         let mut leaf = |e: &ast::Expr| -> Option<Result<Expr>> {
             if let Some(i) = group_by.iter().position(|(g, _, _)| g == e) {
-                return Some(Ok(Expr::Column(i)));
+                return Some(Ok(Expr::Column(offset + i)));
+            }
+            if offset > 0 {
+                if let Some(bound) = window_bound(e) {
+                    return Some(Ok(Expr::Column(bound)));
+                }
             }
             match e {
                 ast::Expr::Function(f) => {
@@ -818,7 +972,7 @@ impl AggregateScope<'_> {
                                 aggregates.len() - 1
                             }
                         };
-                        Expr::Column(group_count + index)
+                        Expr::Column(offset + group_count + index)
                     }))
                 }
                 ast::Expr::Identifier(ident) => {
@@ -828,7 +982,7 @@ impl AggregateScope<'_> {
                         _ => false,
                     });
                     Some(match position {
-                        Some(i) => Ok(Expr::Column(i)),
+                        Some(i) => Ok(Expr::Column(offset + i)),
                         None => columns.column(ident).and_then(|_| {
                             Err(unsupported(
                                 format!(
@@ -844,6 +998,25 @@ impl AggregateScope<'_> {
             }
         };
         scalar_expr(expr, &mut leaf)
+    }
+}
+
+/// `window_start` / `window_end` (column 0 / 1 of a windowed result), also spelled
+/// `TUMBLE_START(...)`, `HOP_END(...)`, `SESSION_START(...)` and so on.
+fn window_bound(expr: &ast::Expr) -> Option<usize> {
+    let name = match expr {
+        ast::Expr::Identifier(ident) if ident.quote_style.is_none() => ident.value.clone(),
+        ast::Expr::Function(f) => f.name.to_string(),
+        _ => return None,
+    };
+    let name = name.to_ascii_lowercase();
+    let is_call = matches!(expr, ast::Expr::Function(_));
+    match name.as_str() {
+        "window_start" if !is_call => Some(0),
+        "window_end" if !is_call => Some(1),
+        "tumble_start" | "hop_start" | "session_start" if is_call => Some(0),
+        "tumble_end" | "hop_end" | "session_end" if is_call => Some(1),
+        _ => None,
     }
 }
 

@@ -3,13 +3,15 @@
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use quiver_core::{DeadLetter, QuiverError, Record, Result};
-use quiver_exec::query::QueryRunner;
+use quiver_exec::query::{QueryRunner, StreamOptions};
+use quiver_exec::window::WindowMetrics;
 use quiver_ingest::{IngestConfig, RecordBatcher, UnknownFields};
 
 /// Registered sources, from which queries are planned.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     tables: Vec<(String, SchemaRef)>,
+    stream: StreamOptions,
 }
 
 impl Engine {
@@ -34,11 +36,18 @@ impl Engine {
         Ok(self)
     }
 
+    /// Watermark and late-row settings for windowed and `EMIT CHANGES` queries planned from
+    /// now on (default: in-order input, late rows dead-lettered).
+    pub fn with_stream_options(mut self, stream: StreamOptions) -> Self {
+        self.stream = stream;
+        self
+    }
+
     /// Plans `sql` into a running query.
     pub fn sql(&self, sql: &str) -> Result<Query> {
         let plan = quiver_sql::plan(sql, &self.tables)?;
         Ok(Query {
-            runner: QueryRunner::try_new(plan)?,
+            runner: QueryRunner::try_new_with(plan, self.stream)?,
             batcher: None,
             dead_letters: Vec::new(),
         })
@@ -113,9 +122,24 @@ impl Query {
         Ok(out)
     }
 
-    /// Records rejected by [`Query::push_records`] so far.
+    /// Input rejected so far: records that did not fit the schema ([`Query::push_records`]), and
+    /// in windowed queries late rows (policy `DeadLetter`) and rows without event time.
     pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
-        std::mem::take(&mut self.dead_letters)
+        let mut all = std::mem::take(&mut self.dead_letters);
+        all.extend(self.runner.take_dead_letters());
+        all
+    }
+
+    /// Moves the watermark of a windowed query to at least `watermark_ms` and returns the
+    /// results of the windows that closes.
+    pub fn advance_watermark(&mut self, watermark_ms: i64) -> Result<Vec<RecordBatch>> {
+        self.runner.advance_watermark(watermark_ms)
+    }
+
+    /// Row accounting of a windowed or `EMIT CHANGES` query: rows in, aggregated, late,
+    /// dead-lettered, emitted, and the watermark.
+    pub fn window_metrics(&self) -> Option<&WindowMetrics> {
+        self.runner.window_metrics()
     }
 
     /// Ends the input and returns the remaining output.

@@ -55,8 +55,11 @@ pub use quiver_core::{
     format_decimal, DeadLetter, DeadLetterPayload, Decimal, Position, QuiverError, Record, Result,
     Timestamp, Value,
 };
+pub use quiver_exec::query::StreamOptions;
+pub use quiver_exec::window::{LatePolicy, WindowMetrics};
 pub use quiver_ingest::text::{read_csv, read_json_lines, CsvOptions};
 pub use quiver_ingest::{
     infer_schema, onebrc, records_to_batches, IngestConfig, IngestOutput, MixedTypes,
     RecordBatcher, UnknownFields,
 };
+pub use quiver_sql::{EmitMode, WindowSpec};
