@@ -169,8 +169,12 @@ impl QueryRunner {
 
     /// A runner for `plan`; windowed and `EMIT CHANGES` plans use `stream` for watermarks and
     /// late rows.
-    pub fn try_new_with(plan: Plan, stream: StreamOptions) -> Result<Self> {
+    pub fn try_new_with(mut plan: Plan, stream: StreamOptions) -> Result<Self> {
         let streaming = plan.window.is_some() || plan.emit == EmitMode::Changes;
+        if streaming && matches!(stream.late_policy, LatePolicy::UpdateClosed { .. }) {
+            // Corrections of closed windows are updates: the output says so.
+            plan.add_change_column()?;
+        }
         let state = match aggregate_layout(&plan)? {
             None => State::Projection {
                 buffered: Vec::new(),

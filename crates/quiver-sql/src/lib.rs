@@ -105,6 +105,48 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether the output ends with the `change` column (insert / update / delete).
+    pub fn has_change_column(&self) -> bool {
+        self.output_schema
+            .fields()
+            .last()
+            .is_some_and(|f| f.name() == "change")
+            && matches!(self.kind, PlanKind::Aggregate { .. })
+            && (self.window.is_some() || self.emit == EmitMode::Changes)
+    }
+
+    /// Adds the `change` column to a windowed aggregation's output (after the visible
+    /// columns), for runs that emit corrections (late rows updating closed windows).
+    pub fn add_change_column(&mut self) -> Result<()> {
+        if self.has_change_column() {
+            return Ok(());
+        }
+        let PlanKind::Aggregate {
+            group_by,
+            aggregates,
+            ..
+        } = &self.kind
+        else {
+            return Err(QuiverError::Internal(
+                "change column on a projection".into(),
+            ));
+        };
+        let window_columns = if self.window.is_some() { 2 } else { 0 };
+        let index = window_columns + group_by.len() + aggregates.len();
+        let visible = self.output_schema.fields().len();
+        self.output
+            .insert(visible, (Expr::Column(index), "change".to_string()));
+        let mut fields: Vec<Field> = self
+            .output_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("change", DataType::Utf8, false));
+        self.output_schema = std::sync::Arc::new(Schema::new(fields));
+        Ok(())
+    }
+
     /// A readable description (for `EXPLAIN`).
     pub fn explain(&self) -> String {
         let mut text = String::new();
