@@ -6,7 +6,7 @@ use std::path::Path;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 6] = [
+const TARGETS: [(&str, Check); 7] = [
     (
         "agg_differential",
         quiver_kernels::fuzz::check_agg_differential,
@@ -16,6 +16,10 @@ const TARGETS: [(&str, Check); 6] = [
     ("ingest_json", quiver_ingest::fuzz::check_json_lines),
     ("ingest_1brc", quiver_ingest::fuzz::check_1brc),
     ("sql_parse", quiver_sql::check_sql_parse),
+    (
+        "window_differential",
+        quiver_exec::fuzz::check_window_differential,
+    ),
 ];
 
 fn replay(kind: &str) -> usize {

@@ -63,6 +63,8 @@ enum Command {
         /// Input format (default: from the file extension).
         #[arg(long, value_enum)]
         input_format: Option<InputFormat>,
+        #[command(flatten)]
+        stream: StreamArgs,
     },
     /// Print the plan of a query.
     Explain {
@@ -93,6 +95,49 @@ enum Command {
         #[arg(long, short)]
         output: PathBuf,
     },
+}
+
+/// Event-time settings of windowed and EMIT CHANGES queries.
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct StreamArgs {
+    /// Bounded out-of-orderness: the watermark trails the largest event time by this much.
+    #[arg(long, default_value_t = 0)]
+    max_out_of_orderness_ms: i64,
+    /// Windows stay open this long after the watermark passes their end.
+    #[arg(long, default_value_t = 0)]
+    allowed_lateness_ms: i64,
+    /// What happens to rows whose window already closed.
+    #[arg(long, value_enum, default_value_t = LateArg::DeadLetter)]
+    late_policy: LateArg,
+    /// With `--late-policy update-closed`: how long closed windows accept corrections.
+    #[arg(long, default_value_t = 60_000)]
+    update_horizon_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LateArg {
+    /// Report late rows as dead letters (on stderr) with the reason.
+    DeadLetter,
+    /// Drop late rows; they are counted.
+    Drop,
+    /// Update closed windows and emit the corrected rows as `update`s.
+    UpdateClosed,
+}
+
+impl StreamArgs {
+    fn options(&self) -> quiver::StreamOptions {
+        quiver::StreamOptions {
+            max_out_of_orderness_ms: self.max_out_of_orderness_ms,
+            allowed_lateness_ms: self.allowed_lateness_ms,
+            late_policy: match self.late_policy {
+                LateArg::DeadLetter => quiver::LatePolicy::DeadLetter,
+                LateArg::Drop => quiver::LatePolicy::Drop,
+                LateArg::UpdateClosed => quiver::LatePolicy::UpdateClosed {
+                    horizon_ms: self.update_horizon_ms,
+                },
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -160,12 +205,14 @@ fn run(cli: &Cli) -> Result<()> {
             format,
             output,
             input_format,
+            stream,
         } => run_query(
             tables,
             sql,
             *format,
             output.as_deref(),
             *input_format,
+            stream.options(),
             cli.verbose,
         ),
         Command::Explain {
@@ -476,6 +523,7 @@ fn run_query(
     format: OutputFormat,
     output: Option<&std::path::Path>,
     input_format: Option<InputFormat>,
+    stream: quiver::StreamOptions,
     verbose: bool,
 ) -> Result<()> {
     let sources = load_tables(specs, input_format, verbose)?;
@@ -490,7 +538,21 @@ fn run_query(
         .ok_or_else(|| {
             QuiverError::Internal(format!("planned source {} not loaded", plan.source))
         })?;
-    let batches = quiver_exec::query::run_partitioned(&plan, &source.partitions)?;
+    let (schema, batches) = if plan.window.is_some() || plan.emit == quiver_sql::EmitMode::Changes {
+        // Streams run in arrival order (file by file) through one operator: the watermark
+        // depends on order.
+        let mut runner = quiver_exec::query::QueryRunner::try_new_with(plan.clone(), stream)?;
+        let mut out = Vec::new();
+        for batch in source.partitions.iter().flatten() {
+            out.extend(runner.push(batch)?);
+        }
+        out.extend(runner.finish()?);
+        report_window_run(&mut runner, verbose);
+        (runner.schema().clone(), out)
+    } else {
+        let batches = quiver_exec::query::run_partitioned(&plan, &source.partitions)?;
+        (plan.output_schema.clone(), batches)
+    };
     let context = output.map_or("stdout".to_string(), |p| p.display().to_string());
     let mut sink: Box<dyn Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(
@@ -498,8 +560,31 @@ fn run_query(
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    write_batches(&mut sink, &plan.output_schema, &batches, format)?;
+    write_batches(&mut sink, &schema, &batches, format)?;
     sink.flush().map_err(|e| QuiverError::io(context, e))
+}
+
+/// Late rows and row accounting of a windowed run, on stderr.
+fn report_window_run(runner: &mut quiver_exec::query::QueryRunner, verbose: bool) {
+    let dead_letters = runner.take_dead_letters();
+    if let Some(metrics) = runner.window_metrics() {
+        if verbose || metrics.rows_late_dropped > 0 || !dead_letters.is_empty() {
+            eprintln!(
+                "rows: {} in = {} aggregated ({} late, into closed windows) + {} late dropped + \
+                 {} dead-lettered; watermark {:?} ms",
+                metrics.rows_in,
+                metrics.rows_aggregated,
+                metrics.rows_late_updated,
+                metrics.rows_late_dropped,
+                metrics.rows_dead_lettered,
+                metrics.watermark_ms
+            );
+        }
+    }
+    let shown = if verbose { dead_letters.len() } else { 5 };
+    for dead in dead_letters.iter().take(shown) {
+        eprintln!("  dead letter {dead}: {}", dead.payload_text());
+    }
 }
 
 fn write_batches(

@@ -38,6 +38,9 @@ pub use quiver_kernels::window::EmitMode;
 use quiver_kernels::window::{event_times_ms, WindowSpec};
 use quiver_kernels::{AggregateExpr, EmitTo, HashAggregator};
 
+#[path = "window_checkpoint.rs"]
+mod checkpoint;
+
 /// What happens to a late row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LatePolicy {
@@ -793,7 +796,8 @@ impl WindowAggregator {
                 .sessions
                 .live
                 .iter()
-                .filter(|(_, s)| s.touched_batch == self.batch_number)
+                // Only a push touches sessions; the watermark and finish never do.
+                .filter(|(_, s)| !touched.is_empty() && s.touched_batch == self.batch_number)
                 .map(|(&id, _)| id)
                 .collect(),
         };

@@ -270,6 +270,17 @@ pub fn apply_changelog(
     windowed: bool,
     group_count: usize,
 ) -> Result<Vec<RefRow>> {
+    apply_changelog_checked(batches, windowed, group_count, false)
+}
+
+/// [`apply_changelog`], optionally failing on an `update` identical to the row it replaces (a
+/// spurious emission, when the aggregates include `COUNT(*)`, which every new row changes).
+pub fn apply_changelog_checked(
+    batches: &[RecordBatch],
+    windowed: bool,
+    group_count: usize,
+    reject_repeated_updates: bool,
+) -> Result<Vec<RefRow>> {
     let mut table: BTreeMap<String, RefRow> = BTreeMap::new();
     for batch in batches {
         let schema = batch.schema();
@@ -308,7 +319,16 @@ pub fn apply_changelog(
                     }
                 }
                 "insert" | "update" => {
-                    table.insert(identity, (values, aggregates));
+                    let row = (values, aggregates);
+                    let previous = table.insert(identity.clone(), row.clone());
+                    if reject_repeated_updates
+                        && kind == "update"
+                        && previous.as_ref() == Some(&row)
+                    {
+                        return Err(QuiverError::Internal(format!(
+                            "update of {identity} repeats the previous emission"
+                        )));
+                    }
                 }
                 "delete" => {
                     if table.remove(&identity).is_none() {

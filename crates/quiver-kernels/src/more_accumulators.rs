@@ -92,6 +92,14 @@ impl VarianceAccumulator {
         if count == 0 {
             return;
         }
+        if self.counts[g] == 0 {
+            // Merging into an empty group copies the summary exactly, so a state round trip
+            // (checkpoint, re-partitioning) changes no bits.
+            self.counts[g] = count;
+            self.means[g] = mean;
+            self.m2s[g] = m2;
+            return;
+        }
         let n_a = self.counts[g] as f64;
         let n_b = count as f64;
         let n = n_a + n_b;
