@@ -171,6 +171,7 @@ fn emit_changes_applied_as_a_changelog_equals_emit_final() {
         max_out_of_orderness_ms: 1_000,
         allowed_lateness_ms: 500,
         late_policy: LatePolicy::Drop,
+        partitions: 2,
     };
     let engine = engine(options);
     for window in [
@@ -251,7 +252,7 @@ fn late_rows_are_dead_lettered_with_the_row_and_counted() {
             .value(0),
         10_000
     );
-    let metrics = query.window_metrics().unwrap().clone();
+    let metrics = query.window_metrics().unwrap();
     assert_eq!(metrics.rows_in, 3);
     assert_eq!(metrics.rows_aggregated, 2);
     assert_eq!(metrics.rows_dead_lettered, 1);
@@ -265,6 +266,7 @@ fn update_closed_emits_corrections_marked_as_updates() {
         max_out_of_orderness_ms: 200,
         allowed_lateness_ms: 0,
         late_policy: LatePolicy::UpdateClosed { horizon_ms: 60_000 },
+        partitions: 3,
     };
     let engine_update = engine(options);
     let sql = format!(

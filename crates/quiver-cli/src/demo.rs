@@ -121,7 +121,7 @@ pub fn run(rows: usize, traders: u64, quiet: bool) -> Result<()> {
     }
     window_output.extend(window_query.finish()?);
     let window_result = concat_batches(window_query.schema(), &window_output)?;
-    let window_metrics = window_query.window_metrics().cloned().unwrap_or_default();
+    let window_metrics = window_query.window_metrics().unwrap_or_default();
     let late_rows = window_query.take_dead_letters().len();
     let window_time = started.elapsed();
 

@@ -112,6 +112,9 @@ struct StreamArgs {
     /// With `--late-policy update-closed`: how long closed windows accept corrections.
     #[arg(long, default_value_t = 60_000)]
     update_horizon_ms: i64,
+    /// Hash partitions of the window state, one rayon worker each (default: all cores).
+    #[arg(long)]
+    window_partitions: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,6 +139,7 @@ impl StreamArgs {
                     horizon_ms: self.update_horizon_ms,
                 },
             },
+            partitions: self.window_partitions.unwrap_or_else(default_threads),
         }
     }
 }

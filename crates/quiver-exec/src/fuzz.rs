@@ -262,6 +262,42 @@ pub fn run_window_events(
     Ok((output, operator.metrics().clone(), rejected))
 }
 
+/// Runs the case through `partitions` hash partitions.
+pub fn run_partitioned_case(
+    case: &WindowCase,
+    partitions: usize,
+) -> quiver_core::Result<WindowRun> {
+    let mut operator = crate::window_parallel::PartitionedWindowAggregator::try_new(
+        case.options,
+        case.schema.clone(),
+        case.group_count,
+        case.aggregates.clone(),
+        &DataType::Int64,
+        partitions,
+    )?;
+    let mut output = Vec::new();
+    let mut rejected = Vec::new();
+    for (event_number, event) in case.events.iter().enumerate() {
+        match event {
+            StreamEvent::Rows(batch, times) => {
+                let out = operator.push(batch, times)?;
+                output.extend(out.batches);
+                rejected.extend(out.rejected.iter().map(|r| (event_number, r.row)));
+            }
+            StreamEvent::Watermark(mark) => output.extend(operator.advance_watermark(*mark)?),
+        }
+    }
+    output.extend(operator.finish()?);
+    if operator.state_groups() != 0 {
+        return Err(quiver_core::QuiverError::Internal(
+            "state left after finish in a partition".into(),
+        ));
+    }
+    let windowed = case.options.spec != WindowSpec::Global;
+    let rows = apply_changelog_checked(&output, windowed, case.group_count, true)?;
+    Ok((rows, operator.metrics(), rejected))
+}
+
 /// The window operator, its output applied as a changelog, equals the naive reference; the row
 /// accounting adds up and matches.
 pub fn check_window_differential(data: &[u8]) {
@@ -304,6 +340,34 @@ pub fn check_window_differential(data: &[u8]) {
         "accounting"
     );
     assert_eq!(metrics.rows_dead_lettered, rejected.len() as u64);
+    // Hash-partitioned over several workers: the same rows, rejections and counts.
+    let partitions = 2 + data.first().map_or(0, |b| usize::from(b % 3));
+    match run_partitioned_case(&case, partitions) {
+        Ok((partitioned_rows, partitioned_metrics, partitioned_rejected)) => {
+            if let Err(difference) =
+                reference::compare_rows(&partitioned_rows, &rows, FLOAT_RELATIVE_TOLERANCE)
+            {
+                panic!("{partitions} partitions differ from one: {difference}");
+            }
+            assert_eq!(partitioned_rejected, rejected, "partitioned rejections");
+            assert_eq!(
+                (
+                    partitioned_metrics.rows_in,
+                    partitioned_metrics.rows_aggregated,
+                    partitioned_metrics.rows_late_dropped,
+                    partitioned_metrics.rows_dead_lettered
+                ),
+                (
+                    metrics.rows_in,
+                    metrics.rows_aggregated,
+                    metrics.rows_late_dropped,
+                    metrics.rows_dead_lettered
+                ),
+                "partitioned metrics"
+            );
+        }
+        Err(e) => panic!("partitioned operator failed: {e}"),
+    }
     // A checkpoint taken anywhere and restored into a fresh operator changes nothing.
     let restart_at = data.len() % (case.events.len() + 1);
     let straight = run_window_events(&case, None).map(|r| (r.0, r.1));

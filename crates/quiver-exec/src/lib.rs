@@ -9,4 +9,5 @@ pub mod fuzz;
 pub mod onebrc;
 pub mod query;
 pub mod window;
+pub mod window_parallel;
 pub mod window_reference;

@@ -14,7 +14,8 @@ use quiver_kernels::{AggregateExpr, AggregateFunction, EmitTo, HashAggregator};
 use quiver_sql::{EmitMode, Plan, PlanKind, WindowSpec};
 use rayon::prelude::*;
 
-use crate::window::{LatePolicy, WindowAggregator, WindowMetrics, WindowOptions};
+use crate::window::{LatePolicy, WindowMetrics, WindowOptions};
+use crate::window_parallel::PartitionedWindowAggregator;
 
 /// Event-time settings of windowed and `EMIT CHANGES` queries (the SQL text gives the window
 /// and the emit mode; these give the watermark and the late-row policy).
@@ -26,6 +27,8 @@ pub struct StreamOptions {
     pub allowed_lateness_ms: i64,
     /// What happens to late rows.
     pub late_policy: LatePolicy,
+    /// Hash partitions of the window state, each on its own rayon worker (1: no split).
+    pub partitions: usize,
 }
 
 impl Default for StreamOptions {
@@ -35,6 +38,7 @@ impl Default for StreamOptions {
             max_out_of_orderness_ms: 0,
             allowed_lateness_ms: 0,
             late_policy: LatePolicy::DeadLetter,
+            partitions: 1,
         }
     }
 }
@@ -58,7 +62,7 @@ enum State {
         layout: AggregateLayout,
     },
     Window {
-        operator: Box<WindowAggregator>,
+        operator: Box<PartitionedWindowAggregator>,
         layout: AggregateLayout,
         emitted_rows: usize,
     },
@@ -192,12 +196,13 @@ impl QueryRunner {
                     late_policy: stream.late_policy,
                     emit: plan.emit,
                 };
-                let operator = WindowAggregator::try_new(
+                let operator = PartitionedWindowAggregator::try_new(
                     options,
                     layout.input_schema.clone(),
                     layout.group_count,
                     layout.aggregates.clone(),
                     &time_type,
+                    stream.partitions,
                 )?;
                 State::Window {
                     operator: Box::new(operator),
@@ -225,7 +230,7 @@ impl QueryRunner {
     }
 
     /// Row accounting of a windowed or `EMIT CHANGES` query.
-    pub fn window_metrics(&self) -> Option<&WindowMetrics> {
+    pub fn window_metrics(&self) -> Option<WindowMetrics> {
         match &self.state {
             State::Window { operator, .. } => Some(operator.metrics()),
             _ => None,

@@ -30,7 +30,7 @@ use arrow::array::{
     new_null_array, Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch,
     RecordBatchOptions, StringArray, UInt32Array,
 };
-use arrow::compute::{cast, filter_record_batch, sort_to_indices, take, take_record_batch};
+use arrow::compute::{cast, filter_record_batch, take, take_record_batch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use quiver_core::{QuiverError, Result};
 use quiver_kernels::group_values::{new_group_values, GroupValues};
@@ -370,6 +370,21 @@ impl WindowAggregator {
         )
     }
 
+    /// The watermark before each row of a batch with event times `times`, and the batch's
+    /// largest event time.
+    pub(crate) fn row_watermarks(&self, times: &[Option<i64>]) -> (Vec<i64>, i64) {
+        let delay = self.options.max_out_of_orderness_ms;
+        let mut max_time = self.max_time_ms;
+        let mut marks = Vec::with_capacity(times.len());
+        for time in times {
+            marks.push(self.watermark_ms.max(max_time.saturating_sub(delay)));
+            if let Some(time) = time {
+                max_time = max_time.max(*time);
+            }
+        }
+        (marks, max_time)
+    }
+
     /// Aggregates one batch (`input` of the input schema, `event_time` beside it) and returns
     /// what that emits.
     pub fn push(&mut self, input: &RecordBatch, event_time: &ArrayRef) -> Result<WindowOutput> {
@@ -384,28 +399,49 @@ impl WindowAggregator {
                 self.input_schema.fields().len()
             )));
         }
+        let mut times = std::mem::take(&mut self.times);
+        event_times_ms(event_time, &mut times)?;
+        let (marks, batch_max_time) = self.row_watermarks(&times);
+        let output = self.push_prepared(input, &times, &marks, batch_max_time);
+        self.times = times;
+        output
+    }
+
+    /// [`WindowAggregator::push`] with event times in milliseconds, the watermark before each
+    /// row and the largest event time of the whole batch given (by a caller that splits one
+    /// stream's batches across several operators, so they all see the stream's watermark).
+    pub(crate) fn push_prepared(
+        &mut self,
+        input: &RecordBatch,
+        times: &[Option<i64>],
+        marks: &[i64],
+        batch_max_time: i64,
+    ) -> Result<WindowOutput> {
+        if times.len() != input.num_rows() || marks.len() != input.num_rows() {
+            return Err(QuiverError::Internal(
+                "event times and watermarks do not match the batch".into(),
+            ));
+        }
         self.batch_number += 1;
         self.touched_windows.clear();
         let rows = input.num_rows();
         self.metrics.rows_in += rows as u64;
-        let mut times = std::mem::take(&mut self.times);
-        event_times_ms(event_time, &mut times)?;
         let mut slots: Vec<i64> = Vec::with_capacity(rows);
         let mut accepted = vec![true; rows];
         let mut rejected = Vec::new();
         let result = match self.options.spec {
             WindowSpec::Session { gap_ms } => self.assign_sessions(
                 input,
-                &times,
+                (times, marks),
                 gap_ms,
                 &mut slots,
                 &mut accepted,
                 &mut rejected,
             ),
-            _ => self.assign_panes(&times, &mut slots, &mut accepted, &mut rejected),
+            _ => self.assign_panes(times, marks, &mut slots, &mut accepted, &mut rejected),
         };
-        self.times = times;
         result?;
+        self.max_time_ms = self.max_time_ms.max(batch_max_time);
         self.watermark_ms = self.row_watermark();
         if self.max_time_ms != i64::MIN {
             self.metrics.watermark_ms = Some(self.watermark_ms);
@@ -485,6 +521,7 @@ impl WindowAggregator {
     fn assign_panes(
         &mut self,
         times: &[Option<i64>],
+        marks: &[i64],
         slots: &mut Vec<i64>,
         accepted: &mut [bool],
         rejected: &mut Vec<Rejected>,
@@ -514,7 +551,7 @@ impl WindowAggregator {
                     (start, closes_at)
                 }
             };
-            let watermark = self.row_watermark();
+            let watermark = marks[row];
             let is_late = pane_ms.is_some() && closes_at <= watermark;
             if is_late && !self.late(rejected, row, time, watermark, closes_at) {
                 accepted[row] = false;
@@ -535,7 +572,6 @@ impl WindowAggregator {
                 }
             }
             slots.push(pane);
-            self.max_time_ms = self.max_time_ms.max(time);
         }
         self.windows_scratch = windows;
         Ok(())
@@ -544,7 +580,7 @@ impl WindowAggregator {
     fn assign_sessions(
         &mut self,
         input: &RecordBatch,
-        times: &[Option<i64>],
+        (times, marks): (&[Option<i64>], &[i64]),
         gap_ms: i64,
         slots: &mut Vec<i64>,
         accepted: &mut [bool],
@@ -571,7 +607,7 @@ impl WindowAggregator {
                 continue;
             };
             let key = key_ids[row];
-            let watermark = self.row_watermark();
+            let watermark = marks[row];
             let row_end = time.saturating_add(gap_ms);
             // Open sessions of this key that the row's own span [time, time + gap) touches.
             overlapping.clear();
@@ -639,7 +675,6 @@ impl WindowAggregator {
                 session.touched_batch = self.batch_number;
                 slots.push(target);
             }
-            self.max_time_ms = self.max_time_ms.max(time);
         }
         self.sessions.key_ids = key_ids;
         Ok(())
@@ -1011,14 +1046,17 @@ impl WindowAggregator {
         if self.with_change_column {
             columns.push(Arc::new(StringArray::from_iter_values(
                 kinds.iter().map(|k| k.as_str()),
-            )));
+            )) as ArrayRef);
         }
         let options = RecordBatchOptions::new().with_row_count(Some(indices.len()));
         let batch =
             RecordBatch::try_new_with_options(self.output_schema.clone(), columns, &options)?;
         let batch = if self.window_type.is_some() {
-            let order = sort_to_indices(&Int64Array::from(starts), None, None)?;
-            take_record_batch(&batch, &order)?
+            // By window start; a retraction goes before the insert that replaces it (a merged
+            // session can keep the start of the session it absorbed). Rust's sort is stable.
+            let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+            order.sort_by_key(|&i| (starts[i as usize], kinds[i as usize] != ChangeKind::Delete));
+            take_record_batch(&batch, &UInt32Array::from(order))?
         } else {
             batch
         };

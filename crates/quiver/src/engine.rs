@@ -138,7 +138,7 @@ impl Query {
 
     /// Row accounting of a windowed or `EMIT CHANGES` query: rows in, aggregated, late,
     /// dead-lettered, emitted, and the watermark.
-    pub fn window_metrics(&self) -> Option<&WindowMetrics> {
+    pub fn window_metrics(&self) -> Option<WindowMetrics> {
         self.runner.window_metrics()
     }
 
