@@ -20,8 +20,10 @@
 //! - `EMIT FINAL` emits each (window, group) once when the window closes; `EMIT CHANGES` emits,
 //!   after each batch, every (window, group) the batch changed. The `change` column (present in
 //!   `EMIT CHANGES` mode and with [`LatePolicy::UpdateClosed`]) says `insert`, `update` or
-//!   `delete` (a session that was merged away or whose start moved), so the output applied as a
-//!   changelog keyed by (window_start, group keys) equals the `EMIT FINAL` result.
+//!   `delete` (a session that was merged away or whose bounds moved: it is retracted and its
+//!   successor inserted), so the output applied as a changelog keyed by (window_start,
+//!   window_end, group keys) equals the `EMIT FINAL` result. Retractions precede the inserts
+//!   that replace them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -40,6 +42,8 @@ use quiver_kernels::{AggregateExpr, EmitTo, HashAggregator};
 
 #[path = "window_checkpoint.rs"]
 mod checkpoint;
+#[path = "window_panes.rs"]
+mod panes;
 
 /// What happens to a late row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,8 +183,13 @@ pub struct WindowAggregator {
     input_schema: SchemaRef,
     state_input_schema: SchemaRef,
     group_count: usize,
+    /// Aggregates over the input (the state's are shifted past its slot column).
+    aggregates: Vec<AggregateExpr>,
     state_aggregates: Vec<AggregateExpr>,
     state: HashAggregator,
+    /// Per-pane state of the `EMIT FINAL` time-window path (see `window_panes`); the general
+    /// path keeps everything in `state`.
+    panes: Option<panes::PaneStore>,
     /// Batch number in which each state group first received a row.
     first_batch: Vec<u64>,
     batch_number: u64,
@@ -262,6 +271,11 @@ impl WindowAggregator {
         let mut state_fields = vec![Field::new("__slot", DataType::Int64, false)];
         state_fields.extend(input_schema.fields().iter().map(|f| f.as_ref().clone()));
         let state_input_schema = Arc::new(Schema::new(state_fields));
+        let pane_path = matches!(
+            options.spec,
+            WindowSpec::Tumbling { .. } | WindowSpec::Hopping { .. }
+        ) && options.emit == EmitMode::Final
+            && !matches!(options.late_policy, LatePolicy::UpdateClosed { .. });
         let state_aggregates: Vec<AggregateExpr> = aggregates
             .iter()
             .map(|a| {
@@ -315,8 +329,10 @@ impl WindowAggregator {
             input_schema,
             state_input_schema,
             group_count,
+            aggregates,
             state_aggregates,
             state,
+            panes: pane_path.then(panes::PaneStore::default),
             first_batch: Vec::new(),
             batch_number: 0,
             watermark_ms: i64::MIN,
@@ -347,12 +363,14 @@ impl WindowAggregator {
 
     /// Bytes of aggregation state held.
     pub fn state_size(&self) -> usize {
-        self.state.size() + self.first_batch.capacity() * 8
+        self.state.size()
+            + self.first_batch.capacity() * 8
+            + self.panes.as_ref().map_or(0, |p| p.size())
     }
 
-    /// (window, group) states held.
+    /// (slot, group) states held: per window, pane or session fragment.
     pub fn state_groups(&self) -> usize {
-        self.state.num_groups()
+        self.state.num_groups() + self.panes.as_ref().map_or(0, |p| p.groups())
     }
 
     fn empty_aggregator(&self) -> Result<HashAggregator> {
@@ -448,12 +466,24 @@ impl WindowAggregator {
         }
         let accepted_rows = slots.len();
         self.metrics.rows_aggregated += accepted_rows as u64;
+        if self.panes.is_some() {
+            if accepted_rows > 0 {
+                let kept = if accepted_rows == rows {
+                    input.clone()
+                } else {
+                    filter_rows(input, accepted)?
+                };
+                self.update_panes(&kept, &slots)?;
+            }
+            let batches = self.close_panes(false)?;
+            return Ok(WindowOutput { batches, rejected });
+        }
         let mut touched = Vec::new();
         if accepted_rows > 0 {
             let kept = if accepted_rows == rows {
                 input.clone()
             } else {
-                filter_record_batch(input, &BooleanArray::from(accepted))?
+                filter_rows(input, accepted)?
             };
             let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(slots))];
             columns.extend(kept.columns().iter().cloned());
@@ -685,12 +715,18 @@ impl WindowAggregator {
         self.watermark_ms = self.watermark_ms.max(watermark_ms);
         self.metrics.watermark_ms = Some(self.watermark_ms);
         self.touched_windows.clear();
+        if self.panes.is_some() {
+            return self.close_panes(false);
+        }
         self.close_and_emit(&[], false)
     }
 
     /// Ends the input: closes every window and emits what remains.
     pub fn finish(&mut self) -> Result<Vec<RecordBatch>> {
         self.touched_windows.clear();
+        if self.panes.is_some() {
+            return self.close_panes(true);
+        }
         self.close_and_emit(&[], true)
     }
 
@@ -873,7 +909,9 @@ impl WindowAggregator {
             let kind = match (emit, session.emitted) {
                 (EmitMode::Final, _) | (EmitMode::Changes, None) => ChangeKind::Insert,
                 (EmitMode::Changes, Some((start, end))) => {
-                    if start == session.start {
+                    // A session is identified by its bounds: once they move, the old row is
+                    // retracted (two sessions of a key can share a start, never both bounds).
+                    if (start, end) == (session.start, session.last.saturating_add(gap_ms)) {
                         ChangeKind::Update
                     } else {
                         deletes.push((id, start, end));
@@ -1088,4 +1126,32 @@ impl Contributions {
 struct Emitted {
     result: RecordBatch,
     kinds: Vec<ChangeKind>,
+}
+
+/// The rows of `batch` where `keep` is true (also for batches without columns, such as the
+/// input of a `COUNT(*)`-only query).
+pub(crate) fn filter_rows(batch: &RecordBatch, keep: Vec<bool>) -> Result<RecordBatch> {
+    if batch.num_columns() > 0 {
+        return Ok(filter_record_batch(batch, &BooleanArray::from(keep))?);
+    }
+    let rows = keep.iter().filter(|&&k| k).count();
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        batch.schema(),
+        Vec::new(),
+        &options,
+    )?)
+}
+
+/// The rows of `batch` at `indices` (also for batches without columns).
+pub(crate) fn take_rows(batch: &RecordBatch, indices: Vec<u32>) -> Result<RecordBatch> {
+    if batch.num_columns() > 0 {
+        return Ok(take_record_batch(batch, &UInt32Array::from(indices))?);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(indices.len()));
+    Ok(RecordBatch::try_new_with_options(
+        batch.schema(),
+        Vec::new(),
+        &options,
+    )?)
 }

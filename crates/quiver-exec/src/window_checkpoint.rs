@@ -95,9 +95,17 @@ impl WindowAggregator {
     pub fn checkpoint(&mut self) -> Result<Vec<u8>> {
         let mut out = MAGIC.to_vec();
         // The state, without losing it: emit everything, then merge it back in the same order.
-        let state = self.state.state(EmitTo::All)?;
-        let all_rows: Vec<u32> = (0..state.num_rows() as u32).collect();
-        self.keep_state(&state, &all_rows)?;
+        let (state, first_batch) = if self.panes.is_some() {
+            // The pane path does not track first batches.
+            let state = self.pane_state_batch()?;
+            let first_batch = vec![0; state.num_rows()];
+            (state, first_batch)
+        } else {
+            let state = self.state.state(EmitTo::All)?;
+            let all_rows: Vec<u32> = (0..state.num_rows() as u32).collect();
+            self.keep_state(&state, &all_rows)?;
+            (state, self.first_batch.clone())
+        };
         let mut fields: Vec<Field> = state
             .schema()
             .fields()
@@ -106,7 +114,7 @@ impl WindowAggregator {
             .collect();
         let mut columns = state.columns().to_vec();
         fields.push(Field::new("__first_batch", DataType::UInt64, false));
-        columns.push(Arc::new(UInt64Array::from(self.first_batch.clone())));
+        columns.push(Arc::new(UInt64Array::from(first_batch)));
         write_section(&mut out, &batch(fields, columns, state.num_rows())?)?;
 
         let m = &self.metrics;
@@ -267,9 +275,14 @@ impl WindowAggregator {
                 "its state schema does not match this operator's aggregates",
             ));
         }
-        fresh.merge(&state)?;
-        self.state = fresh;
-        self.first_batch = first_batch;
+        if self.panes.is_some() {
+            self.restore_panes(&state)?;
+            self.first_batch = Vec::new();
+        } else {
+            fresh.merge(&state)?;
+            self.state = fresh;
+            self.first_batch = first_batch;
+        }
 
         let value = |name: &str| -> Result<i64> {
             Ok(column(&progress, name)?

@@ -128,8 +128,7 @@ impl PartitionedWindowAggregator {
         let work: Vec<PartitionInput> = rows_of
             .into_iter()
             .map(|rows| {
-                let indices = UInt32Array::from(rows.clone());
-                let batch = take_record_batch(input, &indices)?;
+                let batch = crate::window::take_rows(input, rows.clone())?;
                 let part_times = rows.iter().map(|&r| times[r as usize]).collect();
                 let part_marks = rows.iter().map(|&r| marks[r as usize]).collect();
                 Ok((batch, part_times, part_marks, rows))

@@ -262,7 +262,8 @@ fn key_bytes(batch: &RecordBatch, group_count: usize, row: usize) -> Result<Vec<
     Ok(bytes)
 }
 
-/// Applies windowed output batches as a changelog keyed by (window_start, group keys): inserts
+/// Applies windowed output batches as a changelog keyed by (window_start, window_end, group
+/// keys): inserts
 /// and updates set the row, deletes remove it. Rows come back in the reference's form, sorted.
 /// Without a `change` column every row is an insert, and a repeated key is an error.
 pub fn apply_changelog(
@@ -294,12 +295,7 @@ pub fn apply_changelog_checked(
                 values.push(reference::value_at(column, row)?);
             }
             let aggregates = values.split_off(key_count);
-            // The changelog key leaves out window_end: a session's end moves as it grows.
-            let mut identity: Vec<&RefValue> = values.iter().collect();
-            if windowed {
-                identity.remove(1);
-            }
-            let identity = format!("{identity:?}");
+            let identity = format!("{values:?}");
             let kind = match change {
                 Some(i) => match reference::value_at(&batch.columns()[i], row)? {
                     RefValue::Bytes(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
