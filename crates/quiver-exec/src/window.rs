@@ -25,7 +25,9 @@
 //!   window_end, group keys) equals the `EMIT FINAL` result. Retractions precede the inserts
 //!   that replace them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -879,14 +881,23 @@ impl WindowAggregator {
         let slots = state.column(0).as_primitive::<Int64Type>();
         let mut contributions = Contributions::default();
         let mut keep_rows: Vec<u32> = Vec::new();
+        // (emitted now, closing) per session touched by this step, for the per-row lookups.
+        let mut status: HashMap<i64, (bool, bool)> = HashMap::new();
+        for &id in &candidates {
+            status.entry(id).or_default().0 = true;
+        }
+        for &id in &closing {
+            status.entry(id).or_default().1 = true;
+        }
         for (row, slot) in slots.values().iter().enumerate() {
             let owner = *self.sessions.slot_owner.get(slot).ok_or_else(|| {
                 QuiverError::Internal(format!("state slot {slot} has no session"))
             })?;
-            if candidates.contains(&owner) {
+            let (emitted, closes) = status.get(&owner).copied().unwrap_or_default();
+            if emitted {
                 contributions.push(row, owner, touched, &self.first_batch);
             }
-            if !closing.contains(&owner) {
+            if !closes {
                 keep_rows.push(row as u32);
             }
         }
