@@ -14,6 +14,8 @@ use arrow::compute::{cast, is_not_null, is_null};
 use arrow::datatypes::{DataType, Field, Schema};
 use quiver_core::{QuiverError, Result};
 
+pub use crate::functions::ScalarFunction;
+
 /// A literal value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Literal {
@@ -115,6 +117,23 @@ pub enum Expr {
     IsNull(Box<Expr>, bool),
     /// `CAST(expr AS type)`; `TRY_CAST` when the flag is true (NULL instead of an error).
     Cast(Box<Expr>, DataType, bool),
+    /// `CASE WHEN condition THEN value ... [ELSE value] END`: each branch's value is evaluated
+    /// only over the rows that branch decides (so `CASE WHEN x = 0 THEN 0 ELSE 1 / x END` never
+    /// divides by zero); a NULL condition does not match; no match and no ELSE gives NULL.
+    Case(Vec<(Expr, Expr)>, Option<Box<Expr>>),
+    /// `value [NOT] LIKE pattern` (`ILIKE` when `case_insensitive`), `%` and `_` wildcards.
+    Like {
+        /// The string tested.
+        value: Box<Expr>,
+        /// The pattern.
+        pattern: Box<Expr>,
+        /// `NOT LIKE`.
+        negated: bool,
+        /// `ILIKE`.
+        case_insensitive: bool,
+    },
+    /// A scalar function of its arguments.
+    Function(ScalarFunction, Vec<Expr>),
 }
 
 impl Expr {
@@ -157,15 +176,142 @@ impl Expr {
                 }))
             }
             Expr::Cast(inner, to, safe) => {
-                let value = inner.evaluate(batch)?;
+                let mut value = inner.evaluate(batch)?;
+                if to.is_integer() && value.data_type().is_floating() {
+                    // SQL rounds floats to the nearest integer (ties to even), as
+                    // PostgreSQL and DuckDB do; Arrow's cast would truncate.
+                    let floats = cast(&value, &DataType::Float64)?;
+                    let floats = floats.as_primitive::<arrow::datatypes::Float64Type>();
+                    value = Arc::new(
+                        floats.unary::<_, arrow::datatypes::Float64Type>(f64::round_ties_even),
+                    );
+                }
                 let options = arrow::compute::CastOptions {
                     safe: *safe,
                     ..Default::default()
                 };
                 Ok(arrow::compute::cast_with_options(&value, to, &options)?)
             }
+            Expr::Case(branches, otherwise) => case(batch, branches, otherwise.as_deref()),
+            Expr::Like {
+                value,
+                pattern,
+                negated,
+                case_insensitive,
+            } => {
+                let value = text(&value.evaluate(batch)?, "LIKE")?;
+                let pattern = text(&pattern.evaluate(batch)?, "LIKE pattern")?;
+                use arrow::compute::kernels::comparison::{ilike, like, nilike, nlike};
+                let result = match (negated, case_insensitive) {
+                    (false, false) => like(&value, &pattern)?,
+                    (false, true) => ilike(&value, &pattern)?,
+                    (true, false) => nlike(&value, &pattern)?,
+                    (true, true) => nilike(&value, &pattern)?,
+                };
+                Ok(Arc::new(result))
+            }
+            Expr::Function(function, args) => {
+                let args = args
+                    .iter()
+                    .map(|a| a.evaluate(batch))
+                    .collect::<Result<Vec<_>>>()?;
+                crate::functions::evaluate(*function, &args)
+            }
         }
     }
+}
+
+/// A string operand as `Utf8` (NULL literals included).
+fn text(array: &ArrayRef, context: &str) -> Result<ArrayRef> {
+    match array.data_type() {
+        DataType::Utf8 => Ok(Arc::clone(array)),
+        DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
+            Ok(cast(array, &DataType::Utf8)?)
+        }
+        other => Err(QuiverError::Unsupported(format!(
+            "{context} of {other}; it takes strings"
+        ))),
+    }
+}
+
+/// The rows of `batch` at `rows` (batches without columns keep their row count).
+fn take_batch(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch> {
+    let indices = arrow::array::UInt32Array::from(rows.to_vec());
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| arrow::compute::take(c, &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
+    Ok(RecordBatch::try_new_with_options(
+        batch.schema(),
+        columns,
+        &options,
+    )?)
+}
+
+fn case(
+    batch: &RecordBatch,
+    branches: &[(Expr, Expr)],
+    otherwise: Option<&Expr>,
+) -> Result<ArrayRef> {
+    // The result type: all branch values coerced together (evaluated over no rows).
+    let empty = batch.slice(0, 0);
+    let mut result_type = DataType::Null;
+    for value in branches.iter().map(|(_, v)| v).chain(otherwise) {
+        let branch_type = value.evaluate(&empty)?.data_type().clone();
+        result_type = coerce(&result_type, BinaryOp::Eq, &branch_type).map_err(|_| {
+            QuiverError::Unsupported(format!(
+                "CASE branches of types {result_type} and {branch_type}; no common type"
+            ))
+        })?;
+    }
+    let rows = batch.num_rows();
+    let mut remaining: Vec<u32> = (0..rows as u32).collect();
+    let mut parts: Vec<ArrayRef> = Vec::new();
+    let mut picks: Vec<(usize, usize)> = vec![(0, 0); rows];
+    for (condition, value) in branches {
+        if remaining.is_empty() {
+            break;
+        }
+        let subset = take_batch(batch, &remaining)?;
+        let decided = cast_null_to_bool(&condition.evaluate(&subset)?)?;
+        let decided = as_boolean(&decided, "CASE WHEN")?;
+        let (mut chosen, mut rest) = (Vec::new(), Vec::new());
+        for (i, &row) in remaining.iter().enumerate() {
+            if decided.is_valid(i) && decided.value(i) {
+                chosen.push(row);
+            } else {
+                rest.push(row);
+            }
+        }
+        if !chosen.is_empty() {
+            let values = value.evaluate(&take_batch(batch, &chosen)?)?;
+            parts.push(cast(&values, &result_type)?);
+            for (j, &row) in chosen.iter().enumerate() {
+                picks[row as usize] = (parts.len() - 1, j);
+            }
+        }
+        remaining = rest;
+    }
+    if !remaining.is_empty() {
+        let values = match otherwise {
+            Some(value) => cast(
+                &value.evaluate(&take_batch(batch, &remaining)?)?,
+                &result_type,
+            )?,
+            None => new_null_array(&result_type, remaining.len()),
+        };
+        parts.push(values);
+        for (j, &row) in remaining.iter().enumerate() {
+            picks[row as usize] = (parts.len() - 1, j);
+        }
+    }
+    if parts.is_empty() {
+        return Ok(arrow::array::new_empty_array(&result_type));
+    }
+    let refs: Vec<&dyn Array> = parts.iter().map(|p| p.as_ref()).collect();
+    Ok(arrow::compute::interleave(&refs, &picks)?)
 }
 
 fn broadcast(one: &ArrayRef, rows: usize) -> Result<ArrayRef> {

@@ -8,6 +8,7 @@
 pub mod accumulators;
 pub mod aggregate;
 pub mod expr;
+pub mod functions;
 pub mod fuzz;
 pub mod group_values;
 pub mod hash;

@@ -14,7 +14,8 @@ use std::fmt::Write as _;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use quiver_core::{QuiverError, Result};
-use quiver_kernels::expr::{BinaryOp, Expr, Literal};
+use quiver_kernels::expr::{BinaryOp, Expr, Literal, ScalarFunction};
+use quiver_kernels::functions::{TimeField, TrimSide, TruncUnit};
 use quiver_kernels::AggregateFunction;
 use sqlparser::ast;
 use sqlparser::ast::Spanned;
@@ -457,7 +458,8 @@ fn plan_query(
         };
         for key in keys {
             let descending = key.options.asc == Some(false);
-            // PostgreSQL and DuckDB default: NULLs last ascending, first descending.
+            // PostgreSQL's default: NULLs last ascending, first descending (DuckDB puts them last
+            // both ways; write NULLS FIRST/LAST to be portable).
             let nulls_first = key.options.nulls_first.unwrap_or(descending);
             let by_name = match &key.expr {
                 ast::Expr::Identifier(ident) => aliases
@@ -650,6 +652,8 @@ fn aggregate_function(name: &str) -> Option<AggregateFunction> {
         "bool_and" | "every" => AggregateFunction::BoolAnd,
         "bool_or" => AggregateFunction::BoolOr,
         "median" => AggregateFunction::Median,
+        // The fraction comes from the call's arguments (see `plan_call`).
+        "percentile_cont" | "quantile_cont" | "quantile" => AggregateFunction::PercentileCont(0.5),
         "string_agg" => AggregateFunction::StringAgg,
         "approx_count_distinct" | "approx_distinct" => AggregateFunction::ApproxCountDistinct,
         _ => return None,
@@ -761,6 +765,12 @@ fn scalar_expr(
                 ast::BinaryOperator::GtEq => BinaryOp::GtEq,
                 ast::BinaryOperator::And => BinaryOp::And,
                 ast::BinaryOperator::Or => BinaryOp::Or,
+                ast::BinaryOperator::StringConcat => {
+                    return Ok(Expr::Function(
+                        ScalarFunction::ConcatOperator,
+                        vec![recurse(left)?, recurse(right)?],
+                    ))
+                }
                 other => return Err(unsupported(format!("operator `{other}`"), expr_span(expr))),
             };
             let left = recurse(left)?;
@@ -843,6 +853,118 @@ fn scalar_expr(
                 safe,
             )
         }
+        ast::Expr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
+            let operand = operand.as_deref().map(&mut recurse).transpose()?;
+            let mut branches = Vec::with_capacity(conditions.len());
+            for when in conditions {
+                let condition = recurse(&when.condition)?;
+                let condition = match &operand {
+                    // Simple CASE: `CASE x WHEN v THEN ...` is `x = v`.
+                    Some(operand) => {
+                        Expr::Binary(Box::new(operand.clone()), BinaryOp::Eq, Box::new(condition))
+                    }
+                    None => condition,
+                };
+                branches.push((condition, recurse(&when.result)?));
+            }
+            let otherwise = else_result.as_deref().map(&mut recurse).transpose()?;
+            Expr::Case(branches, otherwise.map(Box::new))
+        }
+        ast::Expr::Like {
+            negated,
+            any,
+            expr: value,
+            pattern,
+            escape_char,
+        }
+        | ast::Expr::ILike {
+            negated,
+            any,
+            expr: value,
+            pattern,
+            escape_char,
+        } => {
+            if *any || escape_char.is_some() {
+                return Err(unsupported(
+                    format!("`{expr}` (LIKE ANY and ESCAPE are not supported)"),
+                    expr_span(expr),
+                ));
+            }
+            Expr::Like {
+                value: Box::new(recurse(value)?),
+                pattern: Box::new(recurse(pattern)?),
+                negated: *negated,
+                case_insensitive: matches!(expr, ast::Expr::ILike { .. }),
+            }
+        }
+        ast::Expr::Substring {
+            expr: value,
+            substring_from,
+            substring_for,
+            ..
+        } => {
+            let mut args = vec![recurse(value)?];
+            args.push(match substring_from {
+                Some(from) => recurse(from)?,
+                None => Expr::Literal(Literal::Int64(1)),
+            });
+            if let Some(length) = substring_for {
+                args.push(recurse(length)?);
+            }
+            Expr::Function(ScalarFunction::Substring, args)
+        }
+        ast::Expr::Trim {
+            expr: value,
+            trim_where,
+            trim_what,
+            trim_characters,
+        } => {
+            if trim_characters.is_some() {
+                return Err(unsupported(format!("`{expr}`"), expr_span(expr)));
+            }
+            let side = match trim_where {
+                Some(ast::TrimWhereField::Leading) => TrimSide::Leading,
+                Some(ast::TrimWhereField::Trailing) => TrimSide::Trailing,
+                _ => TrimSide::Both,
+            };
+            let mut args = vec![recurse(value)?];
+            if let Some(what) = trim_what {
+                args.push(recurse(what)?);
+            }
+            Expr::Function(ScalarFunction::Trim(side), args)
+        }
+        ast::Expr::Extract {
+            field, expr: value, ..
+        } => {
+            let name = field.to_string().to_ascii_uppercase();
+            let field = match name.trim_end_matches('S') {
+                "YEAR" => TimeField::Year,
+                "QUARTER" => TimeField::Quarter,
+                "MONTH" => TimeField::Month,
+                "WEEK" => TimeField::Week,
+                "DAY" => TimeField::Day,
+                "DOW" | "DAYOFWEEK" => TimeField::DayOfWeek,
+                "DOY" | "DAYOFYEAR" => TimeField::DayOfYear,
+                "HOUR" => TimeField::Hour,
+                "MINUTE" => TimeField::Minute,
+                "SECOND" => TimeField::Second,
+                "MILLISECOND" => TimeField::Millisecond,
+                "EPOCH" => TimeField::Epoch,
+                _ => {
+                    return Err(unsupported(
+                        format!("EXTRACT field {name}"),
+                        expr_span(expr),
+                    ))
+                }
+            };
+            Expr::Function(ScalarFunction::Extract(field), vec![recurse(value)?])
+        }
+        ast::Expr::Function(f) => scalar_function(f, expr, &mut recurse)?,
         other => {
             return Err(unsupported(
                 format!("expression `{other}`"),
@@ -850,6 +972,130 @@ fn scalar_expr(
             ))
         }
     })
+}
+
+/// Scalar function calls (aggregates are resolved before this by the caller's leaf).
+fn scalar_function(
+    f: &ast::Function,
+    whole: &ast::Expr,
+    recurse: &mut dyn FnMut(&ast::Expr) -> Result<Expr>,
+) -> Result<Expr> {
+    let span = expr_span(whole);
+    let name = f.name.to_string().to_ascii_lowercase();
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return Err(unsupported(format!("`{whole}`: arguments expected"), span));
+    };
+    if f.over.is_some() || f.filter.is_some() || list.duplicate_treatment.is_some() {
+        return Err(unsupported(
+            format!("`{whole}`: OVER, FILTER and DISTINCT apply to aggregates only"),
+            span,
+        ));
+    }
+    let raw: Vec<&ast::Expr> = list
+        .args
+        .iter()
+        .map(|arg| match arg {
+            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Ok(e),
+            other => Err(unsupported(
+                format!("argument `{other}` of `{whole}`"),
+                span,
+            )),
+        })
+        .collect::<Result<_>>()?;
+    let expect = |counts: &[usize]| -> Result<()> {
+        if counts.contains(&raw.len()) {
+            Ok(())
+        } else {
+            Err(unsupported(
+                format!(
+                    "`{whole}` with {} arguments; {} takes {}",
+                    raw.len(),
+                    name.to_uppercase(),
+                    counts
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+                span,
+            ))
+        }
+    };
+    let function = match name.as_str() {
+        "coalesce" => {
+            if raw.is_empty() {
+                return Err(unsupported("COALESCE without arguments", span));
+            }
+            // COALESCE(a, b, c) = CASE WHEN a IS NOT NULL THEN a WHEN b ... ELSE c END.
+            let args = raw.iter().map(|e| recurse(e)).collect::<Result<Vec<_>>>()?;
+            let (last, rest) = args
+                .split_last()
+                .ok_or_else(|| QuiverError::Internal("COALESCE arguments vanished".into()))?;
+            let branches = rest
+                .iter()
+                .map(|a| (Expr::IsNull(Box::new(a.clone()), true), a.clone()))
+                .collect();
+            return Ok(Expr::Case(branches, Some(Box::new(last.clone()))));
+        }
+        "nullif" => {
+            expect(&[2])?;
+            let (a, b) = (recurse(raw[0])?, recurse(raw[1])?);
+            let equal = Expr::Binary(Box::new(a.clone()), BinaryOp::Eq, Box::new(b));
+            return Ok(Expr::Case(
+                vec![(equal, Expr::Literal(Literal::Null))],
+                Some(Box::new(a)),
+            ));
+        }
+        "upper" => (ScalarFunction::Upper, &[1][..]),
+        "lower" => (ScalarFunction::Lower, &[1][..]),
+        "length" | "char_length" | "character_length" => (ScalarFunction::Length, &[1][..]),
+        "substr" | "substring" => (ScalarFunction::Substring, &[2, 3][..]),
+        "concat" => (ScalarFunction::Concat, &[][..]),
+        "trim" | "btrim" => (ScalarFunction::Trim(TrimSide::Both), &[1, 2][..]),
+        "ltrim" => (ScalarFunction::Trim(TrimSide::Leading), &[1, 2][..]),
+        "rtrim" => (ScalarFunction::Trim(TrimSide::Trailing), &[1, 2][..]),
+        "abs" => (ScalarFunction::Abs, &[1][..]),
+        "date_trunc" => {
+            expect(&[2])?;
+            let unit = match raw[0] {
+                ast::Expr::Value(v) => match &v.value {
+                    ast::Value::SingleQuotedString(u) => TruncUnit::parse(u),
+                    _ => None,
+                },
+                _ => None,
+            }
+            .ok_or_else(|| {
+                unsupported(
+                    format!(
+                        "DATE_TRUNC unit `{}`; one of 'millisecond', 'second', 'minute', \
+                         'hour', 'day', 'week', 'month', 'quarter', 'year' is expected",
+                        raw[0]
+                    ),
+                    span,
+                )
+            })?;
+            return Ok(Expr::Function(
+                ScalarFunction::DateTrunc(unit),
+                vec![recurse(raw[1])?],
+            ));
+        }
+        other => {
+            return Err(unsupported(
+                format!("function `{other}` in `{whole}`"),
+                span,
+            ))
+        }
+    };
+    let (function, counts) = function;
+    if counts.is_empty() {
+        if raw.is_empty() {
+            return Err(unsupported(format!("`{whole}` without arguments"), span));
+        }
+    } else {
+        expect(counts)?;
+    }
+    let args = raw.iter().map(|e| recurse(e)).collect::<Result<Vec<_>>>()?;
+    Ok(Expr::Function(function, args))
 }
 
 fn literal(value: &ast::Value, span: sqlparser::tokenizer::Span) -> Result<Literal> {
@@ -1110,6 +1356,52 @@ fn plan_call(
             ))
         }
         (f, false) => f,
+    };
+    let fraction = |e: &ast::Expr| -> Result<f64> {
+        let value = match e {
+            ast::Expr::Value(v) => match &v.value {
+                ast::Value::Number(n, _) => n.parse::<f64>().ok(),
+                _ => None,
+            },
+            _ => None,
+        };
+        value.filter(|f| (0.0..=1.0).contains(f)).ok_or_else(|| {
+            unsupported(
+                format!("percentile `{e}` in `{whole}`; a number from 0 to 1 is expected"),
+                span,
+            )
+        })
+    };
+    let (function, arguments) = match (function, arguments.as_slice(), f.within_group.as_slice()) {
+        // PERCENTILE_CONT(f) WITHIN GROUP (ORDER BY x [DESC])
+        (AggregateFunction::PercentileCont(_), [p], [order]) => {
+            let p = fraction(p)?;
+            let p = if order.options.asc == Some(false) {
+                1.0 - p
+            } else {
+                p
+            };
+            (
+                AggregateFunction::PercentileCont(p),
+                vec![order.expr.clone()],
+            )
+        }
+        // QUANTILE_CONT(x, f)
+        (AggregateFunction::PercentileCont(_), [value, p], []) => (
+            AggregateFunction::PercentileCont(fraction(p)?),
+            vec![value.clone()],
+        ),
+        (AggregateFunction::PercentileCont(_), _, _) => {
+            return Err(unsupported(
+                format!(
+                    "`{whole}`; write PERCENTILE_CONT(f) WITHIN GROUP (ORDER BY x) or \
+                     QUANTILE_CONT(x, f)"
+                ),
+                span,
+            ))
+        }
+        (_, _, [_, ..]) => return Err(unsupported(format!("WITHIN GROUP in `{whole}`"), span)),
+        (function, _, []) => (function, arguments),
     };
     let (argument, separator) = match (function, star, arguments.as_slice()) {
         (AggregateFunction::Count, true, []) => (None, String::new()),

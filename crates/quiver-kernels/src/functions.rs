@@ -1,0 +1,519 @@
+//! Scalar SQL functions over whole arrays: strings (`UPPER`, `LOWER`, `LENGTH`, `SUBSTRING`,
+//! `CONCAT`, `||`, `TRIM`), date/time (`EXTRACT`, `DATE_TRUNC`) and `ABS`.
+//!
+//! Strings are Unicode-aware: `LENGTH` counts characters and `SUBSTRING` positions are
+//! 1-based characters, as in PostgreSQL. `CONCAT` skips NULLs; `||` is NULL when an operand is.
+//! Date/time functions read timestamps in UTC (time zones are fixed offsets; truncation happens
+//! on the UTC clock) and keep the input's type and unit.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, PrimitiveArray, StringArray, StringBuilder,
+};
+use arrow::compute::kernels::temporal::{date_part, DatePart};
+use arrow::compute::{cast, kernels::numeric};
+use arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use quiver_core::{QuiverError, Result};
+
+/// Which side `TRIM` strips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrimSide {
+    /// Both ends (`TRIM(s)`, `BTRIM`).
+    Both,
+    /// The start (`LTRIM`, `TRIM(LEADING ...)`).
+    Leading,
+    /// The end (`RTRIM`, `TRIM(TRAILING ...)`).
+    Trailing,
+}
+
+/// Fields `EXTRACT` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeField {
+    /// Calendar year.
+    Year,
+    /// Quarter, 1..=4.
+    Quarter,
+    /// Month, 1..=12.
+    Month,
+    /// ISO week, 1..=53.
+    Week,
+    /// Day of the month, 1..=31.
+    Day,
+    /// Day of the week, Sunday = 0 (PostgreSQL `DOW`).
+    DayOfWeek,
+    /// Day of the year, 1..=366.
+    DayOfYear,
+    /// Hour, 0..=23.
+    Hour,
+    /// Minute, 0..=59.
+    Minute,
+    /// Second, 0..=59 (whole seconds).
+    Second,
+    /// Milliseconds within the minute, including seconds (PostgreSQL).
+    Millisecond,
+    /// Seconds since the epoch (whole seconds, rounded down).
+    Epoch,
+}
+
+/// Units `DATE_TRUNC` rounds down to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TruncUnit {
+    /// Millisecond.
+    Millisecond,
+    /// Second.
+    Second,
+    /// Minute.
+    Minute,
+    /// Hour.
+    Hour,
+    /// Day (UTC midnight).
+    Day,
+    /// ISO week (Monday).
+    Week,
+    /// First day of the month.
+    Month,
+    /// First day of the quarter.
+    Quarter,
+    /// January 1st.
+    Year,
+}
+
+impl TruncUnit {
+    /// Parses a `DATE_TRUNC` unit name (case-insensitive, singular or plural).
+    pub fn parse(name: &str) -> Option<Self> {
+        let name = name.to_ascii_lowercase();
+        Some(match name.trim_end_matches('s') {
+            "millisecond" => TruncUnit::Millisecond,
+            "second" => TruncUnit::Second,
+            "minute" => TruncUnit::Minute,
+            "hour" => TruncUnit::Hour,
+            "day" => TruncUnit::Day,
+            "week" => TruncUnit::Week,
+            "month" => TruncUnit::Month,
+            "quarter" => TruncUnit::Quarter,
+            "year" => TruncUnit::Year,
+            _ => return None,
+        })
+    }
+}
+
+/// A scalar function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarFunction {
+    /// `UPPER(s)`.
+    Upper,
+    /// `LOWER(s)`.
+    Lower,
+    /// `LENGTH(s)` / `CHAR_LENGTH(s)`: characters.
+    Length,
+    /// `SUBSTRING(s FROM start [FOR length])`, 1-based characters.
+    Substring,
+    /// `CONCAT(a, b, ...)`: NULLs count as empty.
+    Concat,
+    /// `a || b`: NULL when either is.
+    ConcatOperator,
+    /// `TRIM`, `LTRIM`, `RTRIM` (spaces, or the characters of a second argument).
+    Trim(TrimSide),
+    /// `EXTRACT(field FROM t)`.
+    Extract(TimeField),
+    /// `DATE_TRUNC(unit, t)`.
+    DateTrunc(TruncUnit),
+    /// `ABS(x)` (checked: `ABS` of the smallest integer is an overflow error).
+    Abs,
+}
+
+fn strings(array: &ArrayRef, function: &str) -> Result<StringArray> {
+    match array.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
+            let utf8 = cast(array, &DataType::Utf8)?;
+            Ok(utf8.as_string::<i32>().clone())
+        }
+        other => Err(QuiverError::Unsupported(format!(
+            "{function} of {other}; it takes strings"
+        ))),
+    }
+}
+
+fn integers(array: &ArrayRef, function: &str) -> Result<Int64Array> {
+    if array.data_type().is_integer() || array.data_type() == &DataType::Null {
+        Ok(cast(array, &DataType::Int64)?
+            .as_primitive::<Int64Type>()
+            .clone())
+    } else {
+        Err(QuiverError::Unsupported(format!(
+            "{function} position of {}; an integer is expected",
+            array.data_type()
+        )))
+    }
+}
+
+fn map_strings(input: &StringArray, f: impl Fn(&str) -> String) -> ArrayRef {
+    let mut builder = StringBuilder::with_capacity(input.len(), input.value_data().len());
+    for value in input.iter() {
+        match value {
+            Some(s) => builder.append_value(f(s)),
+            None => builder.append_null(),
+        }
+    }
+    Arc::new(builder.finish())
+}
+
+fn arity(function: ScalarFunction, args: &[ArrayRef], allowed: &[usize]) -> Result<()> {
+    if allowed.contains(&args.len()) {
+        Ok(())
+    } else {
+        Err(QuiverError::Unsupported(format!(
+            "{function:?} with {} arguments; it takes {allowed:?}",
+            args.len()
+        )))
+    }
+}
+
+/// Applies `function` to argument arrays of equal length.
+pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef> {
+    match function {
+        ScalarFunction::Upper | ScalarFunction::Lower => {
+            arity(function, args, &[1])?;
+            let input = strings(&args[0], "UPPER/LOWER")?;
+            Ok(if function == ScalarFunction::Upper {
+                map_strings(&input, str::to_uppercase)
+            } else {
+                map_strings(&input, str::to_lowercase)
+            })
+        }
+        ScalarFunction::Length => {
+            arity(function, args, &[1])?;
+            let input = strings(&args[0], "LENGTH")?;
+            Ok(Arc::new(
+                input
+                    .iter()
+                    .map(|v| v.map(|s| s.chars().count() as i64))
+                    .collect::<Int64Array>(),
+            ))
+        }
+        ScalarFunction::Substring => {
+            arity(function, args, &[2, 3])?;
+            let input = strings(&args[0], "SUBSTRING")?;
+            let starts = integers(&args[1], "SUBSTRING")?;
+            let lengths = args.get(2).map(|a| integers(a, "SUBSTRING")).transpose()?;
+            let mut builder = StringBuilder::with_capacity(input.len(), input.value_data().len());
+            for row in 0..input.len() {
+                let length = match &lengths {
+                    Some(l) if l.is_null(row) => None,
+                    Some(l) => Some(Some(l.value(row))),
+                    None => Some(None),
+                };
+                if input.is_null(row) || starts.is_null(row) || length.is_none() {
+                    builder.append_null();
+                    continue;
+                }
+                let start = starts.value(row);
+                let length = length.flatten();
+                if length.is_some_and(|l| l < 0) {
+                    return Err(QuiverError::Unsupported(
+                        "SUBSTRING with a negative length".into(),
+                    ));
+                }
+                // PostgreSQL: characters from `start` (1-based, may be < 1) for `length`.
+                let end = length.map(|l| start.saturating_add(l));
+                let text: String = input
+                    .value(row)
+                    .chars()
+                    .enumerate()
+                    .filter(|(i, _)| {
+                        let position = *i as i64 + 1;
+                        position >= start && end.is_none_or(|e| position < e)
+                    })
+                    .map(|(_, c)| c)
+                    .collect();
+                builder.append_value(text);
+            }
+            Ok(Arc::new(builder.finish()))
+        }
+        ScalarFunction::Concat | ScalarFunction::ConcatOperator => {
+            if args.is_empty() {
+                return Err(QuiverError::Unsupported("CONCAT without arguments".into()));
+            }
+            let inputs = args
+                .iter()
+                .map(|a| cast(a, &DataType::Utf8).map_err(QuiverError::from))
+                .collect::<Result<Vec<_>>>()?;
+            let inputs: Vec<&StringArray> = inputs.iter().map(|a| a.as_string::<i32>()).collect();
+            let rows = inputs[0].len();
+            let mut builder = StringBuilder::with_capacity(rows, 0);
+            let mut text = String::new();
+            for row in 0..rows {
+                text.clear();
+                let mut null = false;
+                for input in &inputs {
+                    if input.is_null(row) {
+                        null = true;
+                    } else {
+                        text.push_str(input.value(row));
+                    }
+                }
+                if null && function == ScalarFunction::ConcatOperator {
+                    builder.append_null();
+                } else {
+                    builder.append_value(&text);
+                }
+            }
+            Ok(Arc::new(builder.finish()))
+        }
+        ScalarFunction::Trim(side) => {
+            arity(function, args, &[1, 2])?;
+            let input = strings(&args[0], "TRIM")?;
+            let characters = args.get(1).map(|a| strings(a, "TRIM")).transpose()?;
+            let mut builder = StringBuilder::with_capacity(input.len(), input.value_data().len());
+            for row in 0..input.len() {
+                let set = match &characters {
+                    Some(c) if c.is_null(row) => {
+                        builder.append_null();
+                        continue;
+                    }
+                    Some(c) => c.value(row),
+                    None => " ",
+                };
+                if input.is_null(row) {
+                    builder.append_null();
+                    continue;
+                }
+                let value = input.value(row);
+                let strip = |c: char| set.contains(c);
+                builder.append_value(match side {
+                    TrimSide::Both => value.trim_matches(strip),
+                    TrimSide::Leading => value.trim_start_matches(strip),
+                    TrimSide::Trailing => value.trim_end_matches(strip),
+                });
+            }
+            Ok(Arc::new(builder.finish()))
+        }
+        ScalarFunction::Extract(field) => {
+            arity(function, args, &[1])?;
+            extract(field, &args[0])
+        }
+        ScalarFunction::DateTrunc(unit) => {
+            arity(function, args, &[1])?;
+            date_trunc(unit, &args[0])
+        }
+        ScalarFunction::Abs => {
+            arity(function, args, &[1])?;
+            let value = &args[0];
+            if !value.data_type().is_numeric() {
+                return Err(QuiverError::Unsupported(format!(
+                    "ABS of {}; it takes numbers",
+                    value.data_type()
+                )));
+            }
+            if value.data_type().is_unsigned_integer() {
+                return Ok(Arc::clone(value));
+            }
+            // |x| = -x where x < 0; negation is checked (the smallest integer overflows).
+            let zero = cast(
+                &(Arc::new(Int64Array::from(vec![0])) as ArrayRef),
+                value.data_type(),
+            )?;
+            let negative =
+                arrow::compute::kernels::cmp::lt(value, &arrow::array::Scalar::new(zero))?;
+            let negated = numeric::neg(value)?;
+            Ok(arrow::compute::kernels::zip::zip(
+                &negative, &negated, value,
+            )?)
+        }
+    }
+}
+
+fn timestamp_unit(array: &ArrayRef, function: &str) -> Result<TimeUnit> {
+    match array.data_type() {
+        DataType::Timestamp(unit, _) => Ok(*unit),
+        other => Err(QuiverError::Unsupported(format!(
+            "{function} of {other}; it takes timestamps"
+        ))),
+    }
+}
+
+fn per_second(unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    }
+}
+
+fn extract(field: TimeField, value: &ArrayRef) -> Result<ArrayRef> {
+    let part = match field {
+        TimeField::Year => DatePart::Year,
+        TimeField::Quarter => DatePart::Quarter,
+        TimeField::Month => DatePart::Month,
+        TimeField::Week => DatePart::Week,
+        TimeField::Day => DatePart::Day,
+        TimeField::DayOfWeek => DatePart::DayOfWeekSunday0,
+        TimeField::DayOfYear => DatePart::DayOfYear,
+        TimeField::Hour => DatePart::Hour,
+        TimeField::Minute => DatePart::Minute,
+        TimeField::Second => DatePart::Second,
+        TimeField::Millisecond => {
+            let seconds = date_part(value.as_ref(), DatePart::Second)?;
+            let millis = date_part(value.as_ref(), DatePart::Millisecond)?;
+            let seconds = cast(&seconds, &DataType::Int64)?;
+            let millis = cast(&millis, &DataType::Int64)?;
+            let thousand = Int64Array::new_scalar(1_000);
+            let whole = numeric::mul(&seconds, &thousand)?;
+            // Arrow's millisecond part is the fraction of the second only.
+            let fraction = numeric::rem(&millis, &thousand)?;
+            return Ok(numeric::add(&whole, &fraction)?);
+        }
+        TimeField::Epoch => {
+            let unit = timestamp_unit(value, "EXTRACT(EPOCH)")?;
+            let raw = value.to_data();
+            let values: PrimitiveArray<Int64Type> = PrimitiveArray::from(
+                raw.into_builder()
+                    .data_type(DataType::Int64)
+                    .build()
+                    .map_err(QuiverError::from)?,
+            );
+            let scale = per_second(unit);
+            return Ok(Arc::new(
+                values.unary::<_, Int64Type>(|v| v.div_euclid(scale)),
+            ));
+        }
+    };
+    let result = date_part(value.as_ref(), part)?;
+    Ok(cast(&result, &DataType::Int64)?)
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// (year, month, day) → days since 1970-01-01.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn date_trunc(unit: TruncUnit, value: &ArrayRef) -> Result<ArrayRef> {
+    let time_unit = timestamp_unit(value, "DATE_TRUNC")?;
+    let scale = per_second(time_unit);
+    let day = 86_400 * scale;
+    let raw: PrimitiveArray<Int64Type> = PrimitiveArray::from(
+        value
+            .to_data()
+            .into_builder()
+            .data_type(DataType::Int64)
+            .build()
+            .map_err(QuiverError::from)?,
+    );
+    let fixed = |size: i64| move |v: i64| v - v.rem_euclid(size);
+    let truncated: PrimitiveArray<Int64Type> = match unit {
+        TruncUnit::Millisecond => raw.unary(fixed((scale / 1_000).max(1))),
+        TruncUnit::Second => raw.unary(fixed(scale)),
+        TruncUnit::Minute => raw.unary(fixed(60 * scale)),
+        TruncUnit::Hour => raw.unary(fixed(3_600 * scale)),
+        TruncUnit::Day => raw.unary(fixed(day)),
+        // 1970-01-05 was a Monday.
+        TruncUnit::Week => raw.unary(move |v| {
+            let shifted = v - 4 * day;
+            shifted - shifted.rem_euclid(7 * day) + 4 * day
+        }),
+        TruncUnit::Month | TruncUnit::Quarter | TruncUnit::Year => raw.unary(move |v| {
+            let (year, month, _) = civil_from_days(v.div_euclid(day));
+            let month = match unit {
+                TruncUnit::Year => 1,
+                TruncUnit::Quarter => (month - 1) / 3 * 3 + 1,
+                _ => month,
+            };
+            days_from_civil(year, month, 1) * day
+        }),
+    };
+    Ok(cast(&(Arc::new(truncated) as ArrayRef), value.data_type())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::TimestampMillisecondArray;
+
+    fn text(values: &[Option<&str>]) -> ArrayRef {
+        Arc::new(StringArray::from(values.to_vec()))
+    }
+
+    #[test]
+    fn string_functions_follow_postgres() {
+        let s = text(&[Some("  Grüße "), None]);
+        let upper = evaluate(ScalarFunction::Upper, std::slice::from_ref(&s)).unwrap();
+        assert_eq!(upper.as_string::<i32>().value(0), "  GRÜSSE ");
+        assert!(upper.is_null(1));
+        let length = evaluate(ScalarFunction::Length, std::slice::from_ref(&s)).unwrap();
+        assert_eq!(length.as_primitive::<Int64Type>().value(0), 8);
+        let trimmed = evaluate(
+            ScalarFunction::Trim(TrimSide::Both),
+            std::slice::from_ref(&s),
+        )
+        .unwrap();
+        assert_eq!(trimmed.as_string::<i32>().value(0), "Grüße");
+        let two: ArrayRef = Arc::new(Int64Array::from(vec![3, 3]));
+        let three: ArrayRef = Arc::new(Int64Array::from(vec![4, 4]));
+        let sub = evaluate(ScalarFunction::Substring, &[s.clone(), two, three]).unwrap();
+        assert_eq!(sub.as_string::<i32>().value(0), "Grüß");
+        let b = text(&[Some("x"), Some("y")]);
+        let concat = evaluate(ScalarFunction::Concat, &[s.clone(), b.clone()]).unwrap();
+        assert_eq!(concat.as_string::<i32>().value(1), "y");
+        let strict = evaluate(ScalarFunction::ConcatOperator, &[s, b]).unwrap();
+        assert!(strict.is_null(1));
+    }
+
+    #[test]
+    fn calendar_round_trips() {
+        for days in [-1_000_000_i64, -719_468, -1, 0, 59, 60, 18_000, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{days}");
+        }
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+    }
+
+    #[test]
+    fn date_trunc_and_extract() {
+        // 2026-05-17T13:45:30.250Z
+        let t: ArrayRef = Arc::new(
+            TimestampMillisecondArray::from(vec![Some(1_779_025_530_250), None])
+                .with_timezone("+00:00"),
+        );
+        let at = |unit| {
+            date_trunc(unit, &t)
+                .unwrap()
+                .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+                .value(0)
+        };
+        assert_eq!(at(TruncUnit::Minute), 1_779_025_500_000);
+        assert_eq!(at(TruncUnit::Day), 1_778_976_000_000);
+        assert_eq!(at(TruncUnit::Month), 1_777_593_600_000); // 2026-05-01
+        assert_eq!(at(TruncUnit::Year), 1_767_225_600_000); // 2026-01-01
+        assert_eq!(at(TruncUnit::Week), 1_778_457_600_000); // Monday 2026-05-11
+        let field = |f| extract(f, &t).unwrap().as_primitive::<Int64Type>().value(0);
+        assert_eq!(field(TimeField::Year), 2026);
+        assert_eq!(field(TimeField::Month), 5);
+        assert_eq!(field(TimeField::Hour), 13);
+        assert_eq!(field(TimeField::Millisecond), 30_250);
+        assert_eq!(field(TimeField::DayOfWeek), 0);
+        assert_eq!(field(TimeField::Epoch), 1_779_025_530);
+    }
+}
