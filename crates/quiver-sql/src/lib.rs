@@ -1,12 +1,14 @@
 //! SQL text → query plans, on `sqlparser` (generic dialect).
 //!
 //! Supported now: one `SELECT` over one named source with `WHERE`, `GROUP BY` expressions,
-//! aggregates (with `DISTINCT` for COUNT and `FILTER (WHERE ...)`), `HAVING`, `ORDER BY`
-//! (ASC/DESC, NULLS FIRST/LAST, by output name, position or expression) and `LIMIT`;
-//! expressions are column references, literals, arithmetic, comparisons, `AND`/`OR`/`NOT`,
-//! `IS [NOT] NULL`, `BETWEEN`, `IN (list)`, `CAST`/`TRY_CAST`. Identifiers match column names
+//! aggregates (with `DISTINCT` for COUNT, `FILTER (WHERE ...)`, `WITHIN GROUP` for
+//! PERCENTILE_CONT), `HAVING`, `ORDER BY` (ASC/DESC, NULLS FIRST/LAST, by output name, position
+//! or expression) and `LIMIT`; expressions are column references, literals, arithmetic,
+//! comparisons, `AND`/`OR`/`NOT`, `IS [NOT] NULL`, `BETWEEN`, `IN (list)`, `CAST`/`TRY_CAST`,
+//! `CASE`, `COALESCE`, `NULLIF`, `LIKE`/`ILIKE`, string and date/time functions. Windows (both
+//! spellings) and `EMIT` modes come from [`streaming`]. Identifiers match column names
 //! case-insensitively unless quoted. Anything else is an error naming the construct and its
-//! line:column. Window clauses and streaming emit modes are not parsed yet.
+//! line:column.
 //! Depends on `quiver-core` and `quiver-kernels` (for the expression and aggregate IR).
 #![warn(missing_docs)]
 
