@@ -396,3 +396,32 @@ fn integer_millisecond_event_times_work_too() {
     assert_eq!(query.take_dead_letters()[0].reason, "event time is NULL");
     assert!(all.column(2).len() == 2 && all.column(2).null_count() == 0);
 }
+
+#[test]
+fn processing_time_windows_use_the_wall_clock() {
+    let batches = stream(7, 5, 0);
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let before_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (schema, out) = run(
+        &engine(StreamOptions::default()),
+        "SELECT COUNT(*) AS n FROM trades WINDOW TUMBLING(PROCTIME(), INTERVAL '1' HOUR)",
+        &batches,
+    );
+    let all = concat_batches(&schema, &out).unwrap();
+    let counted: i64 = all
+        .column(2)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .values()
+        .iter()
+        .sum();
+    assert_eq!(counted as usize, rows);
+    let start = all
+        .column(0)
+        .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+    // The first window is the hour the run started in (or the next, across an hour boundary).
+    let first = start.value(0);
+    assert!(first <= before_ms + 3_600_000 && first > before_ms - 3_600_000);
+}

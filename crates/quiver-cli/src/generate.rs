@@ -550,6 +550,38 @@ pub fn trades(rows: usize, traders: u64, seed: u64) -> Vec<Record> {
         .collect()
 }
 
+/// Header of the H2O db-benchmark groupby table.
+pub const H2O_HEADER: &str = "id1,id2,id3,id4,id5,id6,v1,v2,v3\n";
+
+/// Writes `rows` lines of the H2O db-benchmark groupby table (`groupby-datagen.R`, no NAs,
+/// unsorted) for a table of `total_rows` rows and `groups` groups K: `id1`, `id2` uniform over
+/// `id001..idK`, `id3` over `id0000000001..id(N/K)`, `id4`, `id5` uniform in `1..=K`, `id6` in
+/// `1..=N/K`, `v1` in `1..=5`, `v2` in `1..=15`, `v3` uniform in `[0, 100)` with 6 decimals.
+pub fn h2o_groupby_lines(rows: u64, total_rows: u64, groups: u64, seed: u64, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let groups = groups.max(1);
+    let small = (total_rows / groups).max(1);
+    let mut rng = SplitMix64::new(seed);
+    for _ in 0..rows {
+        let id1 = 1 + rng.below(groups);
+        let id2 = 1 + rng.below(groups);
+        let id3 = 1 + rng.below(small);
+        let id4 = 1 + rng.below(groups);
+        let id5 = 1 + rng.below(groups);
+        let id6 = 1 + rng.below(small);
+        let v1 = 1 + rng.below(5);
+        let v2 = 1 + rng.below(15);
+        // Micro-units, so the decimal text is exact.
+        let v3 = rng.below(100_000_000);
+        let _ = writeln!(
+            out,
+            "id{id1:03},id{id2:03},id{id3:010},{id4},{id5},{id6},{v1},{v2},{}.{:06}",
+            v3 / 1_000_000,
+            v3 % 1_000_000
+        );
+    }
+}
+
 /// Writes `rows` 1BRC measurement lines over `stations` stations to `out`.
 pub fn onebrc_lines(rows: u64, stations: usize, seed: u64, out: &mut Vec<u8>) {
     let stations = &STATIONS[..stations.clamp(1, STATIONS.len())];

@@ -174,6 +174,8 @@ enum Dataset {
     OneBrc,
     /// Trading records as JSON lines.
     Trades,
+    /// The H2O db-benchmark groupby table as CSV (`--keys` is K, default 100).
+    H2o,
 }
 
 /// Exit codes: 0 success, 1 runtime or input error, 2 usage error (from clap).
@@ -311,6 +313,18 @@ fn gen(
             Dataset::OneBrc => {
                 let stations = keys.unwrap_or(quiver_cli::generate::STATIONS.len() as u64) as usize;
                 quiver_cli::generate::onebrc_lines(block, stations, block_seed, &mut buffer);
+            }
+            Dataset::H2o => {
+                if written == 0 {
+                    buffer.extend_from_slice(quiver_cli::generate::H2O_HEADER.as_bytes());
+                }
+                quiver_cli::generate::h2o_groupby_lines(
+                    block,
+                    rows,
+                    keys.unwrap_or(100),
+                    block_seed,
+                    &mut buffer,
+                );
             }
             Dataset::Trades => {
                 let traders = keys.unwrap_or(100);

@@ -254,3 +254,62 @@ fn run_reports_bad_sql_and_malformed_rows_clearly() {
         "{stderr}"
     );
 }
+
+#[test]
+fn h2o_groupby_table_has_the_published_shape_and_runs_q1() {
+    let dir = temp_dir("h2o");
+    let path = dir.join("G1_1e4_1e1.csv");
+    let status = quiver()
+        .args([
+            "gen", "h2o", "--rows", "10000", "--keys", "10", "--seed", "3", "--quiet", "-o",
+        ])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("id1,id2,id3,id4,id5,id6,v1,v2,v3"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 10_000);
+    for row in &rows {
+        let fields: Vec<&str> = row.split(',').collect();
+        assert_eq!(fields.len(), 9, "{row}");
+        assert!(fields[0].starts_with("id") && fields[0].len() == 5, "{row}");
+        assert_eq!(fields[2].len(), 12, "{row}");
+        let v1: i64 = fields[6].parse().unwrap();
+        assert!((1..=5).contains(&v1));
+        let v3: f64 = fields[8].parse().unwrap();
+        assert!((0.0..100.0).contains(&v3));
+    }
+    // H2O groupby q1: sum v1 by id1 — K groups, and the sums add up to the column total.
+    let output = quiver()
+        .arg("run")
+        .arg("--table")
+        .arg(format!("x={}", path.display()))
+        .args([
+            "--sql",
+            "SELECT id1, SUM(v1) AS v1 FROM x GROUP BY id1 ORDER BY id1",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result = String::from_utf8(output.stdout).unwrap();
+    let groups: Vec<&str> = result.lines().skip(1).collect();
+    assert_eq!(groups.len(), 10);
+    let total: i64 = groups
+        .iter()
+        .map(|l| l.split(',').nth(1).unwrap().parse::<i64>().unwrap())
+        .sum();
+    let expected: i64 = rows
+        .iter()
+        .map(|r| r.split(',').nth(6).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(total, expected);
+}

@@ -283,8 +283,21 @@ impl QueryRunner {
                 emitted_rows,
             } => {
                 let input = layout.input(&filtered)?;
-                let times: ArrayRef = match &self.plan.window {
-                    Some(window) => Arc::clone(filtered.column(window.time_column)),
+                let times: ArrayRef = match self.plan.window.as_ref().map(|w| w.time_column) {
+                    Some(Some(column)) => Arc::clone(filtered.column(column)),
+                    Some(None) => {
+                        // Processing time: the wall clock now, for every row of the batch.
+                        let now_ms = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as i64);
+                        Arc::new(
+                            arrow::array::TimestampMillisecondArray::from(vec![
+                                now_ms;
+                                filtered.num_rows()
+                            ])
+                            .with_timezone("+00:00"),
+                        )
+                    }
                     None => Arc::new(Int64Array::from(vec![0_i64; filtered.num_rows()])),
                 };
                 let output = operator.push(&input, &times)?;

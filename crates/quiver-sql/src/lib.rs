@@ -31,8 +31,9 @@ pub use quiver_kernels::window::{EmitMode, WindowSpec};
 pub struct PlanWindow {
     /// The windows.
     pub spec: WindowSpec,
-    /// The source column holding event time.
-    pub time_column: usize,
+    /// The source column holding event time; `None` for processing time (`PROCTIME()`: the
+    /// wall clock when a batch is pushed).
+    pub time_column: Option<usize>,
     /// Its type.
     pub time_type: DataType,
 }
@@ -165,9 +166,14 @@ impl Plan {
         if let Some(window) = &self.window {
             let _ = writeln!(
                 text,
-                "  Window: {:?} on column {} ({}), emit {:?}",
+                "  Window: {:?} on {} ({}), emit {:?}",
                 window.spec,
-                self.source_schema.field(window.time_column).name(),
+                window
+                    .time_column
+                    .map_or("processing time".to_string(), |c| format!(
+                        "column {}",
+                        self.source_schema.field(c).name()
+                    )),
                 window.time_type,
                 self.emit
             );
@@ -324,16 +330,36 @@ fn plan_query(
                     *span,
                 ));
             };
-            let time_column = match columns.scalar(time)? {
-                Expr::Column(i) => i,
-                _ => {
-                    return Err(unsupported(
-                        format!("window time `{time}`; a column name is expected"),
-                        expr_span(time),
-                    ))
-                }
+            let processing_time = match time {
+                ast::Expr::Function(f) => matches!(
+                    f.name.to_string().to_ascii_lowercase().as_str(),
+                    "proctime" | "now" | "current_timestamp"
+                ),
+                _ => false,
             };
-            let time_type = source_schema.field(time_column).data_type().clone();
+            let (time_column, time_type) = if processing_time {
+                (
+                    None,
+                    DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+                )
+            } else {
+                let column = match columns.scalar(time)? {
+                    Expr::Column(i) => i,
+                    _ => {
+                        return Err(unsupported(
+                            format!(
+                                "window time `{time}`; a column name (or PROCTIME() for \
+                                 processing time) is expected"
+                            ),
+                            expr_span(time),
+                        ))
+                    }
+                };
+                (
+                    Some(column),
+                    source_schema.field(column).data_type().clone(),
+                )
+            };
             if !quiver_kernels::window::is_event_time_type(&time_type) {
                 return Err(unsupported(
                     format!(
