@@ -479,8 +479,23 @@ fn load_tables(
             let (name, path) = spec.split_once('=').ok_or_else(|| {
                 QuiverError::Config(format!("--table {spec}: expected NAME=PATH"))
             })?;
+            let pattern = path;
             let path = std::path::Path::new(path);
-            let files: Vec<PathBuf> = if path.is_dir() {
+            let files: Vec<PathBuf> = if pattern.contains(['*', '?', '[']) && !path.exists() {
+                // A glob: every matching file is an independent partition.
+                let mut files: Vec<PathBuf> = glob::glob(pattern)
+                    .map_err(|e| QuiverError::Config(format!("--table {spec}: {e}")))?
+                    .filter_map(|entry| entry.ok())
+                    .filter(|p| p.is_file())
+                    .collect();
+                files.sort();
+                if files.is_empty() {
+                    return Err(QuiverError::Config(format!(
+                        "{pattern}: no files match the pattern"
+                    )));
+                }
+                files
+            } else if path.is_dir() {
                 let mut files: Vec<PathBuf> = std::fs::read_dir(path)
                     .map_err(|e| QuiverError::io(path.display().to_string(), e))?
                     .filter_map(|entry| entry.ok().map(|e| e.path()))

@@ -216,6 +216,8 @@ fn run_over_a_directory_equals_run_over_the_concatenated_file() {
         output.stdout
     };
     assert_eq!(run(&parts), run(&dir.join("all.csv")));
+    // A glob picks the same files.
+    assert_eq!(run(&parts.join("p*.csv")), run(&dir.join("all.csv")));
 }
 
 #[test]

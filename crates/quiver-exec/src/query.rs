@@ -66,6 +66,8 @@ enum State {
         layout: AggregateLayout,
         emitted_rows: usize,
     },
+    /// `EXPLAIN`: the plan's description, returned by `finish`.
+    Explain { done: bool },
 }
 
 /// The aggregation input: group keys, then each aggregate's argument and filter, as columns
@@ -174,6 +176,15 @@ impl QueryRunner {
     /// A runner for `plan`; windowed and `EMIT CHANGES` plans use `stream` for watermarks and
     /// late rows.
     pub fn try_new_with(mut plan: Plan, stream: StreamOptions) -> Result<Self> {
+        if plan.explain {
+            plan.output_schema = explain_schema();
+            return Ok(QueryRunner {
+                plan,
+                state: State::Explain { done: false },
+                dead_letters: Vec::new(),
+                rows_pushed: 0,
+            });
+        }
         let streaming = plan.window.is_some() || plan.emit == EmitMode::Changes;
         if streaming && matches!(stream.late_policy, LatePolicy::UpdateClosed { .. }) {
             // Corrections of closed windows are updates: the output says so.
@@ -273,6 +284,8 @@ impl QueryRunner {
         let rows_before = self.rows_pushed;
         self.rows_pushed += batch.num_rows() as u64;
         match &mut self.state {
+            // The input is checked against the schema, then ignored.
+            State::Explain { .. } => Ok(Vec::new()),
             State::Aggregate { aggregator, layout } => {
                 aggregator.update(&layout.input(&filtered)?)?;
                 Ok(Vec::new())
@@ -348,6 +361,12 @@ impl QueryRunner {
     /// Ends the input; returns the remaining output.
     pub fn finish(&mut self) -> Result<Vec<RecordBatch>> {
         let output = match &mut self.state {
+            State::Explain { done } => {
+                if std::mem::replace(done, true) {
+                    return Ok(Vec::new());
+                }
+                return Ok(vec![explain_batch(&self.plan)?]);
+            }
             State::Window {
                 operator,
                 emitted_rows,
@@ -374,6 +393,21 @@ impl QueryRunner {
         let sorted = sort_and_limit(&self.plan, output)?;
         Ok(vec![finish_columns(&self.plan, sorted)?])
     }
+}
+
+fn explain_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("plan", DataType::Utf8, false)]))
+}
+
+/// The plan's description, one row per line.
+fn explain_batch(plan: &Plan) -> Result<RecordBatch> {
+    let text = plan.explain();
+    let lines: Vec<&str> = text.lines().collect();
+    let lines = arrow::array::StringArray::from(lines);
+    Ok(RecordBatch::try_new(
+        explain_schema(),
+        vec![Arc::new(lines)],
+    )?)
 }
 
 /// Windowed output: `HAVING`, output expressions, `ORDER BY` within each emission, and `LIMIT`
@@ -560,6 +594,9 @@ pub fn run(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
 /// Windowed and `EMIT CHANGES` plans depend on arrival order (watermarks), so their partitions
 /// run one after another, in order, through one operator.
 pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>> {
+    if plan.explain {
+        return Ok(vec![explain_batch(plan)?]);
+    }
     if plan.window.is_some() || plan.emit == EmitMode::Changes {
         let all: Vec<RecordBatch> = partitions.iter().flatten().cloned().collect();
         return run(plan, &all);
@@ -587,9 +624,11 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
             }
             match &mut runner.state {
                 State::Aggregate { aggregator, .. } => aggregator.state(EmitTo::All),
-                State::Projection { .. } | State::Window { .. } => Err(QuiverError::Internal(
-                    "projection or window in the partial-aggregate path".into(),
-                )),
+                State::Projection { .. } | State::Window { .. } | State::Explain { .. } => {
+                    Err(QuiverError::Internal(
+                        "projection, window or explain in the partial-aggregate path".into(),
+                    ))
+                }
             }
         })
         .collect::<Result<_>>()?;

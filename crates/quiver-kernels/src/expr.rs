@@ -137,6 +137,81 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// Whether the expression reads no column (a constant).
+    pub fn is_constant(&self) -> bool {
+        match self {
+            Expr::Column(_) => false,
+            Expr::Literal(_) => true,
+            Expr::Binary(l, _, r) => l.is_constant() && r.is_constant(),
+            Expr::Not(e) | Expr::Negate(e) | Expr::IsNull(e, _) | Expr::Cast(e, _, _) => {
+                e.is_constant()
+            }
+            Expr::Case(branches, otherwise) => {
+                branches
+                    .iter()
+                    .all(|(c, v)| c.is_constant() && v.is_constant())
+                    && otherwise.as_ref().is_none_or(|e| e.is_constant())
+            }
+            Expr::Like { value, pattern, .. } => value.is_constant() && pattern.is_constant(),
+            Expr::Function(_, args) => args.iter().all(Expr::is_constant),
+        }
+    }
+
+    /// Constant subexpressions replaced by their value, computed once here instead of per
+    /// batch. A constant that fails to evaluate (`1 / 0`) stays as written, so it errors only
+    /// if a row reaches it; values without a literal form (timestamps) stay too.
+    pub fn fold(self) -> Expr {
+        if matches!(self, Expr::Literal(_) | Expr::Column(_)) {
+            return self;
+        }
+        if self.is_constant() {
+            let one_row = RecordBatch::try_new_with_options(
+                Arc::new(Schema::empty()),
+                Vec::new(),
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+            );
+            if let Ok(value) = one_row.and_then(|batch| {
+                self.evaluate(&batch)
+                    .map_err(|e| arrow::error::ArrowError::ComputeError(e.to_string()))
+            }) {
+                if let Some(literal) = literal_of(&value) {
+                    return Expr::Literal(literal);
+                }
+            }
+            return self;
+        }
+        let fold = |e: Box<Expr>| Box::new(e.fold());
+        match self {
+            Expr::Binary(l, op, r) => Expr::Binary(fold(l), op, fold(r)),
+            Expr::Not(e) => Expr::Not(fold(e)),
+            Expr::Negate(e) => Expr::Negate(fold(e)),
+            Expr::IsNull(e, negated) => Expr::IsNull(fold(e), negated),
+            Expr::Cast(e, to, safe) => Expr::Cast(fold(e), to, safe),
+            Expr::Case(branches, otherwise) => Expr::Case(
+                branches
+                    .into_iter()
+                    .map(|(c, v)| (c.fold(), v.fold()))
+                    .collect(),
+                otherwise.map(fold),
+            ),
+            Expr::Like {
+                value,
+                pattern,
+                negated,
+                case_insensitive,
+            } => Expr::Like {
+                value: fold(value),
+                pattern: fold(pattern),
+                negated,
+                case_insensitive,
+            },
+            Expr::Function(f, args) => {
+                Expr::Function(f, args.into_iter().map(Expr::fold).collect())
+            }
+            other => other,
+        }
+    }
+
     /// The type this expression produces over `schema`.
     pub fn data_type(&self, schema: &Schema) -> Result<DataType> {
         let empty = RecordBatch::new_empty(Arc::new(schema.clone()));
@@ -314,6 +389,35 @@ fn case(
     Ok(arrow::compute::interleave(&refs, &picks)?)
 }
 
+/// The literal holding a one-element array's value, for the types literals can hold.
+fn literal_of(value: &ArrayRef) -> Option<Literal> {
+    if value.len() != 1 {
+        return None;
+    }
+    if value.is_null(0) {
+        return (value.data_type() == &DataType::Null).then_some(Literal::Null);
+    }
+    Some(match value.data_type() {
+        DataType::Boolean => Literal::Bool(value.as_boolean().value(0)),
+        DataType::Int64 => {
+            Literal::Int64(value.as_primitive::<arrow::datatypes::Int64Type>().value(0))
+        }
+        DataType::Float64 => Literal::Float64(
+            value
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .value(0),
+        ),
+        DataType::Decimal128(38, scale) => Literal::Decimal(
+            value
+                .as_primitive::<arrow::datatypes::Decimal128Type>()
+                .value(0),
+            *scale,
+        ),
+        DataType::Utf8 => Literal::Utf8(value.as_string::<i32>().value(0).to_string()),
+        _ => return None,
+    })
+}
+
 fn broadcast(one: &ArrayRef, rows: usize) -> Result<ArrayRef> {
     if rows == 1 {
         return Ok(Arc::clone(one));
@@ -479,6 +583,28 @@ mod tests {
         let result = mixed.evaluate(&batch()).unwrap();
         assert_eq!(result.data_type(), &DataType::Float64);
         assert!(result.is_null(1));
+    }
+
+    #[test]
+    fn constants_fold_but_failing_ones_stay() {
+        let int = |v| Box::new(Expr::Literal(Literal::Int64(v)));
+        let seven = Expr::Binary(
+            int(1),
+            BinaryOp::Plus,
+            Box::new(Expr::Binary(int(2), BinaryOp::Multiply, int(3))),
+        );
+        assert_eq!(seven.fold(), Expr::Literal(Literal::Int64(7)));
+        let failing = Expr::Binary(int(1), BinaryOp::Divide, int(0));
+        assert_eq!(failing.clone().fold(), failing);
+        let mixed = Expr::Binary(
+            Box::new(Expr::Column(0)),
+            BinaryOp::Plus,
+            Box::new(Expr::Binary(int(2), BinaryOp::Minus, int(1))),
+        );
+        assert_eq!(
+            mixed.fold(),
+            Expr::Binary(Box::new(Expr::Column(0)), BinaryOp::Plus, int(1))
+        );
     }
 
     #[test]

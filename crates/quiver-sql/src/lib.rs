@@ -106,6 +106,9 @@ pub struct Plan {
     pub window: Option<PlanWindow>,
     /// When results are emitted; `EMIT CHANGES` adds a last aggregate result column `change`.
     pub emit: EmitMode,
+    /// `EXPLAIN <query>`: running the plan yields its description (one `plan` row per line)
+    /// instead of the query's rows.
+    pub explain: bool,
 }
 
 impl Plan {
@@ -229,7 +232,12 @@ fn expr_span(expr: &ast::Expr) -> sqlparser::tokenizer::Span {
 /// The source named in the `FROM` clause of `sql`.
 pub fn source_name(sql: &str) -> Result<String> {
     let statements = streaming::parse(sql)?.statements;
-    if let [ast::Statement::Query(query)] = statements.as_slice() {
+    let statement = match statements.as_slice() {
+        [ast::Statement::Explain { statement, .. }] => Some(statement.as_ref()),
+        [one] => Some(one),
+        _ => None,
+    };
+    if let Some(ast::Statement::Query(query)) = statement {
         if let ast::SetExpr::Select(select) = query.body.as_ref() {
             if let [from] = select.from.as_slice() {
                 if let ast::TableFactor::Table { name, .. } = &from.relation {
@@ -256,12 +264,26 @@ pub fn plan(sql: &str, tables: &[(String, SchemaRef)]) -> Result<Plan> {
             ))
         }
     };
+    let (statement, explain) = match statement {
+        ast::Statement::Explain {
+            statement,
+            analyze: false,
+            ..
+        } => (statement.as_ref(), true),
+        other => (other, false),
+    };
     let ast::Statement::Query(query) = statement else {
         return Err(QuiverError::Unsupported(format!(
-            "statement `{statement}`; only SELECT queries run"
+            "statement `{statement}`; only SELECT queries (and EXPLAIN SELECT ...) run"
         )));
     };
-    plan_query(query, tables, &parsed)
+    let mut plan = plan_query(query, tables, &parsed)?;
+    if explain {
+        plan.explain = true;
+        plan.output_schema =
+            std::sync::Arc::new(Schema::new(vec![Field::new("plan", DataType::Utf8, false)]));
+    }
+    Ok(plan)
 }
 
 fn plan_query(
@@ -600,6 +622,31 @@ fn plan_query(
         PlanKind::Projection => EmitMode::Final,
         PlanKind::Aggregate { .. } => emit,
     };
+    // Constants are computed once, here (types were taken above, before folding).
+    let filter = filter.map(Expr::fold);
+    let kind = match kind {
+        PlanKind::Projection => PlanKind::Projection,
+        PlanKind::Aggregate {
+            group_by,
+            aggregates,
+            having,
+        } => PlanKind::Aggregate {
+            group_by: group_by.into_iter().map(|(e, n)| (e.fold(), n)).collect(),
+            aggregates: aggregates
+                .into_iter()
+                .map(|mut call| {
+                    call.argument = call.argument.map(Expr::fold);
+                    call.filter = call.filter.map(Expr::fold);
+                    call
+                })
+                .collect(),
+            having: having.map(Expr::fold),
+        },
+    };
+    let plan_output = plan_output
+        .into_iter()
+        .map(|(e, n)| (e.fold(), n))
+        .collect();
     Ok(Plan {
         source,
         source_schema,
@@ -611,6 +658,7 @@ fn plan_query(
         output_schema,
         window,
         emit,
+        explain: false,
     })
 }
 
