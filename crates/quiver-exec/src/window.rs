@@ -258,6 +258,27 @@ impl WindowAggregator {
                 ));
             }
         }
+        // Hopping windows merge panes and sessions merge fragments in time or creation order,
+        // not arrival order, so order-sensitive aggregates would be silently reordered.
+        if matches!(
+            options.spec,
+            WindowSpec::Hopping { .. } | WindowSpec::Session { .. }
+        ) {
+            if let Some(sensitive) = aggregates.iter().find(|a| {
+                matches!(
+                    a.function,
+                    quiver_kernels::AggregateFunction::FirstValue
+                        | quiver_kernels::AggregateFunction::LastValue
+                        | quiver_kernels::AggregateFunction::StringAgg
+                )
+            }) {
+                return Err(QuiverError::Unsupported(format!(
+                    "{} in hopping or session windows (it depends on arrival order, which \
+                     pane and session merges do not keep); use a tumbling window",
+                    sensitive.name
+                )));
+            }
+        }
         if group_count > input_schema.fields().len() {
             return Err(QuiverError::Internal(format!(
                 "{group_count} group keys in an input of {} columns",

@@ -19,8 +19,8 @@ use crate::accumulators::{
 };
 use crate::group_values::{new_group_values, GroupValues};
 use crate::more_accumulators::{
-    ApproxDistinctAccumulator, BoolAccumulator, CountDistinctAccumulator, PercentileAccumulator,
-    StringAggAccumulator, VarianceAccumulator, VarianceKind,
+    ApproxDistinctAccumulator, BoolAccumulator, CountDistinctAccumulator, FirstLastAccumulator,
+    PercentileAccumulator, StringAggAccumulator, VarianceAccumulator, VarianceKind,
 };
 use crate::EmitTo;
 
@@ -61,6 +61,10 @@ pub enum AggregateFunction {
     StringAgg,
     /// `APPROX_COUNT_DISTINCT(col)`, HyperLogLog (standard error 3.25%).
     ApproxCountDistinct,
+    /// `FIRST_VALUE(col)`: the first row's value in arrival order (NULL included).
+    FirstValue,
+    /// `LAST_VALUE(col)`: the last row's value in arrival order (NULL included).
+    LastValue,
 }
 
 impl fmt::Display for AggregateFunction {
@@ -82,6 +86,8 @@ impl fmt::Display for AggregateFunction {
             AggregateFunction::PercentileCont(_) => "PERCENTILE_CONT",
             AggregateFunction::StringAgg => "STRING_AGG",
             AggregateFunction::ApproxCountDistinct => "APPROX_COUNT_DISTINCT",
+            AggregateFunction::FirstValue => "FIRST_VALUE",
+            AggregateFunction::LastValue => "LAST_VALUE",
         })
     }
 }
@@ -302,6 +308,14 @@ impl HashAggregator {
                         PercentileAccumulator::state_fields(&aggregate.name),
                     )
                 }
+                function @ (AggregateFunction::FirstValue | AggregateFunction::LastValue) => (
+                    Box::new(FirstLastAccumulator::new(
+                        function == AggregateFunction::FirstValue,
+                        input_type.clone(),
+                    )),
+                    input_type.clone(),
+                    FirstLastAccumulator::state_fields(&aggregate.name, &input_type),
+                ),
                 AggregateFunction::StringAgg => (
                     Box::new(StringAggAccumulator::new(aggregate.separator.clone())),
                     DataType::Utf8,

@@ -198,6 +198,9 @@ fn aggregate_menu(first_value: usize) -> Vec<AggregateExpr> {
         AggregateExpr::new(F::PercentileCont(0.25), Some(int), "p25_int"),
         AggregateExpr::new(F::StringAgg, Some(text), "string_agg").with_separator(";"),
         AggregateExpr::new(F::Sum, Some(int), "sum_int_filtered").with_filter(flag),
+        AggregateExpr::new(F::FirstValue, Some(any_float), "first_float_any"),
+        AggregateExpr::new(F::LastValue, Some(text), "last_text"),
+        AggregateExpr::new(F::FirstValue, Some(int), "first_int_filtered").with_filter(flag),
     ]
 }
 

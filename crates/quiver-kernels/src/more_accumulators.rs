@@ -847,6 +847,195 @@ impl GroupsAccumulator for ApproxDistinctAccumulator {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// FIRST_VALUE, LAST_VALUE
+
+/// `FIRST_VALUE(x)` / `LAST_VALUE(x)`: the value of the first or last row of each group in
+/// arrival order (NULL values included; rows failing the FILTER skipped). Picked values are
+/// copied into chunks (one `take` per batch) and each group points at its pick; merging keeps
+/// the first (or the last) partial state in merge order, so partial states must be merged in
+/// arrival order (partitions in input order).
+pub struct FirstLastAccumulator {
+    first: bool,
+    data_type: DataType,
+    chunks: Vec<ArrayRef>,
+    /// Per group: (chunk, row) of its pick.
+    picks: Vec<Option<(u32, u32)>>,
+    chunk_rows: usize,
+    /// Per group, the batch (epoch) that last chose a row for it, and where in `chosen`.
+    seen_epoch: Vec<u32>,
+    seen_slot: Vec<u32>,
+    epoch: u32,
+}
+
+impl FirstLastAccumulator {
+    /// `FIRST_VALUE` when `first`, else `LAST_VALUE`, over values of `data_type`.
+    pub fn new(first: bool, data_type: DataType) -> Self {
+        FirstLastAccumulator {
+            first,
+            data_type,
+            chunks: Vec::new(),
+            picks: Vec::new(),
+            chunk_rows: 0,
+            seen_epoch: Vec::new(),
+            seen_slot: Vec::new(),
+            epoch: 0,
+        }
+    }
+
+    /// State fields: the picked value and whether the group has a pick.
+    pub fn state_fields(name: &str, data_type: &DataType) -> Vec<Field> {
+        vec![
+            Field::new(format!("{name}[value]"), data_type.clone(), true),
+            Field::new(format!("{name}[set]"), DataType::Boolean, false),
+        ]
+    }
+
+    /// Records `(group, row)` picks from `values` (in row order; later picks of a group win).
+    fn pick(&mut self, values: &ArrayRef, picks: &[(u32, u32)]) -> Result<()> {
+        if picks.is_empty() {
+            return Ok(());
+        }
+        let rows = arrow::array::UInt32Array::from_iter_values(picks.iter().map(|&(_, r)| r));
+        let chunk = arrow::compute::take(values.as_ref(), &rows, None)?;
+        let chunk_index = self.chunks.len() as u32;
+        self.chunk_rows += chunk.len();
+        self.chunks.push(chunk);
+        for (i, &(group, _)) in picks.iter().enumerate() {
+            self.picks[group as usize] = Some((chunk_index, i as u32));
+        }
+        self.compact_if_sparse()
+    }
+
+    /// Rebuilds the chunks from the live picks when most stored values are superseded.
+    fn compact_if_sparse(&mut self) -> Result<()> {
+        if self.chunk_rows <= 2 * self.picks.len() + 1024 {
+            return Ok(());
+        }
+        let column = self.gather(&self.picks)?;
+        self.chunks = vec![column];
+        self.chunk_rows = self.picks.len();
+        for (group, pick) in self.picks.iter_mut().enumerate() {
+            if pick.is_some() {
+                *pick = Some((0, group as u32));
+            }
+        }
+        Ok(())
+    }
+
+    /// The picked values of `picks` (NULL where a group has none), as one array.
+    fn gather(&self, picks: &[Option<(u32, u32)>]) -> Result<ArrayRef> {
+        let null = arrow::array::new_null_array(&self.data_type, 1);
+        let mut sources: Vec<&dyn Array> = self.chunks.iter().map(|c| c.as_ref()).collect();
+        sources.push(null.as_ref());
+        let null_source = sources.len() - 1;
+        let indices: Vec<(usize, usize)> = picks
+            .iter()
+            .map(|pick| match pick {
+                Some((chunk, row)) => (*chunk as usize, *row as usize),
+                None => (null_source, 0),
+            })
+            .collect();
+        Ok(arrow::compute::interleave(&sources, &indices)?)
+    }
+
+    fn emit(&mut self, emit_to: EmitTo) -> Result<(ArrayRef, Vec<bool>)> {
+        let emitted = take_front(&mut self.picks, emit_to);
+        let values = self.gather(&emitted)?;
+        let set = emitted.iter().map(Option::is_some).collect();
+        if self.picks.is_empty() {
+            self.chunks.clear();
+            self.chunk_rows = 0;
+        }
+        Ok((values, set))
+    }
+}
+
+impl GroupsAccumulator for FirstLastAccumulator {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_ids: &[u32],
+        filter: Option<&BooleanArray>,
+        total_groups: usize,
+    ) -> Result<()> {
+        let values = first_input(values)?;
+        self.picks.resize(total_groups, None);
+        let passes = |row: usize| filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+        // Epoch marks instead of a per-batch array of all groups: O(rows) per batch.
+        self.seen_epoch.resize(total_groups, 0);
+        self.seen_slot.resize(total_groups, 0);
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.seen_epoch.fill(0);
+            self.epoch = 1;
+        }
+        let mut chosen: Vec<(u32, u32)> = Vec::new();
+        for (row, &group) in group_ids.iter().enumerate() {
+            let g = group as usize;
+            if (self.first && self.picks[g].is_some()) || !passes(row) {
+                continue;
+            }
+            if self.seen_epoch[g] == self.epoch {
+                if !self.first {
+                    chosen[self.seen_slot[g] as usize].1 = row as u32;
+                }
+            } else {
+                self.seen_epoch[g] = self.epoch;
+                self.seen_slot[g] = chosen.len() as u32;
+                chosen.push((group, row as u32));
+            }
+        }
+        self.pick(values, &chosen)
+    }
+
+    fn merge_batch(
+        &mut self,
+        states: &[ArrayRef],
+        group_ids: &[u32],
+        total_groups: usize,
+    ) -> Result<()> {
+        let [values, set] = states else {
+            return Err(QuiverError::Internal(format!(
+                "FIRST/LAST state has {} columns, expected 2",
+                states.len()
+            )));
+        };
+        let set = set
+            .as_boolean_opt()
+            .ok_or_else(|| QuiverError::Internal("FIRST/LAST state flag is not boolean".into()))?;
+        let flags = BooleanArray::from(
+            (0..set.len())
+                .map(|i| set.is_valid(i) && set.value(i))
+                .collect::<Vec<bool>>(),
+        );
+        // A state row is one more row in arrival order; rows without a pick are skipped.
+        self.update_batch(
+            std::slice::from_ref(values),
+            group_ids,
+            Some(&flags),
+            total_groups,
+        )
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let (values, set) = self.emit(emit_to)?;
+        Ok(vec![values, Arc::new(BooleanArray::from(set))])
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        Ok(self.emit(emit_to)?.0)
+    }
+
+    fn size(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|c| c.get_array_memory_size())
+            .sum::<usize>()
+            + self.picks.capacity() * std::mem::size_of::<Option<(u32, u32)>>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -141,12 +141,18 @@ pub type RefRow = (Vec<RefValue>, Vec<RefValue>);
 #[derive(Debug, Clone)]
 enum State {
     Count(i64),
-    Sum { int: i128, float: f64, count: i64 },
+    Sum {
+        int: i128,
+        float: f64,
+        count: i64,
+    },
     Extreme(RefValue),
     Distinct(std::collections::HashSet<KeyBits>),
     Values(Vec<f64>),
     Bool(Option<bool>),
     Text(Option<String>),
+    /// FIRST_VALUE / LAST_VALUE: the picked value, once a row was seen.
+    Pick(Option<RefValue>),
 }
 
 /// Aggregates `batches` row by row. Rows come back in order of first appearance of their key.
@@ -182,6 +188,7 @@ pub fn aggregate(
                 | AggregateFunction::PercentileCont(_) => State::Values(Vec::new()),
                 AggregateFunction::BoolAnd | AggregateFunction::BoolOr => State::Bool(None),
                 AggregateFunction::StringAgg => State::Text(None),
+                AggregateFunction::FirstValue | AggregateFunction::LastValue => State::Pick(None),
             })
             .collect()
     };
@@ -214,10 +221,19 @@ pub fn aggregate(
                     }
                     _ => RefValue::Bool(true),
                 };
+                if let State::Pick(picked) = state {
+                    // NULL values count: the first or last row decides.
+                    if picked.is_none() || aggregate.function == AggregateFunction::LastValue {
+                        *picked = Some(value);
+                    }
+                    continue;
+                }
                 if value == RefValue::Null {
                     continue;
                 }
                 match state {
+                    // Handled above, NULLs included.
+                    State::Pick(_) => {}
                     State::Count(n) => *n += 1,
                     State::Distinct(set) => {
                         set.insert(value.key());
@@ -332,6 +348,7 @@ fn finish(
         State::Distinct(set) => RefValue::Int(set.len() as i128),
         State::Bool(value) => value.map_or(RefValue::Null, RefValue::Bool),
         State::Text(value) => value.map_or(RefValue::Null, |t| RefValue::Bytes(t.into_bytes())),
+        State::Pick(value) => value.unwrap_or(RefValue::Null),
         State::Values(mut values) => match aggregate.function {
             AggregateFunction::Median | AggregateFunction::PercentileCont(_) => {
                 let fraction = match aggregate.function {

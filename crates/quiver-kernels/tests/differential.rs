@@ -253,6 +253,9 @@ fn aggregates(first_value: usize) -> Vec<AggregateExpr> {
         AggregateExpr::new(F::Median, Some(int), "median_int"),
         AggregateExpr::new(F::PercentileCont(0.9), Some(float), "p90_float"),
         AggregateExpr::new(F::StringAgg, Some(text), "string_agg").with_separator(" | "),
+        AggregateExpr::new(F::FirstValue, Some(float), "first_float"),
+        AggregateExpr::new(F::LastValue, Some(text), "last_text"),
+        AggregateExpr::new(F::LastValue, Some(decimal), "last_decimal_filtered").with_filter(flag),
     ]
 }
 

@@ -728,6 +728,8 @@ fn aggregate_function(name: &str) -> Option<AggregateFunction> {
         "bool_and" | "every" => AggregateFunction::BoolAnd,
         "bool_or" => AggregateFunction::BoolOr,
         "median" => AggregateFunction::Median,
+        "first_value" | "first" | "any_value" => AggregateFunction::FirstValue,
+        "last_value" | "last" => AggregateFunction::LastValue,
         // The fraction comes from the call's arguments (see `plan_call`).
         "percentile_cont" | "quantile_cont" | "quantile" => AggregateFunction::PercentileCont(0.5),
         "string_agg" => AggregateFunction::StringAgg,
