@@ -241,7 +241,8 @@ impl WindowAggregator {
     }
 
     /// Loads a checkpoint written by [`WindowAggregator::checkpoint`] of an operator with the
-    /// same configuration, replacing this operator's state.
+    /// same configuration, replacing this operator's state. A damaged checkpoint is an error;
+    /// restore into a fresh operator, since one that failed midway holds partial state.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         if bytes.get(..MAGIC.len()) != Some(MAGIC.as_slice()) {
             return Err(corrupt("wrong header"));
@@ -284,6 +285,9 @@ impl WindowAggregator {
             self.first_batch = first_batch;
         }
 
+        if progress.num_rows() != 1 {
+            return Err(corrupt("progress section must have one row"));
+        }
         let value = |name: &str| -> Result<i64> {
             Ok(column(&progress, name)?
                 .as_primitive_opt::<Int64Type>()
@@ -389,5 +393,72 @@ impl WindowAggregator {
             self.sessions.live.insert(id, session);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::{LatePolicy, WindowOptions};
+    use arrow::array::StringArray;
+    use quiver_kernels::window::{EmitMode, WindowSpec};
+    use quiver_kernels::{AggregateExpr, AggregateFunction};
+
+    fn operator(spec: WindowSpec) -> WindowAggregator {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        WindowAggregator::try_new(
+            WindowOptions {
+                spec,
+                max_out_of_orderness_ms: 5,
+                allowed_lateness_ms: 0,
+                late_policy: LatePolicy::DeadLetter,
+                emit: EmitMode::Changes,
+            },
+            schema,
+            1,
+            vec![AggregateExpr::new(AggregateFunction::Sum, Some(1), "s")],
+            &DataType::Int64,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn damaged_checkpoints_are_errors_not_panics() {
+        for spec in [
+            WindowSpec::Session { gap_ms: 10 },
+            WindowSpec::Tumbling {
+                size_ms: 10,
+                offset_ms: 0,
+            },
+        ] {
+            let mut source = operator(spec);
+            let batch = RecordBatch::try_new(
+                Arc::new(Schema::new(vec![
+                    Field::new("k", DataType::Utf8, true),
+                    Field::new("v", DataType::Int64, true),
+                ])),
+                vec![
+                    Arc::new(StringArray::from(vec!["a", "b", "a"])),
+                    Arc::new(Int64Array::from(vec![1, 2, 3])),
+                ],
+            )
+            .unwrap();
+            let times: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 30]));
+            source.push(&batch, &times).unwrap();
+            let bytes = source.checkpoint().unwrap();
+            let mut restored = operator(spec);
+            restored.restore(&bytes).unwrap();
+            assert_eq!(restored.state_groups(), source.state_groups());
+            for cut in (0..bytes.len()).step_by(7) {
+                let mut target = operator(spec);
+                assert!(target.restore(&bytes[..cut]).is_err(), "cut at {cut}");
+            }
+            let mut flipped = bytes.clone();
+            flipped[0] ^= 1;
+            assert!(operator(spec).restore(&flipped).is_err());
+        }
     }
 }
