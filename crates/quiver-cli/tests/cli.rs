@@ -315,3 +315,45 @@ fn h2o_groupby_table_has_the_published_shape_and_runs_q1() {
         .sum();
     assert_eq!(total, expected);
 }
+
+#[test]
+fn run_streams_a_window_query_and_reports_late_rows() {
+    let dir = temp_dir("window");
+    let path = dir.join("events.csv");
+    std::fs::write(
+        &path,
+        "k,t,v\na,1000,1\nb,2000,2\na,61000,3\na,3000,4\nb,125000,5\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        quiver()
+            .arg("run")
+            .arg("--table")
+            .arg(format!("s={}", path.display()))
+            .args([
+                "--format",
+                "csv",
+                "--sql",
+                "SELECT k, COUNT(*) AS n, SUM(v) AS total FROM s GROUP BY k \
+                 WINDOW TUMBLING(t, INTERVAL '1' MINUTE)",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let output = run(&[]);
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "window_start,window_end,k,n,total\n0,60000,a,1,1\n0,60000,b,1,2\n\
+         60000,120000,a,1,3\n120000,180000,b,1,5\n"
+    );
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("1 dead-lettered"), "{stderr}");
+    assert!(stderr.contains("\"t\":3000"), "{stderr}");
+    // Corrections instead: the late row updates its closed window.
+    let output = run(&["--late-policy", "update-closed", "--window-partitions", "2"]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("0,60000,a,2,5,"), "{stdout}");
+}
