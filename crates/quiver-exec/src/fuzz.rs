@@ -11,7 +11,8 @@ use quiver_kernels::reference;
 use quiver_kernels::window::WindowSpec;
 use quiver_kernels::{AggregateExpr, AggregateFunction};
 
-use crate::window::{EmitMode, LatePolicy, WindowAggregator, WindowOptions};
+use crate::window::{EmitMode, LatePolicy, WindowAggregator, WindowOptions, WindowOutput};
+use crate::window_parallel::PartitionedWindowAggregator;
 use crate::window_reference::{
     apply_changelog_checked, millis_column, window_aggregate, StreamEvent,
 };
@@ -235,14 +236,73 @@ pub fn run_window_events(
         )
     };
     let mut operator = new_operator()?;
-    let mut output = Vec::new();
     let mut rejected = Vec::new();
+    let output = drive(
+        case,
+        &mut operator,
+        &mut rejected,
+        |operator, event_number| {
+            if restart_at == Some(event_number) {
+                let bytes = operator.checkpoint()?;
+                *operator = new_operator()?;
+                operator.restore(&bytes)?;
+            }
+            Ok(())
+        },
+    )?;
+    Ok((output, operator.metrics().clone(), rejected))
+}
+
+/// The operations the stream driver needs, shared by one operator and its partitioned form.
+trait WindowStream {
+    fn push(&mut self, batch: &RecordBatch, times: &ArrayRef) -> quiver_core::Result<WindowOutput>;
+    fn advance_watermark(&mut self, mark: i64) -> quiver_core::Result<Vec<RecordBatch>>;
+    fn finish(&mut self) -> quiver_core::Result<Vec<RecordBatch>>;
+    fn state_groups(&self) -> usize;
+}
+
+impl WindowStream for WindowAggregator {
+    fn push(&mut self, batch: &RecordBatch, times: &ArrayRef) -> quiver_core::Result<WindowOutput> {
+        WindowAggregator::push(self, batch, times)
+    }
+    fn advance_watermark(&mut self, mark: i64) -> quiver_core::Result<Vec<RecordBatch>> {
+        WindowAggregator::advance_watermark(self, mark)
+    }
+    fn finish(&mut self) -> quiver_core::Result<Vec<RecordBatch>> {
+        WindowAggregator::finish(self)
+    }
+    fn state_groups(&self) -> usize {
+        WindowAggregator::state_groups(self)
+    }
+}
+
+impl WindowStream for PartitionedWindowAggregator {
+    fn push(&mut self, batch: &RecordBatch, times: &ArrayRef) -> quiver_core::Result<WindowOutput> {
+        PartitionedWindowAggregator::push(self, batch, times)
+    }
+    fn advance_watermark(&mut self, mark: i64) -> quiver_core::Result<Vec<RecordBatch>> {
+        PartitionedWindowAggregator::advance_watermark(self, mark)
+    }
+    fn finish(&mut self) -> quiver_core::Result<Vec<RecordBatch>> {
+        PartitionedWindowAggregator::finish(self)
+    }
+    fn state_groups(&self) -> usize {
+        PartitionedWindowAggregator::state_groups(self)
+    }
+}
+
+/// Feeds the case's events to `operator` (calling `before_event` first for each), then finishes;
+/// returns every output batch, records rejected rows as (event number, row), and fails if any
+/// state is left after finish.
+fn drive<S: WindowStream>(
+    case: &WindowCase,
+    operator: &mut S,
+    rejected: &mut Vec<(usize, usize)>,
+    mut before_event: impl FnMut(&mut S, usize) -> quiver_core::Result<()>,
+) -> quiver_core::Result<Vec<RecordBatch>> {
+    let mut output = Vec::new();
     for (event_number, event) in case.events.iter().enumerate() {
-        if restart_at == Some(event_number) {
-            let bytes = operator.checkpoint()?;
-            operator = new_operator()?;
-            operator.restore(&bytes)?;
-        }
+        before_event(operator, event_number)?;
         match event {
             StreamEvent::Rows(batch, times) => {
                 let out = operator.push(batch, times)?;
@@ -259,7 +319,7 @@ pub fn run_window_events(
             operator.state_groups()
         )));
     }
-    Ok((output, operator.metrics().clone(), rejected))
+    Ok(output)
 }
 
 /// Runs the case through `partitions` hash partitions.
@@ -267,7 +327,7 @@ pub fn run_partitioned_case(
     case: &WindowCase,
     partitions: usize,
 ) -> quiver_core::Result<WindowRun> {
-    let mut operator = crate::window_parallel::PartitionedWindowAggregator::try_new(
+    let mut operator = PartitionedWindowAggregator::try_new(
         case.options,
         case.schema.clone(),
         case.group_count,
@@ -275,24 +335,8 @@ pub fn run_partitioned_case(
         &DataType::Int64,
         partitions,
     )?;
-    let mut output = Vec::new();
     let mut rejected = Vec::new();
-    for (event_number, event) in case.events.iter().enumerate() {
-        match event {
-            StreamEvent::Rows(batch, times) => {
-                let out = operator.push(batch, times)?;
-                output.extend(out.batches);
-                rejected.extend(out.rejected.iter().map(|r| (event_number, r.row)));
-            }
-            StreamEvent::Watermark(mark) => output.extend(operator.advance_watermark(*mark)?),
-        }
-    }
-    output.extend(operator.finish()?);
-    if operator.state_groups() != 0 {
-        return Err(quiver_core::QuiverError::Internal(
-            "state left after finish in a partition".into(),
-        ));
-    }
+    let output = drive(case, &mut operator, &mut rejected, |_, _| Ok(()))?;
     let windowed = case.options.spec != WindowSpec::Global;
     let rows = apply_changelog_checked(&output, windowed, case.group_count, true)?;
     Ok((rows, operator.metrics(), rejected))
