@@ -128,6 +128,7 @@ pub fn decode_window_case(data: &[u8]) -> WindowCase {
         (AggregateFunction::Count, v),
         (AggregateFunction::Sum, x),
         (AggregateFunction::VarSamp, x),
+        (AggregateFunction::ApproxPercentile(0.75), x),
     ];
     let picks = choices.u8();
     for (i, (function, input)) in menu.into_iter().enumerate() {

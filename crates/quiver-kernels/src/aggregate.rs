@@ -17,6 +17,7 @@ use crate::accumulators::{
     new_min_max, sum_state_fields, CountAccumulator, GroupsAccumulator, MinMaxKind, SumAccumulator,
     SumKind,
 };
+use crate::approx_percentile::ApproxPercentileAccumulator;
 use crate::group_values::{new_group_values, GroupValues};
 use crate::more_accumulators::{
     ApproxDistinctAccumulator, BoolAccumulator, CountDistinctAccumulator, FirstLastAccumulator,
@@ -61,6 +62,8 @@ pub enum AggregateFunction {
     StringAgg,
     /// `APPROX_COUNT_DISTINCT(col)`, HyperLogLog (standard error 3.25%).
     ApproxCountDistinct,
+    /// `APPROX_PERCENTILE(col, fraction)`: a DDSketch, relative error 0.5%, exact extremes.
+    ApproxPercentile(f64),
     /// `FIRST_VALUE(col)`: the first row's value in arrival order (NULL included).
     FirstValue,
     /// `LAST_VALUE(col)`: the last row's value in arrival order (NULL included).
@@ -86,6 +89,7 @@ impl fmt::Display for AggregateFunction {
             AggregateFunction::PercentileCont(_) => "PERCENTILE_CONT",
             AggregateFunction::StringAgg => "STRING_AGG",
             AggregateFunction::ApproxCountDistinct => "APPROX_COUNT_DISTINCT",
+            AggregateFunction::ApproxPercentile(_) => "APPROX_PERCENTILE",
             AggregateFunction::FirstValue => "FIRST_VALUE",
             AggregateFunction::LastValue => "LAST_VALUE",
         })
@@ -306,6 +310,14 @@ impl HashAggregator {
                         Box::new(PercentileAccumulator::try_new(fraction)?),
                         DataType::Float64,
                         PercentileAccumulator::state_fields(&aggregate.name),
+                    )
+                }
+                AggregateFunction::ApproxPercentile(fraction) => {
+                    require_numeric(&aggregate.name, &input_type)?;
+                    (
+                        Box::new(ApproxPercentileAccumulator::try_new(fraction)?),
+                        DataType::Float64,
+                        ApproxPercentileAccumulator::state_fields(&aggregate.name),
                     )
                 }
                 function @ (AggregateFunction::FirstValue | AggregateFunction::LastValue) => (

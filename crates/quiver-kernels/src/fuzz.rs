@@ -196,6 +196,12 @@ fn aggregate_menu(first_value: usize) -> Vec<AggregateExpr> {
         AggregateExpr::new(F::BoolOr, Some(flag), "bool_or"),
         AggregateExpr::new(F::Median, Some(any_float), "median_float_any"),
         AggregateExpr::new(F::PercentileCont(0.25), Some(int), "p25_int"),
+        AggregateExpr::new(
+            F::ApproxPercentile(0.9),
+            Some(any_float),
+            "approx_p90_float_any",
+        ),
+        AggregateExpr::new(F::ApproxPercentile(0.5), Some(int), "approx_median_int"),
         AggregateExpr::new(F::StringAgg, Some(text), "string_agg").with_separator(";"),
         AggregateExpr::new(F::Sum, Some(int), "sum_int_filtered").with_filter(flag),
         AggregateExpr::new(F::FirstValue, Some(any_float), "first_float_any"),

@@ -7,6 +7,7 @@
 
 pub mod accumulators;
 pub mod aggregate;
+pub mod approx_percentile;
 pub mod expr;
 pub mod functions;
 pub mod fuzz;

@@ -185,7 +185,8 @@ pub fn aggregate(
                 | AggregateFunction::StddevSamp
                 | AggregateFunction::StddevPop
                 | AggregateFunction::Median
-                | AggregateFunction::PercentileCont(_) => State::Values(Vec::new()),
+                | AggregateFunction::PercentileCont(_)
+                | AggregateFunction::ApproxPercentile(_) => State::Values(Vec::new()),
                 AggregateFunction::BoolAnd | AggregateFunction::BoolOr => State::Bool(None),
                 AggregateFunction::StringAgg => State::Text(None),
                 AggregateFunction::FirstValue | AggregateFunction::LastValue => State::Pick(None),
@@ -350,6 +351,10 @@ fn finish(
         State::Text(value) => value.map_or(RefValue::Null, |t| RefValue::Bytes(t.into_bytes())),
         State::Pick(value) => value.unwrap_or(RefValue::Null),
         State::Values(mut values) => match aggregate.function {
+            AggregateFunction::ApproxPercentile(fraction) => {
+                crate::approx_percentile::approx_percentile_of(&values, fraction)
+                    .map_or(RefValue::Null, RefValue::Float)
+            }
             AggregateFunction::Median | AggregateFunction::PercentileCont(_) => {
                 let fraction = match aggregate.function {
                     AggregateFunction::PercentileCont(f) => f,

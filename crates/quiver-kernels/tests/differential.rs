@@ -252,6 +252,14 @@ fn aggregates(first_value: usize) -> Vec<AggregateExpr> {
         AggregateExpr::new(F::BoolOr, Some(flag), "bool_or"),
         AggregateExpr::new(F::Median, Some(int), "median_int"),
         AggregateExpr::new(F::PercentileCont(0.9), Some(float), "p90_float"),
+        AggregateExpr::new(F::ApproxPercentile(0.9), Some(float), "approx_p90_float"),
+        AggregateExpr::new(
+            F::ApproxPercentile(0.25),
+            Some(decimal),
+            "approx_p25_decimal",
+        ),
+        AggregateExpr::new(F::ApproxPercentile(0.5), Some(int), "approx_median_int")
+            .with_filter(flag),
         AggregateExpr::new(F::StringAgg, Some(text), "string_agg").with_separator(" | "),
         AggregateExpr::new(F::FirstValue, Some(float), "first_float"),
         AggregateExpr::new(F::LastValue, Some(text), "last_text"),

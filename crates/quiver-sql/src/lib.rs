@@ -734,6 +734,11 @@ fn aggregate_function(name: &str) -> Option<AggregateFunction> {
         "percentile_cont" | "quantile_cont" | "quantile" => AggregateFunction::PercentileCont(0.5),
         "string_agg" => AggregateFunction::StringAgg,
         "approx_count_distinct" | "approx_distinct" => AggregateFunction::ApproxCountDistinct,
+        "approx_median" => AggregateFunction::ApproxPercentile(0.5),
+        // The fraction comes from the call's arguments (see `plan_call`).
+        "approx_percentile_cont" | "approx_percentile" | "approx_quantile" => {
+            AggregateFunction::ApproxPercentile(f64::NAN)
+        }
         _ => return None,
     })
 }
@@ -1450,36 +1455,39 @@ fn plan_call(
             )
         })
     };
-    let (function, arguments) = match (function, arguments.as_slice(), f.within_group.as_slice()) {
+    // The fraction of an exact or approximate percentile, and its function with it.
+    let with_fraction = |p: f64| match function {
+        AggregateFunction::ApproxPercentile(_) => AggregateFunction::ApproxPercentile(p),
+        _ => AggregateFunction::PercentileCont(p),
+    };
+    let takes_fraction = matches!(function, AggregateFunction::PercentileCont(_))
+        || matches!(function, AggregateFunction::ApproxPercentile(p) if p.is_nan());
+    let (function, arguments) = match (
+        takes_fraction,
+        arguments.as_slice(),
+        f.within_group.as_slice(),
+    ) {
         // PERCENTILE_CONT(f) WITHIN GROUP (ORDER BY x [DESC])
-        (AggregateFunction::PercentileCont(_), [p], [order]) => {
+        (true, [p], [order]) => {
             let p = fraction(p)?;
             let p = if order.options.asc == Some(false) {
                 1.0 - p
             } else {
                 p
             };
-            (
-                AggregateFunction::PercentileCont(p),
-                vec![order.expr.clone()],
-            )
+            (with_fraction(p), vec![order.expr.clone()])
         }
-        // QUANTILE_CONT(x, f)
-        (AggregateFunction::PercentileCont(_), [value, p], []) => (
-            AggregateFunction::PercentileCont(fraction(p)?),
-            vec![value.clone()],
-        ),
-        (AggregateFunction::PercentileCont(_), _, _) => {
+        // QUANTILE_CONT(x, f), APPROX_PERCENTILE(x, f)
+        (true, [value, p], []) => (with_fraction(fraction(p)?), vec![value.clone()]),
+        (true, _, _) => {
+            let name = f.name.to_string().to_ascii_uppercase();
             return Err(unsupported(
-                format!(
-                    "`{whole}`; write PERCENTILE_CONT(f) WITHIN GROUP (ORDER BY x) or \
-                     QUANTILE_CONT(x, f)"
-                ),
+                format!("`{whole}`; write {name}(f) WITHIN GROUP (ORDER BY x) or {name}(x, f)"),
                 span,
-            ))
+            ));
         }
-        (_, _, [_, ..]) => return Err(unsupported(format!("WITHIN GROUP in `{whole}`"), span)),
-        (function, _, []) => (function, arguments),
+        (false, _, [_, ..]) => return Err(unsupported(format!("WITHIN GROUP in `{whole}`"), span)),
+        (false, _, []) => (function, arguments),
     };
     let (argument, separator) = match (function, star, arguments.as_slice()) {
         (AggregateFunction::Count, true, []) => (None, String::new()),
