@@ -1,14 +1,22 @@
 //! Hash aggregation throughput, single thread, data already in Arrow, with a row-at-a-time
-//! baseline (the reference implementation) measured in the same run.
+//! baseline (the reference implementation) measured in the same run; then the same queries on
+//! the same data (written as Arrow IPC files) through DuckDB and Polars, one thread each, when
+//! `python3` has them (`pip install duckdb polars pyarrow`), with the ratios printed as a table
+//! (`QUIVER_BENCH_PEERS=0` skips them, e.g. when profiling one bench).
 #![allow(missing_docs)] // criterion_group! generates undocumented functions.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Bench set-up fails loudly by design.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Decimal128Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use arrow::array::{
+    ArrayRef, Decimal128Array, Float64Array, Int16Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow::datatypes::{DataType, Field, Schema};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use quiver_cli::generate::SplitMix64;
+use quiver_cli::generate::{self, SplitMix64};
 use quiver_kernels::{reference, AggregateExpr, AggregateFunction as F, EmitTo, HashAggregator};
 
 const BATCH_ROWS: usize = 8192;
@@ -54,6 +62,51 @@ fn int_key_batches(rows: usize, distinct: u64) -> Vec<RecordBatch> {
                 .collect();
             let values: Int64Array = (0..n).map(|_| Some(rng.below(1000) as i64)).collect();
             RecordBatch::try_new(schema.clone(), vec![Arc::new(keys), Arc::new(values)]).unwrap()
+        })
+        .collect()
+}
+
+/// 1BRC-shaped data: `station` (the official 413 names, or `stations` synthetic names of 3 to
+/// 26 bytes), temperature in integer tenths, normal around each station's mean with spread 10.
+fn onebrc_batches(rows: usize, stations: usize) -> Vec<RecordBatch> {
+    let table: Vec<(String, f64)> = if stations <= generate::STATIONS.len() {
+        generate::STATIONS[..stations]
+            .iter()
+            .map(|(name, mean)| (name.to_string(), *mean))
+            .collect()
+    } else {
+        let mut rng = SplitMix64::new(4);
+        (0..stations)
+            .map(|i| {
+                let pad = "x".repeat(rng.below(20) as usize);
+                (format!("st{i}{pad}"), rng.below(600) as f64 / 10.0 - 20.0)
+            })
+            .collect()
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("station", DataType::Utf8, false),
+        Field::new("tenths", DataType::Int16, false),
+    ]));
+    let mut rng = SplitMix64::new(3);
+    (0..rows.div_ceil(BATCH_ROWS))
+        .map(|b| {
+            let n = BATCH_ROWS.min(rows - b * BATCH_ROWS);
+            let mut names = Vec::with_capacity(n);
+            let mut tenths = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (name, mean) = &table[rng.below(table.len() as u64) as usize];
+                names.push(name.as_str());
+                tenths.push(
+                    ((mean + rng.normal() * 10.0) * 10.0)
+                        .round()
+                        .clamp(-999.0, 999.0) as i16,
+                );
+            }
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(names)),
+                Arc::new(Int16Array::from(tenths)),
+            ];
+            RecordBatch::try_new(schema.clone(), columns).unwrap()
         })
         .collect()
 }
@@ -133,5 +186,183 @@ fn many_int_keys(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, seed_query, many_int_keys);
+fn onebrc_shape(c: &mut Criterion) {
+    const ROWS: usize = 10_000_000;
+    let aggregates = onebrc_aggregates();
+    let mut group = c.benchmark_group("aggregate/1brc_shape");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(ROWS as u64));
+    for stations in [413, 10_000] {
+        let batches = onebrc_batches(ROWS, stations);
+        group.bench_function(BenchmarkId::new("stations", stations), |b| {
+            b.iter(|| assert_eq!(run(&batches, vec![0], &aggregates).num_rows(), stations))
+        });
+    }
+    group.finish();
+}
+
+fn onebrc_aggregates() -> Vec<AggregateExpr> {
+    vec![
+        AggregateExpr::new(F::Min, Some(1), "lo"),
+        AggregateExpr::new(F::Avg, Some(1), "mean"),
+        AggregateExpr::new(F::Max, Some(1), "hi"),
+    ]
+}
+
+/// One query of the peer comparison: the data, Quiver's plan of it, and the SQL the peers run.
+struct PeerCase {
+    name: &'static str,
+    batches: Vec<RecordBatch>,
+    group_by: Vec<usize>,
+    aggregates: Vec<AggregateExpr>,
+    sql: &'static str,
+}
+
+fn write_ipc(path: &Path, batches: &[RecordBatch]) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = arrow::ipc::writer::FileWriter::try_new(file, &batches[0].schema()).unwrap();
+    for batch in batches {
+        writer.write(batch).unwrap();
+    }
+    writer.finish().unwrap();
+}
+
+/// Median wall time of `runs` runs of `f`, in seconds.
+fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            f();
+            started.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}
+
+/// The same queries on the same data through DuckDB and Polars (one thread each), timed the
+/// same way as Quiver here (median of 5 runs, data already in memory), as one table.
+fn peers(_: &mut Criterion) {
+    if std::env::var_os("QUIVER_BENCH_PEERS").is_some_and(|v| v == "0") {
+        println!("peers: skipped (QUIVER_BENCH_PEERS=0)");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/aggregate_peers.py");
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import duckdb, polars, pyarrow"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        println!(
+            "peers: skipped (python3 with duckdb, polars and pyarrow not found;              pip install duckdb polars pyarrow)"
+        );
+        return;
+    }
+    let seed_aggregates = |amount: usize| {
+        vec![
+            AggregateExpr::new(F::CountStar, None, "count"),
+            AggregateExpr::new(F::Sum, Some(amount), "sum"),
+            AggregateExpr::new(F::Avg, Some(amount), "avg"),
+            AggregateExpr::new(F::Min, Some(amount), "min"),
+            AggregateExpr::new(F::Max, Some(amount), "max"),
+        ]
+    };
+    const ROWS: usize = 10_000_000;
+    let seed = seed_batches(ROWS);
+    let cases = vec![
+        PeerCase {
+            name: "seed_group_by_f64",
+            batches: seed.clone(),
+            group_by: vec![0],
+            aggregates: seed_aggregates(1),
+            sql: "SELECT category, COUNT(*), SUM(amount), AVG(amount), MIN(amount), MAX(amount) \
+                  FROM t GROUP BY category",
+        },
+        PeerCase {
+            name: "seed_group_by_decimal",
+            batches: seed,
+            group_by: vec![0],
+            aggregates: seed_aggregates(2),
+            sql: "SELECT category, COUNT(*), SUM(amount_decimal), AVG(amount_decimal), \
+                  MIN(amount_decimal), MAX(amount_decimal) FROM t GROUP BY category",
+        },
+        PeerCase {
+            name: "1M_distinct_i64_keys",
+            batches: int_key_batches(ROWS, 1_000_000),
+            group_by: vec![0],
+            aggregates: vec![
+                AggregateExpr::new(F::Sum, Some(1), "sum"),
+                AggregateExpr::new(F::CountStar, None, "count"),
+            ],
+            sql: "SELECT key, SUM(value), COUNT(*) FROM t GROUP BY key",
+        },
+        PeerCase {
+            name: "1brc_413_stations",
+            batches: onebrc_batches(ROWS, 413),
+            group_by: vec![0],
+            aggregates: onebrc_aggregates(),
+            sql: "SELECT station, MIN(tenths), AVG(tenths), MAX(tenths) FROM t GROUP BY station",
+        },
+        PeerCase {
+            name: "1brc_10000_stations",
+            batches: onebrc_batches(ROWS, 10_000),
+            group_by: vec![0],
+            aggregates: onebrc_aggregates(),
+            sql: "SELECT station, MIN(tenths), AVG(tenths), MAX(tenths) FROM t GROUP BY station",
+        },
+    ];
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut table = String::from(
+        "| query | rows | Quiver | DuckDB | Polars | Quiver / DuckDB | Quiver / Polars |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for case in &cases {
+        let rows: usize = case.batches.iter().map(|b| b.num_rows()).sum();
+        let path = dir.join(format!("{}.arrow", case.name));
+        write_ipc(&path, &case.batches);
+        let quiver = rows as f64
+            / median_seconds(5, || {
+                run(&case.batches, case.group_by.clone(), &case.aggregates);
+            });
+        let output = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(&path)
+            .arg(case.sql)
+            .env("POLARS_MAX_THREADS", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        // The script prints `duckdb <rows/s>` and `polars <rows/s>` (or an error word).
+        let rate = |engine: &str| -> Option<f64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(engine))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        let cell =
+            |r: Option<f64>| r.map_or("error".to_string(), |r| format!("{:.0} M/s", r / 1e6));
+        let ratio = |r: Option<f64>| r.map_or("–".to_string(), |r| format!("{:.2}×", quiver / r));
+        let (duckdb, polars) = (rate("duckdb "), rate("polars "));
+        table.push_str(&format!(
+            "| {} | {rows} | {:.0} M/s | {} | {} | {} | {} |\n",
+            case.name,
+            quiver / 1e6,
+            cell(duckdb),
+            cell(polars),
+            ratio(duckdb),
+            ratio(polars)
+        ));
+        if !output.status.success() || duckdb.is_none() || polars.is_none() {
+            eprintln!(
+                "peers: {}: {}",
+                case.name,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    println!("\npeers (one thread each, median of 5 runs, data in memory):\n{table}");
+    std::fs::write(dir.join("aggregate_peers.md"), &table).unwrap();
+}
+
+criterion_group!(benches, seed_query, many_int_keys, onebrc_shape, peers);
 criterion_main!(benches);

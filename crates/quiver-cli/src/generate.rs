@@ -5,7 +5,9 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use quiver_core::{Decimal, Record, Timestamp};
 
-/// Stations with their mean temperature (°C), a subset of the official 1BRC station list.
+/// The official 1BRC station list (413 stations) with each station's mean temperature (°C), as
+/// the challenge's own generator uses it (from Wikipedia's list of cities by average
+/// temperature).
 pub const STATIONS: &[(&str, f64)] = &[
     ("Abha", 18.0),
     ("Abidjan", 26.0),
@@ -604,9 +606,28 @@ pub fn onebrc_lines(rows: u64, stations: usize, seed: u64, out: &mut Vec<u8>) {
     }
 }
 
-/// Writes `rows` trading records as JSON lines (same fields as [`trades`]); `first_index`
+/// How [`trades_text`] writes records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TradesFormat {
+    /// One JSON object per line; `trade_time` as epoch milliseconds.
+    JsonLines,
+    /// CSV rows (header: [`TRADES_CSV_HEADER`]); `trade_time` as ISO 8601 UTC with milliseconds.
+    Csv,
+}
+
+/// The header line of [`TradesFormat::Csv`].
+pub const TRADES_CSV_HEADER: &str = "trader_id,symbol,price,quantity,trade_time,category,amount\n";
+
+/// Writes `rows` trading records (same fields as [`trades`]) in `format`; `first_index`
 /// positions the block in time so blocks concatenate into one ordered stream.
-pub fn trades_jsonl(rows: u64, traders: u64, seed: u64, first_index: u64, out: &mut Vec<u8>) {
+pub fn trades_text(
+    rows: u64,
+    traders: u64,
+    seed: u64,
+    first_index: u64,
+    format: TradesFormat,
+    out: &mut Vec<u8>,
+) {
     use std::io::Write;
     let mut rng = SplitMix64::new(seed);
     let start_ms: i64 = 1_767_225_600_000;
@@ -617,15 +638,29 @@ pub fn trades_jsonl(rows: u64, traders: u64, seed: u64, first_index: u64, out: &
         let quantity = 1 + rng.below(1_000);
         let time_ms = start_ms + i as i64 * 10 + rng.below(10) as i64;
         let category = CATEGORIES[rng.below(CATEGORIES.len() as u64) as usize];
+        let (units, cents) = (price_cents / 100, price_cents % 100);
         // Writing into a Vec cannot fail.
-        let _ = writeln!(
-            out,
-            r#"{{"trader_id":"trader_{trader}","symbol":"{symbol}","price":{}.{:02},"quantity":{quantity},"trade_time":{time_ms},"category":"{category}","amount":{}.{:02}}}"#,
-            price_cents / 100,
-            price_cents % 100,
-            price_cents / 100,
-            price_cents % 100
-        );
+        let _ = match format {
+            TradesFormat::JsonLines => writeln!(
+                out,
+                r#"{{"trader_id":"trader_{trader}","symbol":"{symbol}","price":{units}.{cents:02},"quantity":{quantity},"trade_time":{time_ms},"category":"{category}","amount":{units}.{cents:02}}}"#,
+            ),
+            TradesFormat::Csv => {
+                let (days, ms_of_day) = (
+                    time_ms.div_euclid(86_400_000),
+                    time_ms.rem_euclid(86_400_000),
+                );
+                let (year, month, day) = quiver_kernels::functions::civil_from_days(days);
+                let (hour, minute) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
+                let (second, milli) = (ms_of_day / 1_000 % 60, ms_of_day % 1_000);
+                writeln!(
+                    out,
+                    "trader_{trader},{symbol},{units}.{cents:02},{quantity},\
+                     {year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z,\
+                     {category},{units}.{cents:02}"
+                )
+            }
+        };
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use quiver_cli::generate::TradesFormat;
 use quiver_core::{QuiverError, Result};
 
 /// Quiver: a columnar, vectorized streaming-SQL engine.
@@ -172,10 +173,20 @@ enum Dataset {
     /// 1BRC measurements (`station;temperature`).
     #[value(name = "1brc")]
     OneBrc,
-    /// Trading records as JSON lines.
+    /// Trading records: CSV for a `.csv` output, JSON lines for `.jsonl`/`.ndjson`/`.json`.
     Trades,
     /// The H2O db-benchmark groupby table as CSV (`--keys` is K, default 100).
     H2o,
+}
+
+impl Dataset {
+    fn name(self) -> &'static str {
+        match self {
+            Dataset::OneBrc => "1brc",
+            Dataset::Trades => "trades",
+            Dataset::H2o => "h2o",
+        }
+    }
 }
 
 /// Exit codes: 0 success, 1 runtime or input error, 2 usage error (from clap).
@@ -297,6 +308,30 @@ fn gen(
     quiet: bool,
 ) -> Result<()> {
     let started = Instant::now();
+    let extension = output
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    // The file's extension decides what `quiver run` will read it as, so it must match.
+    let expected: &[&str] = match dataset {
+        Dataset::OneBrc => &["txt"],
+        Dataset::H2o => &["csv"],
+        Dataset::Trades => &["csv", "jsonl", "ndjson", "json"],
+    };
+    if !expected.contains(&extension.as_str()) {
+        return Err(QuiverError::Config(format!(
+            "{} data goes to a .{} file, not {}",
+            dataset.name(),
+            expected.join(" or ."),
+            output.display()
+        )));
+    }
+    let trades_format = if extension == "csv" {
+        TradesFormat::Csv
+    } else {
+        TradesFormat::JsonLines
+    };
     let file = std::fs::File::create(output)
         .map_err(|e| QuiverError::io(output.display().to_string(), e))?;
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
@@ -327,12 +362,15 @@ fn gen(
                 );
             }
             Dataset::Trades => {
-                let traders = keys.unwrap_or(100);
-                quiver_cli::generate::trades_jsonl(
+                if written == 0 && trades_format == TradesFormat::Csv {
+                    buffer.extend_from_slice(quiver_cli::generate::TRADES_CSV_HEADER.as_bytes());
+                }
+                quiver_cli::generate::trades_text(
                     block,
-                    traders,
+                    keys.unwrap_or(100),
                     block_seed,
                     written,
+                    trades_format,
                     &mut buffer,
                 );
             }

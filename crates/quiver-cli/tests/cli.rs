@@ -357,3 +357,69 @@ fn run_streams_a_window_query_and_reports_late_rows() {
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("0,60000,a,2,5,"), "{stdout}");
 }
+
+#[test]
+fn generated_trades_in_csv_and_json_lines_give_the_same_answers() {
+    let dir = temp_dir("trades");
+    let generate = |name: &str| {
+        let path = dir.join(name);
+        let status = quiver()
+            .args([
+                "gen", "trades", "--rows", "5000", "--keys", "20", "--seed", "9", "--quiet", "-o",
+            ])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        path
+    };
+    let csv = generate("trades.csv");
+    let jsonl = generate("trades.jsonl");
+    let csv_text = std::fs::read_to_string(&csv).unwrap();
+    assert!(csv_text.starts_with("trader_id,symbol,price,quantity,trade_time,category,amount\n"));
+    assert!(csv_text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .contains(",2026-01-01T00:00:00."));
+    let run = |path: &std::path::Path, sql: &str| {
+        let output = quiver()
+            .arg("run")
+            .arg("--table")
+            .arg(format!("t={}", path.display()))
+            .args(["--sql", sql, "--format", "csv"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let sql = "SELECT symbol, COUNT(*) AS n, SUM(quantity) AS q, SUM(amount) AS a, \
+               COUNT(DISTINCT trader_id) AS traders FROM t GROUP BY symbol ORDER BY symbol";
+    let from_csv = run(&csv, sql);
+    assert_eq!(from_csv, run(&jsonl, sql));
+    assert!(from_csv.lines().count() > 2, "{from_csv}");
+    // The CSV's ISO 8601 times are event times for a window.
+    let windows = run(
+        &csv,
+        "SELECT COUNT(*) AS n FROM t GROUP BY symbol WINDOW TUMBLING(trade_time, INTERVAL '10' SECOND)",
+    );
+    let total: u64 = windows
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 5000);
+
+    let output = quiver()
+        .args(["gen", "trades", "--rows", "10", "--quiet", "-o"])
+        .arg(dir.join("trades.parquet"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("goes to a .csv or .jsonl"), "{stderr}");
+}

@@ -385,7 +385,7 @@ fn extract(field: TimeField, value: &ArrayRef) -> Result<ArrayRef> {
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -31,7 +31,7 @@ use arrow::row::{RowConverter, Rows, SortField};
 use hashbrown::HashTable;
 use quiver_core::{QuiverError, Result};
 
-use crate::hash::{bytes_equal, hash_bytes};
+use crate::hash::{hash_bytes, hash_short_words, short_key_words};
 use crate::EmitTo;
 
 /// Maps key tuples to dense group ids.
@@ -315,17 +315,49 @@ where
 }
 
 /// Group ids for one string or binary key column; key bytes live in one buffer.
+///
+/// The table is open addressing with linear probing, each slot holding the key's length and
+/// its first and last 8 bytes (`short_key_words`) beside the group id: a key of up to 16 bytes
+/// — most group keys — is found and compared without leaving the slot; a longer one compares
+/// its full bytes only when those 16 bytes and the length match.
 pub struct BytesGroupValues {
     data_type: DataType,
     is_utf8: bool,
-    table: HashTable<u32>,
+    /// Power-of-two sized, at most a quarter full.
+    slots: Vec<BytesSlot>,
     /// Key bytes of group `g` are `bytes[offsets[g]..offsets[g + 1]]`.
     bytes: Vec<u8>,
     offsets: Vec<usize>,
     group_hashes: Vec<u64>,
     null_group: Option<u32>,
-    /// Hashes of the current batch's keys, reused across batches.
-    row_hashes: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BytesSlot {
+    head: u64,
+    tail: u64,
+    len: u32,
+    group: u32,
+}
+
+const EMPTY_BYTES_SLOT: BytesSlot = BytesSlot {
+    head: 0,
+    tail: 0,
+    len: 0,
+    group: EMPTY_SLOT,
+};
+
+/// The words, length tag and hash of a key, computed once per row.
+#[inline(always)]
+fn key_signature(key: &[u8]) -> (u64, u64, u32, u64) {
+    let (head, tail) = short_key_words(key);
+    let hash = if key.len() <= 16 {
+        hash_short_words(head, tail, key.len())
+    } else {
+        hash_bytes(key)
+    };
+    // Lengths beyond u32 only lose the length as a quick filter: long keys compare in full.
+    (head, tail, key.len() as u32, hash)
 }
 
 impl BytesGroupValues {
@@ -334,34 +366,82 @@ impl BytesGroupValues {
         BytesGroupValues {
             data_type,
             is_utf8,
-            table: HashTable::new(),
+            slots: vec![EMPTY_BYTES_SLOT; 64],
             bytes: Vec::new(),
             offsets: vec![0],
             group_hashes: Vec::new(),
             null_group: None,
-            row_hashes: Vec::new(),
         }
     }
 
-    /// The group of `key` (hash `hash`), appending a new group if it is unseen.
-    #[inline]
-    pub fn intern_bytes(&mut self, key: &[u8], hash: u64) -> u32 {
-        let (bytes, offsets, group_hashes) = (&self.bytes, &self.offsets, &self.group_hashes);
-        let found = self.table.find(hash, |&g| {
-            let g = g as usize;
-            group_hashes[g] == hash && bytes_equal(&bytes[offsets[g]..offsets[g + 1]], key)
-        });
-        if let Some(&g) = found {
-            return g;
+    /// The group of `key`, appending a new group if it is unseen.
+    #[inline(always)]
+    pub fn intern_key(&mut self, key: &[u8]) -> u32 {
+        let (head, tail, len, hash) = key_signature(key);
+        let mask = self.slots.len() - 1;
+        let mut index = hash as usize & mask;
+        loop {
+            let slot = self.slots[index];
+            if slot.group == EMPTY_SLOT {
+                return self.insert(key, head, tail, hash, index);
+            }
+            if slot.head == head
+                && slot.tail == tail
+                && slot.len == len
+                && (key.len() <= 16 || self.key(slot.group) == key)
+            {
+                return slot.group;
+            }
+            index = (index + 1) & mask;
         }
-        let g = self.group_hashes.len() as u32;
+    }
+
+    #[cold]
+    fn insert(&mut self, key: &[u8], head: u64, tail: u64, hash: u64, index: usize) -> u32 {
+        let group = self.group_hashes.len() as u32;
         self.bytes.extend_from_slice(key);
         self.offsets.push(self.bytes.len());
         self.group_hashes.push(hash);
-        let group_hashes = &self.group_hashes;
-        self.table
-            .insert_unique(hash, g, |&g| group_hashes[g as usize]);
-        g
+        self.slots[index] = BytesSlot {
+            head,
+            tail,
+            len: key.len() as u32,
+            group,
+        };
+        // At most a quarter full: short probe chains keep the probe loop's branch predictable.
+        if self.table_groups() * 4 > self.slots.len() {
+            self.rebuild(self.slots.len() * 2);
+        }
+        group
+    }
+
+    /// Groups in the table (every group but the NULL one).
+    fn table_groups(&self) -> usize {
+        self.group_hashes.len() - usize::from(self.null_group.is_some())
+    }
+
+    /// Re-inserts every group into `capacity` slots.
+    fn rebuild(&mut self, capacity: usize) {
+        self.slots.clear();
+        self.slots.resize(capacity, EMPTY_BYTES_SLOT);
+        let mask = capacity - 1;
+        for (g, &hash) in self.group_hashes.iter().enumerate() {
+            if self.null_group == Some(g as u32) {
+                continue;
+            }
+            let key = &self.bytes[self.offsets[g]..self.offsets[g + 1]];
+            let (head, tail) = short_key_words(key);
+            let mut index = hash as usize & mask;
+            while self.slots[index].group != EMPTY_SLOT {
+                index = (index + 1) & mask;
+            }
+            self.slots[index] = BytesSlot {
+                head,
+                tail,
+                len: key.len() as u32,
+                group: g as u32,
+            };
+        }
     }
 
     /// The key bytes of group `group`.
@@ -393,27 +473,19 @@ impl BytesGroupValues {
             let end = offsets[row + 1].as_usize();
             &data[start..end]
         };
-        // Hash the whole column first; the probe loop then has every hash at hand.
-        let mut hashes = std::mem::take(&mut self.row_hashes);
-        hashes.clear();
-        hashes.extend((0..array.len()).map(|row| hash_bytes(key(row))));
         match array.nulls().filter(|n| n.null_count() > 0) {
-            None => {
-                for (row, &hash) in hashes.iter().enumerate() {
-                    groups.push(self.intern_bytes(key(row), hash));
-                }
-            }
+            None => groups.extend((0..array.len()).map(|row| self.intern_key(key(row)))),
             Some(nulls) => {
-                for (row, &hash) in hashes.iter().enumerate() {
-                    if nulls.is_null(row) {
-                        groups.push(self.intern_null());
+                for row in 0..array.len() {
+                    let group = if nulls.is_null(row) {
+                        self.intern_null()
                     } else {
-                        groups.push(self.intern_bytes(key(row), hash));
-                    }
+                        self.intern_key(key(row))
+                    };
+                    groups.push(group);
                 }
             }
         }
-        self.row_hashes = hashes;
     }
 }
 
@@ -435,8 +507,7 @@ impl GroupValues for BytesGroupValues {
                         groups.push(self.intern_null());
                         continue;
                     }
-                    let key = array.value(row).as_bytes();
-                    groups.push(self.intern_bytes(key, hash_bytes(key)));
+                    groups.push(self.intern_key(array.value(row).as_bytes()));
                 }
             }
             DataType::BinaryView => {
@@ -447,8 +518,7 @@ impl GroupValues for BytesGroupValues {
                         groups.push(self.intern_null());
                         continue;
                     }
-                    let key = array.value(row);
-                    groups.push(self.intern_bytes(key, hash_bytes(key)));
+                    groups.push(self.intern_key(array.value(row)));
                 }
             }
             other => {
@@ -466,7 +536,7 @@ impl GroupValues for BytesGroupValues {
     }
 
     fn size(&self) -> usize {
-        self.table.allocation_size()
+        self.slots.capacity() * std::mem::size_of::<BytesSlot>()
             + self.bytes.capacity()
             + self.offsets.capacity() * 8
             + self.group_hashes.capacity() * 8
@@ -515,14 +585,8 @@ impl GroupValues for BytesGroupValues {
         self.null_group = self
             .null_group
             .and_then(|g| (g as usize >= n).then(|| g - n as u32));
-        self.table.clear();
-        let group_hashes = &self.group_hashes;
-        for (g, &hash) in group_hashes.iter().enumerate() {
-            if self.null_group != Some(g as u32) {
-                self.table
-                    .insert_unique(hash, g as u32, |&g| group_hashes[g as usize]);
-            }
-        }
+        let capacity = (self.table_groups() * 4).next_power_of_two().max(64);
+        self.rebuild(capacity);
         Ok(vec![array])
     }
 }

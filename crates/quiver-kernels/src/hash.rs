@@ -31,6 +31,16 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
         return STATE.hash_one(bytes);
     }
     let (a, b) = short_key_words(bytes);
+    hash_short_words(a, b, len)
+}
+
+/// [`hash_bytes`] of a key of `len ≤ 16` bytes whose [`short_key_words`] are `(a, b)`: lets a
+/// caller that already holds the words skip loading the key again.
+#[inline(always)]
+pub fn hash_short_words(a: u64, b: u64, len: usize) -> u64 {
+    if cfg!(feature = "force-hash-collisions") {
+        return 0;
+    }
     folded_multiply(
         a ^ 0x243f_6a88_85a3_08d3,
         b ^ 0x1319_8a2e_0370_7344 ^ len as u64,

@@ -6,7 +6,6 @@
 use quiver_core::{QuiverError, Result};
 
 use crate::group_values::BytesGroupValues;
-use crate::hash::hash_bytes;
 
 /// Min, max, sum and count of one station, in tenths of a degree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +71,7 @@ impl OneBrcAggregator {
     /// Adds one measurement.
     #[inline]
     pub fn add(&mut self, station: &[u8], tenths: i16) {
-        let group = self.stations.intern_bytes(station, hash_bytes(station)) as usize;
+        let group = self.stations.intern_key(station) as usize;
         match self.stats.get_mut(group) {
             Some(stats) => {
                 stats.min_tenths = stats.min_tenths.min(tenths);
@@ -87,7 +86,7 @@ impl OneBrcAggregator {
     /// Folds another partition's statistics into this one.
     pub fn merge(&mut self, other: &OneBrcAggregator) {
         for (station, stats) in other.iter() {
-            let group = self.stations.intern_bytes(station, hash_bytes(station)) as usize;
+            let group = self.stations.intern_key(station) as usize;
             match self.stats.get_mut(group) {
                 Some(mine) => {
                     mine.min_tenths = mine.min_tenths.min(stats.min_tenths);
