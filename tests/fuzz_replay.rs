@@ -6,7 +6,7 @@ use std::path::Path;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 7] = [
+const TARGETS: [(&str, Check); 8] = [
     (
         "agg_differential",
         quiver_kernels::fuzz::check_agg_differential,
@@ -20,6 +20,7 @@ const TARGETS: [(&str, Check); 7] = [
         "window_differential",
         quiver_exec::fuzz::check_window_differential,
     ),
+    ("expr_eval", quiver_kernels::fuzz::check_expr_eval),
 ];
 
 fn replay(kind: &str) -> usize {

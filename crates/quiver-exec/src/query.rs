@@ -542,7 +542,8 @@ fn sort_and_limit(plan: &Plan, batch: RecordBatch) -> Result<RecordBatch> {
             .iter()
             .map(|key| {
                 Ok(SortColumn {
-                    values: key.expr.evaluate(&batch)?,
+                    // SQL float order (-0.0 ties 0.0, every NaN last), not IEEE total order.
+                    values: quiver_kernels::expr::sql_float_order(key.expr.evaluate(&batch)?)?,
                     options: Some(SortOptions {
                         descending: key.descending,
                         nulls_first: key.nulls_first,

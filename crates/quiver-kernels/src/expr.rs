@@ -511,6 +511,11 @@ pub fn binary(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<ArrayRe
     } else {
         cast(right, &common)?
     };
+    let (l, r) = if is_comparison(op) {
+        (sql_float_order(l)?, sql_float_order(r)?)
+    } else {
+        (l, r)
+    };
     let (l, r): (&dyn Datum, &dyn Datum) = (&l, &r);
     Ok(match op {
         BinaryOp::Plus => numeric::add(l, r)?,
@@ -529,6 +534,28 @@ pub fn binary(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<ArrayRe
                 "AND/OR reached the arithmetic path".into(),
             ))
         }
+    })
+}
+
+/// Floats prepared for Arrow's comparison kernels, which order by IEEE total order: `-0.0`
+/// becomes `0.0` (SQL: `-0.0 = 0.0`) and every NaN the positive quiet NaN (SQL: NaN equals NaN
+/// and is above every number; a NaN with the sign bit, as `0.0 / 0.0` gives on x86, would
+/// otherwise sort below `-∞`). Other types pass through.
+pub fn sql_float_order(array: ArrayRef) -> Result<ArrayRef> {
+    use arrow::datatypes::{Float32Type, Float64Type};
+    Ok(match array.data_type() {
+        DataType::Float64 => Arc::new(
+            array
+                .as_primitive::<Float64Type>()
+                .unary::<_, Float64Type>(|v| if v.is_nan() { f64::NAN } else { v + 0.0 }),
+        ),
+        DataType::Float32 => Arc::new(
+            array
+                .as_primitive::<Float32Type>()
+                .unary::<_, Float32Type>(|v| if v.is_nan() { f32::NAN } else { v + 0.0 }),
+        ),
+        DataType::Float16 => sql_float_order(cast(&array, &DataType::Float64)?)?,
+        _ => array,
     })
 }
 

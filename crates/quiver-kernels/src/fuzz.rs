@@ -9,6 +9,7 @@
 //! summation may legitimately differ from the reference's naive sum under catastrophic
 //! cancellation. Floats compare within [`FLOAT_RELATIVE_TOLERANCE`].
 
+pub use crate::expr_fuzz::check_expr_eval;
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -28,28 +29,45 @@ use crate::EmitTo;
 pub const FLOAT_RELATIVE_TOLERANCE: f64 = 1e-9;
 
 /// Reads fuzz bytes as a stream of small choices; exhausted input reads as zeros.
-struct Bytes<'a> {
+/// A reader of fuzz input: every read succeeds, reading zeros past the end, so any byte string
+/// decodes to some case.
+#[derive(Debug)]
+pub struct Bytes<'a> {
     data: &'a [u8],
     at: usize,
 }
 
 impl<'a> Bytes<'a> {
-    fn u8(&mut self) -> u8 {
+    /// A reader over `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        Bytes { data, at: 0 }
+    }
+
+    /// The next byte (0 past the end).
+    pub fn u8(&mut self) -> u8 {
         let byte = self.data.get(self.at).copied().unwrap_or(0);
         self.at += 1;
         byte
     }
 
-    fn below(&mut self, bound: u8) -> u8 {
+    /// A number below `bound` (0 for a bound of 0).
+    pub fn below(&mut self, bound: u8) -> u8 {
         self.u8() % bound.max(1)
     }
 
-    fn u64(&mut self) -> u64 {
+    /// The next 8 bytes, big-endian.
+    pub fn u64(&mut self) -> u64 {
         (0..8).fold(0, |acc, _| (acc << 8) | u64::from(self.u8()))
     }
 
-    fn flag(&mut self) -> bool {
+    /// The lowest bit of the next byte.
+    pub fn flag(&mut self) -> bool {
         self.u8() & 1 == 1
+    }
+
+    /// True once every input byte was read.
+    pub fn exhausted(&self) -> bool {
+        self.at >= self.data.len()
     }
 }
 

@@ -9,6 +9,7 @@ pub mod accumulators;
 pub mod aggregate;
 pub mod approx_percentile;
 pub mod expr;
+pub mod expr_fuzz;
 pub mod functions;
 pub mod fuzz;
 pub mod group_values;
