@@ -61,6 +61,9 @@ fn table_csv(rng: &mut StdRng, rows: usize) -> String {
 }
 
 fn random_query(rng: &mut StdRng) -> String {
+    if rng.gen_bool(0.15) {
+        return random_distinct_query(rng);
+    }
     let keys: Vec<&str> = match rng.gen_range(0..4) {
         0 => vec![],
         1 => vec!["k_str"],
@@ -122,6 +125,43 @@ fn random_query(rng: &mut StdRng) -> String {
         }
         // Every key in ORDER BY (NULLs last, both engines' default) makes the order total.
         sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
+        if rng.gen_bool(0.2) {
+            sql.push_str(&format!(
+                " LIMIT {} OFFSET {}",
+                rng.gen_range(1..20),
+                rng.gen_range(0..5)
+            ));
+        }
+    }
+    sql
+}
+
+/// `SELECT DISTINCT` over one to three expressions, ordered by all of them (a total order), with
+/// LIMIT / OFFSET now and then.
+fn random_distinct_query(rng: &mut StdRng) -> String {
+    let menu = [
+        "k_str",
+        "k_int",
+        "flag",
+        "v_int % 5 AS m",
+        "k_int > 1 AS big",
+    ];
+    let mut picked: Vec<&str> = menu.iter().copied().filter(|_| rng.gen_bool(0.5)).collect();
+    if picked.is_empty() {
+        picked.push(menu[rng.gen_range(0..menu.len())]);
+    }
+    let positions: Vec<String> = (1..=picked.len()).map(|i| i.to_string()).collect();
+    let mut sql = format!("SELECT DISTINCT {} FROM t", picked.join(", "));
+    if rng.gen_bool(0.5) {
+        sql.push_str(" WHERE v_float < 100.5");
+    }
+    sql.push_str(&format!(" ORDER BY {}", positions.join(", ")));
+    if rng.gen_bool(0.4) {
+        sql.push_str(&format!(
+            " LIMIT {} OFFSET {}",
+            rng.gen_range(1..10),
+            rng.gen_range(0..4)
+        ));
     }
     sql
 }

@@ -343,12 +343,20 @@ impl QueryRunner {
                     buffered.push(projected);
                     return Ok(Vec::new());
                 }
-                let room = self
+                // `emitted_rows` counts projected rows so far, skipped ones included: this
+                // batch holds rows [seen, seen + n) of the result; OFFSET and LIMIT keep
+                // [offset, offset + limit).
+                let seen = *emitted_rows;
+                let n = projected.num_rows();
+                *emitted_rows += n;
+                let first = self.plan.offset.max(seen).min(seen + n);
+                let end = self
                     .plan
                     .limit
-                    .map_or(usize::MAX, |l| l.saturating_sub(*emitted_rows));
-                let out = projected.slice(0, projected.num_rows().min(room));
-                *emitted_rows += out.num_rows();
+                    .map_or(usize::MAX, |l| l.saturating_add(self.plan.offset))
+                    .min(seen + n)
+                    .max(first);
+                let out = projected.slice(first - seen, end - first);
                 Ok(if out.num_rows() > 0 {
                     vec![finish_columns(&self.plan, out)?]
                 } else {
@@ -551,7 +559,8 @@ fn sort_and_limit(plan: &Plan, batch: RecordBatch) -> Result<RecordBatch> {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let indices = lexsort_to_indices(&keys, plan.limit)?;
+        let fetch = plan.limit.map(|l| l.saturating_add(plan.offset));
+        let indices = lexsort_to_indices(&keys, fetch)?;
         let columns = batch
             .columns()
             .iter()
@@ -560,9 +569,15 @@ fn sort_and_limit(plan: &Plan, batch: RecordBatch) -> Result<RecordBatch> {
         let options = RecordBatchOptions::new().with_row_count(Some(indices.len()));
         RecordBatch::try_new_with_options(batch.schema(), columns, &options)?
     };
-    Ok(match plan.limit {
-        Some(limit) if batch.num_rows() > limit => batch.slice(0, limit),
-        _ => batch,
+    let first = plan.offset.min(batch.num_rows());
+    let rows = plan
+        .limit
+        .unwrap_or(usize::MAX)
+        .min(batch.num_rows() - first);
+    Ok(if first == 0 && rows == batch.num_rows() {
+        batch
+    } else {
+        batch.slice(first, rows)
     })
 }
 

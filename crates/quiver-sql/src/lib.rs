@@ -99,6 +99,8 @@ pub struct Plan {
     pub order_by: Vec<SortKey>,
     /// `LIMIT`.
     pub limit: Option<usize>,
+    /// `OFFSET`: output rows skipped before `LIMIT` counts (0 without one).
+    pub offset: usize,
     /// Output schema.
     pub output_schema: SchemaRef,
     /// Time window (aggregations only); its bounds are the first two aggregate result columns,
@@ -209,6 +211,9 @@ impl Plan {
         if let Some(limit) = self.limit {
             let _ = writeln!(text, "  Limit: {limit}");
         }
+        if self.offset > 0 {
+            let _ = writeln!(text, "  Offset: {}", self.offset);
+        }
         text
     }
 }
@@ -302,12 +307,8 @@ fn plan_query(
             query.body
         )));
     };
-    if select.distinct.is_some() {
-        return Err(QuiverError::Unsupported(
-            "SELECT DISTINCT (use GROUP BY)".into(),
-        ));
-    }
     let (source, source_schema) = resolve_source(select, tables)?;
+    let select = &distinct_as_group_by(select, &source_schema)?;
     let columns = Columns::new(&source_schema);
     let filter = select
         .selection
@@ -583,34 +584,45 @@ fn plan_query(
         }
         (kind, _) => (kind, output_input_schema),
     };
-    let limit = match &query.limit_clause {
-        None => None,
-        Some(ast::LimitClause::LimitOffset {
-            limit,
-            offset: None,
-            limit_by,
-        }) if limit_by.is_empty() => match limit {
-            None => None,
-            Some(ast::Expr::Value(v)) => match &v.value {
-                ast::Value::Number(n, _) => Some(
-                    n.parse::<usize>()
-                        .map_err(|_| unsupported(format!("LIMIT {n}"), v.span))?,
-                ),
-                other => return Err(unsupported(format!("LIMIT {other}"), v.span)),
+    let count = |e: &ast::Expr, what: &str| -> Result<usize> {
+        match e {
+            ast::Expr::Value(v) => match &v.value {
+                ast::Value::Number(n, _) => n
+                    .parse::<usize>()
+                    .map_err(|_| unsupported(format!("{what} {n}"), v.span)),
+                other => Err(unsupported(format!("{what} {other}"), v.span)),
             },
-            Some(other) => {
-                return Err(unsupported(
-                    format!("LIMIT {other}; a number is expected"),
-                    expr_span(other),
-                ))
-            }
-        },
-        Some(other) => {
-            return Err(QuiverError::Unsupported(format!(
-                "`{other}` (OFFSET is not supported yet)"
-            )))
+            other => Err(unsupported(
+                format!("{what} {other}; a number is expected"),
+                expr_span(other),
+            )),
         }
     };
+    let (limit, offset) = match &query.limit_clause {
+        None => (None, 0),
+        Some(ast::LimitClause::LimitOffset {
+            limit,
+            offset,
+            limit_by,
+        }) if limit_by.is_empty() => (
+            limit.as_ref().map(|l| count(l, "LIMIT")).transpose()?,
+            offset
+                .as_ref()
+                .map(|o| count(&o.value, "OFFSET"))
+                .transpose()?
+                .unwrap_or(0),
+        ),
+        Some(ast::LimitClause::OffsetCommaLimit { offset, limit }) => {
+            (Some(count(limit, "LIMIT")?), count(offset, "OFFSET")?)
+        }
+        Some(other) => return Err(QuiverError::Unsupported(format!("`{other}`"))),
+    };
+    if offset > 0 && (window.is_some() || emit == EmitMode::Changes) {
+        return Err(QuiverError::Unsupported(
+            "OFFSET on a windowed or EMIT CHANGES stream; its rows are emitted as windows close"
+                .into(),
+        ));
+    }
     let fields = plan_output
         .iter()
         .map(|(e, n)| Ok(Field::new(n, e.data_type(&output_input_schema)?, true)))
@@ -655,11 +667,66 @@ fn plan_query(
         output: plan_output,
         order_by,
         limit,
+        offset,
         output_schema,
         window,
         emit,
         explain: false,
     })
+}
+
+/// `SELECT DISTINCT items ...` as `SELECT items ... GROUP BY items` (a `*` expanded to every
+/// source column): the rows' distinct values are the groups. Other selects pass through.
+fn distinct_as_group_by(select: &ast::Select, source_schema: &Schema) -> Result<ast::Select> {
+    let mut select = select.clone();
+    match select.distinct.take() {
+        None | Some(ast::Distinct::All) => return Ok(select),
+        Some(ast::Distinct::On(_)) => {
+            return Err(QuiverError::Unsupported(
+                "SELECT DISTINCT ON (...); use GROUP BY with FIRST_VALUE".into(),
+            ))
+        }
+        Some(ast::Distinct::Distinct) => {}
+    }
+    let grouped = !matches!(&select.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty());
+    let aggregated = select.projection.iter().any(|item| match item {
+        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+            contains_aggregate(e)
+        }
+        _ => false,
+    });
+    if grouped || aggregated || select.having.is_some() {
+        return Err(QuiverError::Unsupported(
+            "SELECT DISTINCT with GROUP BY, HAVING or aggregates; GROUP BY the selected \
+             columns instead"
+                .into(),
+        ));
+    }
+    let mut projection = Vec::new();
+    let mut keys = Vec::new();
+    for item in &select.projection {
+        match item {
+            ast::SelectItem::Wildcard(_) => {
+                for field in source_schema.fields() {
+                    let column = ast::Expr::Identifier(ast::Ident::with_quote('"', field.name()));
+                    keys.push(column.clone());
+                    projection.push(ast::SelectItem::UnnamedExpr(column));
+                }
+            }
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                keys.push(e.clone());
+                projection.push(item.clone());
+            }
+            other => {
+                return Err(QuiverError::Unsupported(format!(
+                    "`{other}` in SELECT DISTINCT"
+                )))
+            }
+        }
+    }
+    select.projection = projection;
+    select.group_by = ast::GroupByExpr::Expressions(keys, Vec::new());
+    Ok(select)
 }
 
 fn resolve_source(
