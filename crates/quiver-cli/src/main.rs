@@ -337,20 +337,21 @@ fn gen(
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
     let bar = progress_bar(rows, "generating", quiet);
     const BLOCK_ROWS: u64 = 1 << 16;
-    let mut buffer = Vec::with_capacity(1 << 22);
-    let mut written = 0;
-    while written < rows {
-        let block = BLOCK_ROWS.min(rows - written);
-        buffer.clear();
-        // Each block has its own seed so output does not depend on the block size.
-        let block_seed = seed ^ written.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // Blocks are generated in parallel, a round of them at a time, and written in order; each
+    // block has its own seed (from its first row), so the bytes depend on neither the block
+    // size nor the thread count.
+    let round_blocks = 4 * rayon::current_num_threads().max(1) as u64;
+    let generate_block = |first_row: u64| -> Vec<u8> {
+        let block = BLOCK_ROWS.min(rows - first_row);
+        let block_seed = seed ^ first_row.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut buffer = Vec::with_capacity(block as usize * 64);
         match dataset {
             Dataset::OneBrc => {
                 let stations = keys.unwrap_or(quiver_cli::generate::STATIONS.len() as u64) as usize;
                 quiver_cli::generate::onebrc_lines(block, stations, block_seed, &mut buffer);
             }
             Dataset::H2o => {
-                if written == 0 {
+                if first_row == 0 {
                     buffer.extend_from_slice(quiver_cli::generate::H2O_HEADER.as_bytes());
                 }
                 quiver_cli::generate::h2o_groupby_lines(
@@ -362,23 +363,40 @@ fn gen(
                 );
             }
             Dataset::Trades => {
-                if written == 0 && trades_format == TradesFormat::Csv {
+                if first_row == 0 && trades_format == TradesFormat::Csv {
                     buffer.extend_from_slice(quiver_cli::generate::TRADES_CSV_HEADER.as_bytes());
                 }
                 quiver_cli::generate::trades_text(
                     block,
                     keys.unwrap_or(100),
                     block_seed,
-                    written,
+                    first_row,
                     trades_format,
                     &mut buffer,
                 );
             }
         }
-        writer
-            .write_all(&buffer)
-            .map_err(|e| QuiverError::io(output.display().to_string(), e))?;
-        written += block;
+        buffer
+    };
+    let mut written = 0;
+    while written < rows {
+        let firsts: Vec<u64> = (0..round_blocks)
+            .map(|i| written + i * BLOCK_ROWS)
+            .take_while(|&first| first < rows)
+            .collect();
+        let buffers: Vec<Vec<u8>> = {
+            use rayon::prelude::*;
+            firsts
+                .par_iter()
+                .map(|&first| generate_block(first))
+                .collect()
+        };
+        for buffer in &buffers {
+            writer
+                .write_all(buffer)
+                .map_err(|e| QuiverError::io(output.display().to_string(), e))?;
+        }
+        written = (written + round_blocks * BLOCK_ROWS).min(rows);
         bar.set_position(written);
     }
     writer

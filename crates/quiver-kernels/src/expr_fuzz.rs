@@ -392,7 +392,9 @@ fn eval_binary(l: Scalar, op: BinaryOp, r: Scalar) -> Result<Scalar, RowError> {
                     B::Minus => a.checked_sub(b),
                     B::Multiply => a.checked_mul(b),
                     B::Divide => a.checked_div(b),
-                    _ => a.checked_rem(b),
+                    // The remainder of i64::MIN / -1 is 0 (PostgreSQL, DuckDB): only a zero
+                    // divisor fails.
+                    _ => (b != 0).then(|| a.wrapping_rem(b)),
                 }
                 .ok_or(RowError)?,
             ),
