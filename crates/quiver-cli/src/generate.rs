@@ -464,11 +464,222 @@ impl SplitMix64 {
     }
 }
 
+/// Standard normal samples two at a time (Marsaglia's polar method: one logarithm and one square
+/// root per pair, no trigonometry), deterministic for the generator's seed.
+#[derive(Debug, Clone)]
+pub struct NormalPairs {
+    rng: SplitMix64,
+    spare: Option<f64>,
+}
+
+impl NormalPairs {
+    /// Samples drawn from `rng`.
+    pub fn new(rng: SplitMix64) -> Self {
+        NormalPairs { rng, spare: None }
+    }
+
+    /// The next standard normal sample.
+    #[inline]
+    pub fn sample(&mut self) -> f64 {
+        if let Some(spare) = self.spare.take() {
+            return spare;
+        }
+        loop {
+            let x = 2.0 * self.rng.unit_f64() - 1.0;
+            let y = 2.0 * self.rng.unit_f64() - 1.0;
+            let radius_squared = x * x + y * y;
+            if radius_squared > 0.0 && radius_squared < 1.0 {
+                let scale = (-2.0 * radius_squared.ln() / radius_squared).sqrt();
+                self.spare = Some(y * scale);
+                return x * scale;
+            }
+        }
+    }
+}
+
+/// "00" to "99", for writing numbers two digits at a time.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+/// The most bytes one generated line can take (the longest is under 256).
+const LINE_CAPACITY: usize = 512;
+
+/// One output line under construction in a stack array: numbers and short fields are written
+/// with fixed-size stores instead of a `memcpy` call each (which dominated the generators'
+/// profile), and the finished line is appended to the output in one copy.
+struct Line {
+    bytes: [u8; LINE_CAPACITY],
+    len: usize,
+}
+
+/// A field of at most 16 bytes, zero-padded to 16 so it is copied with one fixed-size store.
+#[derive(Debug, Clone, Copy)]
+struct PaddedText {
+    bytes: [u8; 16],
+    len: usize,
+}
+
+impl PaddedText {
+    const fn new(text: &str) -> Self {
+        let source = text.as_bytes();
+        assert!(source.len() <= 16, "a padded field holds at most 16 bytes");
+        let mut bytes = [0u8; 16];
+        let mut i = 0;
+        while i < source.len() {
+            bytes[i] = source[i];
+            i += 1;
+        }
+        PaddedText {
+            bytes,
+            len: source.len(),
+        }
+    }
+
+    const fn list<const N: usize>(texts: [&str; N]) -> [PaddedText; N] {
+        let mut padded = [PaddedText::new(""); N];
+        let mut i = 0;
+        while i < N {
+            padded[i] = PaddedText::new(texts[i]);
+            i += 1;
+        }
+        padded
+    }
+}
+
+impl Line {
+    fn new() -> Self {
+        Line {
+            bytes: [0; LINE_CAPACITY],
+            len: 0,
+        }
+    }
+
+    #[cfg(test)]
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// Appends the line to `out` and starts an empty one.
+    #[inline]
+    fn finish_into(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.bytes[..self.len]);
+        self.len = 0;
+    }
+
+    #[inline]
+    fn push(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    /// Appends `text` (meant for literals, whose length the compiler knows).
+    #[inline]
+    fn push_text(&mut self, text: &[u8]) {
+        self.bytes[self.len..self.len + text.len()].copy_from_slice(text);
+        self.len += text.len();
+    }
+
+    #[inline]
+    fn push_padded(&mut self, field: &PaddedText) {
+        self.bytes[self.len..self.len + 16].copy_from_slice(&field.bytes);
+        self.len += field.len;
+    }
+
+    /// Appends the decimal digits of `value`.
+    #[inline]
+    fn push_decimal(&mut self, value: u64) {
+        self.push_zero_padded(value, 1);
+    }
+
+    /// Appends `value` in at least `width` digits, zero-padded on the left (as `{value:0width$}`).
+    /// Two digits per division (a table of pairs), since the divisions form the critical path.
+    #[inline]
+    fn push_zero_padded(&mut self, value: u64, width: usize) {
+        let digits = value.checked_ilog10().map_or(1, |log| log as usize + 1);
+        let end = self.len + digits.max(width);
+        let padding_end = end - digits;
+        if padding_end - self.len <= 16 {
+            // Padding is short; a fixed 16-byte store (before the digits) avoids a `memset` call.
+            self.bytes[self.len..self.len + 16].fill(b'0');
+        } else {
+            self.bytes[self.len..padding_end].fill(b'0');
+        }
+        let mut position = end;
+        let mut rest = value;
+        while rest >= 100 {
+            let pair = (rest % 100) as usize * 2;
+            rest /= 100;
+            position -= 2;
+            self.bytes[position..position + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        }
+        if rest >= 10 {
+            let pair = rest as usize * 2;
+            position -= 2;
+            self.bytes[position..position + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        } else {
+            position -= 1;
+            self.bytes[position] = b'0' + rest as u8;
+        }
+        self.len = end;
+    }
+
+    /// Appends `value` (below 100) as exactly two digits.
+    #[inline]
+    fn push_two_digits(&mut self, value: u64) {
+        let pair = (value % 100) as usize * 2;
+        self.bytes[self.len..self.len + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        self.len += 2;
+    }
+
+    /// Appends `units.cents` (two decimal places) for an amount in cents.
+    #[inline]
+    fn push_cents(&mut self, cents: u64) {
+        self.push_decimal(cents / 100);
+        self.push(b'.');
+        self.push_two_digits(cents % 100);
+    }
+}
+
+/// Formats epoch milliseconds as ISO 8601 UTC (`YYYY-MM-DDTHH:MM:SS.mmmZ`), keeping the date
+/// part of the last day seen, since generated times advance slowly.
+#[derive(Debug, Default)]
+struct IsoMillisFormatter {
+    day: Option<i64>,
+    date_prefix: Vec<u8>,
+}
+
+impl IsoMillisFormatter {
+    fn push(&mut self, line: &mut Line, time_ms: i64) {
+        let (days, ms_of_day) = (
+            time_ms.div_euclid(86_400_000),
+            time_ms.rem_euclid(86_400_000) as u64,
+        );
+        if self.day != Some(days) {
+            let (year, month, day) = quiver_kernels::functions::civil_from_days(days);
+            self.date_prefix = format!("{year:04}-{month:02}-{day:02}T").into_bytes();
+            self.day = Some(days);
+        }
+        line.push_text(&self.date_prefix);
+        line.push_two_digits(ms_of_day / 3_600_000);
+        line.push(b':');
+        line.push_two_digits(ms_of_day / 60_000 % 60);
+        line.push(b':');
+        line.push_two_digits(ms_of_day / 1_000 % 60);
+        line.push(b'.');
+        line.push_zero_padded(ms_of_day % 1_000, 3);
+        line.push(b'Z');
+    }
+}
+
 /// Symbols and categories the trade generator draws from.
-const SYMBOLS: &[&str] = &[
+const SYMBOLS: [&str; 10] = [
     "AAPL", "MSFT", "GOOG", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "XOM",
 ];
-const CATEGORIES: &[&str] = &[
+const CATEGORIES: [&str; 10] = [
     "electronics",
     "books",
     "clothing",
@@ -480,6 +691,8 @@ const CATEGORIES: &[&str] = &[
     "health",
     "auto",
 ];
+const SYMBOLS_PADDED: [PaddedText; 10] = PaddedText::list(SYMBOLS);
+const CATEGORIES_PADDED: [PaddedText; 10] = PaddedText::list(CATEGORIES);
 
 /// The schema of the records [`trades`] generates.
 pub fn trade_schema() -> SchemaRef {
@@ -560,10 +773,10 @@ pub const H2O_HEADER: &str = "id1,id2,id3,id4,id5,id6,v1,v2,v3\n";
 /// `id001..idK`, `id3` over `id0000000001..id(N/K)`, `id4`, `id5` uniform in `1..=K`, `id6` in
 /// `1..=N/K`, `v1` in `1..=5`, `v2` in `1..=15`, `v3` uniform in `[0, 100)` with 6 decimals.
 pub fn h2o_groupby_lines(rows: u64, total_rows: u64, groups: u64, seed: u64, out: &mut Vec<u8>) {
-    use std::io::Write;
     let groups = groups.max(1);
     let small = (total_rows / groups).max(1);
     let mut rng = SplitMix64::new(seed);
+    let mut line = Line::new();
     for _ in 0..rows {
         let id1 = 1 + rng.below(groups);
         let id2 = 1 + rng.below(groups);
@@ -575,12 +788,22 @@ pub fn h2o_groupby_lines(rows: u64, total_rows: u64, groups: u64, seed: u64, out
         let v2 = 1 + rng.below(15);
         // Micro-units, so the decimal text is exact.
         let v3 = rng.below(100_000_000);
-        let _ = writeln!(
-            out,
-            "id{id1:03},id{id2:03},id{id3:010},{id4},{id5},{id6},{v1},{v2},{}.{:06}",
-            v3 / 1_000_000,
-            v3 % 1_000_000
-        );
+        line.push_text(b"id");
+        line.push_zero_padded(id1, 3);
+        line.push_text(b",id");
+        line.push_zero_padded(id2, 3);
+        line.push_text(b",id");
+        line.push_zero_padded(id3, 10);
+        for small_value in [id4, id5, id6, v1, v2] {
+            line.push(b',');
+            line.push_decimal(small_value);
+        }
+        line.push(b',');
+        line.push_decimal(v3 / 1_000_000);
+        line.push(b'.');
+        line.push_zero_padded(v3 % 1_000_000, 6);
+        line.push(b'\n');
+        line.finish_into(out);
     }
 }
 
@@ -588,9 +811,10 @@ pub fn h2o_groupby_lines(rows: u64, total_rows: u64, groups: u64, seed: u64, out
 pub fn onebrc_lines(rows: u64, stations: usize, seed: u64, out: &mut Vec<u8>) {
     let stations = &STATIONS[..stations.clamp(1, STATIONS.len())];
     let mut rng = SplitMix64::new(seed);
+    let mut normal = NormalPairs::new(SplitMix64::new(rng.next_u64()));
     for _ in 0..rows {
         let (name, mean) = stations[rng.below(stations.len() as u64) as usize];
-        let tenths = ((mean + rng.normal() * 10.0) * 10.0)
+        let tenths = ((mean + normal.sample() * 10.0) * 10.0)
             .round()
             .clamp(-999.0, 999.0) as i64;
         out.extend_from_slice(name.as_bytes());
@@ -599,7 +823,7 @@ pub fn onebrc_lines(rows: u64, stations: usize, seed: u64, out: &mut Vec<u8>) {
             out.push(b'-');
         }
         let magnitude = tenths.unsigned_abs();
-        out.extend_from_slice((magnitude / 10).to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(magnitude / 10).as_bytes());
         out.push(b'.');
         out.push(b'0' + (magnitude % 10) as u8);
         out.push(b'\n');
@@ -628,39 +852,57 @@ pub fn trades_text(
     format: TradesFormat,
     out: &mut Vec<u8>,
 ) {
-    use std::io::Write;
     let mut rng = SplitMix64::new(seed);
     let start_ms: i64 = 1_767_225_600_000;
+    let mut iso_time = IsoMillisFormatter::default();
+    let mut line = Line::new();
     for i in first_index..first_index + rows {
         let price_cents = 1_000 + rng.below(99_000);
         let trader = rng.below(traders.max(1));
-        let symbol = SYMBOLS[rng.below(SYMBOLS.len() as u64) as usize];
+        let symbol = &SYMBOLS_PADDED[rng.below(SYMBOLS.len() as u64) as usize];
         let quantity = 1 + rng.below(1_000);
         let time_ms = start_ms + i as i64 * 10 + rng.below(10) as i64;
-        let category = CATEGORIES[rng.below(CATEGORIES.len() as u64) as usize];
-        let (units, cents) = (price_cents / 100, price_cents % 100);
-        // Writing into a Vec cannot fail.
-        let _ = match format {
-            TradesFormat::JsonLines => writeln!(
-                out,
-                r#"{{"trader_id":"trader_{trader}","symbol":"{symbol}","price":{units}.{cents:02},"quantity":{quantity},"trade_time":{time_ms},"category":"{category}","amount":{units}.{cents:02}}}"#,
-            ),
-            TradesFormat::Csv => {
-                let (days, ms_of_day) = (
-                    time_ms.div_euclid(86_400_000),
-                    time_ms.rem_euclid(86_400_000),
-                );
-                let (year, month, day) = quiver_kernels::functions::civil_from_days(days);
-                let (hour, minute) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
-                let (second, milli) = (ms_of_day / 1_000 % 60, ms_of_day % 1_000);
-                writeln!(
-                    out,
-                    "trader_{trader},{symbol},{units}.{cents:02},{quantity},\
-                     {year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z,\
-                     {category},{units}.{cents:02}"
-                )
+        let category = &CATEGORIES_PADDED[rng.below(CATEGORIES.len() as u64) as usize];
+        match format {
+            TradesFormat::JsonLines => {
+                line.push_text(br#"{"trader_id":"trader_"#);
+                line.push_decimal(trader);
+                line.push_text(br#"","symbol":""#);
+                line.push_padded(symbol);
+                line.push_text(br#"","price":"#);
+                line.push_cents(price_cents);
+                line.push_text(br#","quantity":"#);
+                line.push_decimal(quantity);
+                line.push_text(br#","trade_time":"#);
+                if time_ms < 0 {
+                    line.push(b'-');
+                }
+                line.push_decimal(time_ms.unsigned_abs());
+                line.push_text(br#","category":""#);
+                line.push_padded(category);
+                line.push_text(br#"","amount":"#);
+                line.push_cents(price_cents);
+                line.push_text(b"}\n");
             }
-        };
+            TradesFormat::Csv => {
+                line.push_text(b"trader_");
+                line.push_decimal(trader);
+                line.push(b',');
+                line.push_padded(symbol);
+                line.push(b',');
+                line.push_cents(price_cents);
+                line.push(b',');
+                line.push_decimal(quantity);
+                line.push(b',');
+                iso_time.push(&mut line, time_ms);
+                line.push(b',');
+                line.push_padded(category);
+                line.push(b',');
+                line.push_cents(price_cents);
+                line.push(b'\n');
+            }
+        }
+        line.finish_into(out);
     }
 }
 
@@ -677,5 +919,164 @@ mod tests {
         onebrc_lines(100, 10, 1, &mut b);
         assert_eq!(a, b);
         assert_eq!(a.iter().filter(|&&c| c == b'\n').count(), 100);
+    }
+
+    #[test]
+    fn hand_written_number_formatting_matches_the_format_macro() {
+        let mut rng = SplitMix64::new(3);
+        let mut line = Line::new();
+        for _ in 0..100_000 {
+            let value = match rng.below(4) {
+                0 => rng.below(10),
+                1 => rng.below(100_000),
+                2 => rng.next_u64(),
+                _ => u64::MAX - rng.below(3),
+            };
+            let width = rng.below(22) as usize;
+            line.len = 0;
+            line.push_zero_padded(value, width);
+            assert_eq!(line.as_bytes(), format!("{value:0width$}").as_bytes());
+            line.len = 0;
+            line.push_decimal(value);
+            assert_eq!(line.as_bytes(), value.to_string().as_bytes());
+            let cents = value % 10_000_000_000;
+            line.len = 0;
+            line.push_cents(cents);
+            assert_eq!(
+                line.as_bytes(),
+                format!("{}.{:02}", cents / 100, cents % 100).as_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn iso_times_match_the_calendar_reference() {
+        let reference = |time_ms: i64| {
+            let (days, ms_of_day) = (
+                time_ms.div_euclid(86_400_000),
+                time_ms.rem_euclid(86_400_000),
+            );
+            let (year, month, day) = quiver_kernels::functions::civil_from_days(days);
+            format!(
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+                ms_of_day / 3_600_000,
+                ms_of_day / 60_000 % 60,
+                ms_of_day / 1_000 % 60,
+                ms_of_day % 1_000
+            )
+        };
+        let mut formatter = IsoMillisFormatter::default();
+        let mut rng = SplitMix64::new(11);
+        let mut sequential_ms = 1_767_225_600_000 - 5_000;
+        let mut line = Line::new();
+        for step in 0..200_000 {
+            // Runs of nearby times (the generator's case) mixed with jumps anywhere in years
+            // 0..=9999, including times just before and after midnight.
+            let time_ms = if step % 7 == 0 {
+                rng.below(315_537_897_600_000) as i64 - 62_167_219_200_000
+            } else {
+                sequential_ms += rng.below(3_000) as i64;
+                sequential_ms
+            };
+            line.len = 0;
+            formatter.push(&mut line, time_ms);
+            assert_eq!(
+                String::from_utf8_lossy(line.as_bytes()),
+                reference(time_ms),
+                "{time_ms}"
+            );
+        }
+    }
+
+    #[test]
+    fn h2o_lines_match_the_format_macro_reference() {
+        use std::fmt::Write;
+        let (rows, total_rows, groups, seed) = (5_000, 1_000_000, 1_500, 9);
+        let mut expected = String::new();
+        let small = total_rows / groups;
+        let mut rng = SplitMix64::new(seed);
+        for _ in 0..rows {
+            let ids: Vec<u64> = [groups, groups, small, groups, groups, small, 5, 15]
+                .iter()
+                .map(|&bound| 1 + rng.below(bound))
+                .collect();
+            let v3 = rng.below(100_000_000);
+            let _ = writeln!(
+                expected,
+                "id{:03},id{:03},id{:010},{},{},{},{},{},{}.{:06}",
+                ids[0],
+                ids[1],
+                ids[2],
+                ids[3],
+                ids[4],
+                ids[5],
+                ids[6],
+                ids[7],
+                v3 / 1_000_000,
+                v3 % 1_000_000
+            );
+        }
+        let mut actual = Vec::new();
+        h2o_groupby_lines(rows, total_rows, groups, seed, &mut actual);
+        assert_eq!(String::from_utf8_lossy(&actual), expected);
+    }
+
+    #[test]
+    fn trade_lines_match_the_format_macro_reference() {
+        use std::fmt::Write;
+        let (rows, traders, seed, first_index) = (20_000, 37, 4, 8_639_990);
+        for format in [TradesFormat::Csv, TradesFormat::JsonLines] {
+            let mut expected = String::new();
+            let mut rng = SplitMix64::new(seed);
+            for i in first_index..first_index + rows {
+                let price_cents = 1_000 + rng.below(99_000);
+                let trader = rng.below(traders);
+                let symbol = SYMBOLS[rng.below(SYMBOLS.len() as u64) as usize];
+                let quantity = 1 + rng.below(1_000);
+                let time_ms = 1_767_225_600_000 + i as i64 * 10 + rng.below(10) as i64;
+                let category = CATEGORIES[rng.below(CATEGORIES.len() as u64) as usize];
+                let (units, cents) = (price_cents / 100, price_cents % 100);
+                let _ = match format {
+                    TradesFormat::JsonLines => writeln!(
+                        expected,
+                        r#"{{"trader_id":"trader_{trader}","symbol":"{symbol}","price":{units}.{cents:02},"quantity":{quantity},"trade_time":{time_ms},"category":"{category}","amount":{units}.{cents:02}}}"#,
+                    ),
+                    TradesFormat::Csv => {
+                        let (days, ms) = (
+                            time_ms.div_euclid(86_400_000),
+                            time_ms.rem_euclid(86_400_000),
+                        );
+                        let (year, month, day) = quiver_kernels::functions::civil_from_days(days);
+                        writeln!(
+                            expected,
+                            "trader_{trader},{symbol},{units}.{cents:02},{quantity},\
+                             {year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z,\
+                             {category},{units}.{cents:02}",
+                            ms / 3_600_000,
+                            ms / 60_000 % 60,
+                            ms / 1_000 % 60,
+                            ms % 1_000
+                        )
+                    }
+                };
+            }
+            let mut actual = Vec::new();
+            trades_text(rows, traders, seed, first_index, format, &mut actual);
+            assert_eq!(String::from_utf8_lossy(&actual), expected, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn normal_samples_have_the_standard_moments() {
+        let mut normal = NormalPairs::new(SplitMix64::new(5));
+        let samples: Vec<f64> = (0..400_000).map(|_| normal.sample()).collect();
+        let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+        let variance =
+            samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / samples.len() as f64;
+        let within_one = samples.iter().filter(|x| x.abs() < 1.0).count() as f64;
+        assert!(mean.abs() < 0.01, "{mean}");
+        assert!((variance - 1.0).abs() < 0.01, "{variance}");
+        // P(|Z| < 1) = 0.6827.
+        assert!((within_one / samples.len() as f64 - 0.6827).abs() < 0.005);
     }
 }

@@ -341,14 +341,14 @@ fn gen(
     // block has its own seed (from its first row), so the bytes depend on neither the block
     // size nor the thread count.
     let round_blocks = 4 * rayon::current_num_threads().max(1) as u64;
-    let generate_block = |first_row: u64| -> Vec<u8> {
+    let generate_block = |first_row: u64, buffer: &mut Vec<u8>| {
         let block = BLOCK_ROWS.min(rows - first_row);
         let block_seed = seed ^ first_row.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut buffer = Vec::with_capacity(block as usize * 64);
+        buffer.clear();
         match dataset {
             Dataset::OneBrc => {
                 let stations = keys.unwrap_or(quiver_cli::generate::STATIONS.len() as u64) as usize;
-                quiver_cli::generate::onebrc_lines(block, stations, block_seed, &mut buffer);
+                quiver_cli::generate::onebrc_lines(block, stations, block_seed, buffer);
             }
             Dataset::H2o => {
                 if first_row == 0 {
@@ -359,7 +359,7 @@ fn gen(
                     rows,
                     keys.unwrap_or(100),
                     block_seed,
-                    &mut buffer,
+                    buffer,
                 );
             }
             Dataset::Trades => {
@@ -372,36 +372,57 @@ fn gen(
                     block_seed,
                     first_row,
                     trades_format,
-                    &mut buffer,
+                    buffer,
                 );
             }
         }
-        buffer
     };
-    let mut written = 0;
-    while written < rows {
-        let firsts: Vec<u64> = (0..round_blocks)
-            .map(|i| written + i * BLOCK_ROWS)
-            .take_while(|&first| first < rows)
-            .collect();
-        let buffers: Vec<Vec<u8>> = {
-            use rayon::prelude::*;
-            firsts
-                .par_iter()
-                .map(|&first| generate_block(first))
-                .collect()
-        };
-        for buffer in &buffers {
-            writer
-                .write_all(buffer)
-                .map_err(|e| QuiverError::io(output.display().to_string(), e))?;
+    // A writer thread takes each round's buffers while the next round is generated, and hands
+    // them back to be filled again (fresh buffers would cost a page fault per 4 KiB).
+    let (round_sender, round_receiver) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(1);
+    let (recycle_sender, recycle_receiver) = std::sync::mpsc::channel::<Vec<Vec<u8>>>();
+    std::thread::scope(|scope| -> Result<()> {
+        let writer_thread = scope.spawn(move || -> std::io::Result<()> {
+            for round in round_receiver {
+                for buffer in &round {
+                    writer.write_all(buffer)?;
+                }
+                // The generator may have finished already; the buffers are then just freed.
+                let _ = recycle_sender.send(round);
+            }
+            writer.flush()
+        });
+        let mut written = 0;
+        while written < rows {
+            let firsts: Vec<u64> = (0..round_blocks)
+                .map(|i| written + i * BLOCK_ROWS)
+                .take_while(|&first| first < rows)
+                .collect();
+            let mut buffers = recycle_receiver.try_recv().unwrap_or_default();
+            buffers.resize_with(firsts.len(), Vec::new);
+            {
+                use rayon::prelude::*;
+                buffers
+                    .par_iter_mut()
+                    .zip(firsts.par_iter())
+                    .for_each(|(buffer, &first)| generate_block(first, buffer));
+            }
+            // A closed channel means the writer stopped on an error, reported below.
+            if round_sender.send(buffers).is_err() {
+                break;
+            }
+            written = (written + round_blocks * BLOCK_ROWS).min(rows);
+            bar.set_position(written);
         }
-        written = (written + round_blocks * BLOCK_ROWS).min(rows);
-        bar.set_position(written);
-    }
-    writer
-        .flush()
-        .map_err(|e| QuiverError::io(output.display().to_string(), e))?;
+        drop(round_sender);
+        match writer_thread.join() {
+            Ok(result) => result.map_err(|e| QuiverError::io(output.display().to_string(), e)),
+            Err(_) => Err(QuiverError::Internal(format!(
+                "the writer of {} panicked",
+                output.display()
+            ))),
+        }
+    })?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     if !quiet {
