@@ -14,22 +14,13 @@ use arrow::datatypes::{Field, Schema};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use quiver::Engine;
 use quiver_cli::generate;
-use quiver_ingest::{IngestConfig, RecordBatcher};
 use quiver_kernels::expr::{BinaryOp, Expr};
 use quiver_kernels::{reference, AggregateExpr, AggregateFunction as F, EmitTo, HashAggregator};
 
 const ROWS: usize = 2_000_000;
 
 fn trade_batches(rows: usize) -> Vec<RecordBatch> {
-    let records = generate::trades(rows, 100, 11);
-    let mut batcher =
-        RecordBatcher::with_schema(generate::trade_schema(), IngestConfig::default()).unwrap();
-    let mut batches = Vec::new();
-    for record in &records {
-        batches.extend(batcher.push(record).unwrap());
-    }
-    batches.extend(batcher.finish().unwrap());
-    batches
+    generate::trade_batches(rows, 100, 11).unwrap()
 }
 
 fn through_sql(engine: &Engine, sql: &str, batches: &[RecordBatch]) -> Vec<RecordBatch> {

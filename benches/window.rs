@@ -11,7 +11,6 @@ use quiver::{Engine, StreamOptions};
 use quiver_cli::generate;
 use quiver_exec::window::{EmitMode, LatePolicy, WindowOptions};
 use quiver_exec::window_reference::{window_aggregate, StreamEvent};
-use quiver_ingest::{IngestConfig, RecordBatcher};
 use quiver_kernels::window::WindowSpec;
 use quiver_kernels::{AggregateExpr, AggregateFunction as F};
 
@@ -19,15 +18,7 @@ const ROWS: usize = 1_000_000;
 const REFERENCE_ROWS: usize = 50_000;
 
 fn trade_batches(rows: usize) -> Vec<RecordBatch> {
-    let records = generate::trades(rows, 100, 7);
-    let mut batcher =
-        RecordBatcher::with_schema(generate::trade_schema(), IngestConfig::default()).unwrap();
-    let mut batches = Vec::new();
-    for record in &records {
-        batches.extend(batcher.push(record).unwrap());
-    }
-    batches.extend(batcher.finish().unwrap());
-    batches
+    generate::trade_batches(rows, 100, 7).unwrap()
 }
 
 const AGGREGATES: &str = "COUNT(*) AS trade_count, AVG(price) AS avg_price, \

@@ -765,6 +765,24 @@ pub fn trades(rows: usize, traders: u64, seed: u64) -> Vec<Record> {
         .collect()
 }
 
+/// [`trades`] as Arrow batches of the default size, through the ingest path a source uses.
+pub fn trade_batches(
+    rows: usize,
+    traders: u64,
+    seed: u64,
+) -> quiver_core::Result<Vec<arrow::record_batch::RecordBatch>> {
+    let mut batcher = quiver_ingest::RecordBatcher::with_schema(
+        trade_schema(),
+        quiver_ingest::IngestConfig::default(),
+    )?;
+    let mut batches = Vec::new();
+    for record in &trades(rows, traders, seed) {
+        batches.extend(batcher.push(record)?);
+    }
+    batches.extend(batcher.finish()?);
+    Ok(batches)
+}
+
 /// Header of the H2O db-benchmark groupby table.
 pub const H2O_HEADER: &str = "id1,id2,id3,id4,id5,id6,v1,v2,v3\n";
 

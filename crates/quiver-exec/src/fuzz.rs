@@ -17,28 +17,6 @@ use crate::window_reference::{
     apply_changelog_checked, millis_column, window_aggregate, StreamEvent,
 };
 
-/// Reads fuzz bytes as small choices; exhausted input reads as zeros.
-struct Choices<'a> {
-    data: &'a [u8],
-    at: usize,
-}
-
-impl Choices<'_> {
-    fn u8(&mut self) -> u8 {
-        let byte = self.data.get(self.at).copied().unwrap_or(0);
-        self.at += 1;
-        byte
-    }
-
-    fn below(&mut self, bound: u8) -> u8 {
-        self.u8() % bound.max(1)
-    }
-
-    fn exhausted(&self) -> bool {
-        self.at >= self.data.len()
-    }
-}
-
 /// A decoded case: configuration, input layout and the stream.
 #[derive(Debug, Clone)]
 pub struct WindowCase {
@@ -56,7 +34,7 @@ pub struct WindowCase {
 
 /// Decodes bytes into a window case; every input gives a valid case.
 pub fn decode_window_case(data: &[u8]) -> WindowCase {
-    let mut choices = Choices { data, at: 0 };
+    let mut choices = quiver_kernels::fuzz::Bytes::new(data);
     let spec = match choices.below(4) {
         0 => WindowSpec::Global,
         1 => {

@@ -1052,6 +1052,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        feature = "force-hash-collisions",
+        ignore = "every hash is 0 under force-hash-collisions, so HyperLogLog cannot estimate"
+    )]
     fn estimates_are_within_three_standard_errors() {
         for cardinality in [1_i64, 10, 100, 1_000, 20_000, 200_000] {
             // Every value three times: duplicates must not count.

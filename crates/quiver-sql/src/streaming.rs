@@ -68,12 +68,49 @@ fn next_significant(tokens: &[TokenWithSpan], from: usize) -> Option<usize> {
 
 const WINDOW_KINDS: [&str; 4] = ["TUMBLING", "SLIDING", "HOPPING", "SESSION"];
 
+/// The deepest nesting of brackets a query may have. The parser recurses once per level (for
+/// parenthesised FROM items without a depth limit of its own), so unbounded nesting could
+/// exhaust the stack; real queries stay far below this.
+pub const MAX_NESTING_DEPTH: usize = 32;
+
+/// Refuses SQL whose brackets nest deeper than [`MAX_NESTING_DEPTH`], before it reaches the
+/// recursive parser.
+fn check_nesting(tokens: &[TokenWithSpan]) -> Result<()> {
+    let mut depth = 0_usize;
+    for token in tokens {
+        match token.token {
+            Token::LParen | Token::LBracket | Token::LBrace => {
+                depth += 1;
+                if depth > MAX_NESTING_DEPTH {
+                    return Err(syntax(format!(
+                        "brackets nest more than {MAX_NESTING_DEPTH} levels deep{}",
+                        location(token.span)
+                    )));
+                }
+            }
+            Token::RParen | Token::RBracket | Token::RBrace => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Stack for the parser: it recurses once or more per nesting level, and an unoptimised build
+/// takes tens of KiB per level, more than a test thread's 2 MiB at [`MAX_NESTING_DEPTH`].
+const PARSER_STACK_BYTES: usize = 16 << 20;
+
 /// Parses `sql`, taking out the Velostream window clause and the emit mode.
 pub fn parse(sql: &str) -> Result<Parsed> {
+    // A segment of its own (mapped lazily), whatever stack the caller runs on.
+    stacker::grow(PARSER_STACK_BYTES, || parse_on_this_stack(sql))
+}
+
+fn parse_on_this_stack(sql: &str) -> Result<Parsed> {
     let dialect = GenericDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(syntax)?;
+    check_nesting(&tokens)?;
     let mut kept = Vec::with_capacity(tokens.len());
     let mut window = None;
     let mut emit = None;
@@ -369,6 +406,40 @@ pub fn window_bound_type(time_type: &DataType) -> DataType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_is_a_clear_error_not_a_stack_overflow() {
+        let nested_from =
+            |depth: usize| format!("SELECT * FROM {}t{}", "(".repeat(depth), ")".repeat(depth));
+        let nested_expression =
+            |depth: usize| format!("SELECT {}1{} FROM t", "(".repeat(depth), ")".repeat(depth));
+        let nested_subquery = |depth: usize| {
+            format!(
+                "{}SELECT * FROM t{}",
+                "SELECT * FROM (".repeat(depth),
+                ")".repeat(depth)
+            )
+        };
+        for sql in [
+            nested_from(MAX_NESTING_DEPTH),
+            nested_expression(MAX_NESTING_DEPTH),
+            nested_subquery(MAX_NESTING_DEPTH),
+            // Found by the sql_parse fuzz target: overflowed a 2 MiB stack in a debug build.
+            "SELECT * FROM   (((((((((((SELECT * FROM   (((((((((     L FROM   ((((((((((||/|"
+                .to_string(),
+        ] {
+            // Parsed (or refused by the parser) within the depth, in a debug test thread's stack.
+            let _ = parse(&sql);
+        }
+        for sql in [
+            nested_from(MAX_NESTING_DEPTH + 1),
+            nested_expression(MAX_NESTING_DEPTH + 1),
+            nested_from(100_000),
+        ] {
+            let error = parse(&sql).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.contains("nest more than 32 levels"), "{error}");
+        }
+    }
 
     #[test]
     fn velostream_clauses_come_out_of_the_token_stream() {
