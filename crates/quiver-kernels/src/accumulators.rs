@@ -1,16 +1,16 @@
-//! Accumulators over dense group ids: one `Vec` of state per aggregate, updated in tight loops.
+//! Accumulators over dense group ids: one `Vec` of state per aggregate, updated in tight loops
+//! (COUNT / SUM / AVG / MIN / MAX of numbers share one pass in [`crate::fused`]).
 //!
 //! Each accumulator updates from a batch (`update_batch`), merges partial states from other
 //! partitions (`merge_batch`), exposes its state as Arrow arrays (`state`) and produces final
-//! values (`evaluate`). Exactness: integer sums accumulate in `i128` (overflow of the output type
-//! is an error), decimal sums and averages stay decimal, float sums use Neumaier compensated
-//! summation so results are stable across batch sizes and partitionings to within a few ulps.
+//! values (`evaluate`). The sums' exactness rules (i128, decimal, Neumaier) are in
+//! [`crate::fused`].
 
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, ArrowPrimitiveType, AsArray, BooleanArray, Decimal128Array, Float64Array,
-    Int64Array, PrimitiveArray, StringArray,
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, BooleanArray, Int64Array, PrimitiveArray,
+    StringArray,
 };
 use arrow::buffer::NullBuffer;
 use arrow::compute::cast;
@@ -185,162 +185,13 @@ pub(crate) fn state_column<T: ArrowPrimitiveType>(
 // ---------------------------------------------------------------------------------------------
 // SUM and AVG
 
-/// Whether a [`SumAccumulator`] reports the sum or the mean.
+/// Whether a sum reports the sum or the mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SumKind {
     /// `SUM`.
     Sum,
     /// `AVG`.
     Avg,
-}
-
-/// How values are summed, by input type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SumDomain {
-    /// Integers, exact in `i128`.
-    Integer,
-    /// Decimal128 with this scale, exact in `i128`.
-    Decimal(i8),
-    /// Floats, Neumaier-compensated `f64`.
-    Float,
-}
-
-/// `SUM` and `AVG` over integers, decimals and floats.
-#[derive(Debug)]
-pub struct SumAccumulator {
-    kind: SumKind,
-    domain: SumDomain,
-    input_type: DataType,
-    counts: Vec<i64>,
-    exact_sums: Vec<i128>,
-    float_sums: Vec<f64>,
-    float_compensations: Vec<f64>,
-}
-
-/// Adds `value` to a Neumaier-compensated sum.
-#[inline(always)]
-fn neumaier_add(sum: &mut f64, compensation: &mut f64, value: f64) {
-    let t = *sum + value;
-    if sum.abs() >= value.abs() {
-        *compensation += (*sum - t) + value;
-    } else {
-        *compensation += (value - t) + *sum;
-    }
-    *sum = t;
-}
-
-impl SumAccumulator {
-    /// A `SUM` or `AVG` over values of `input_type`.
-    pub fn try_new(kind: SumKind, input_type: &DataType) -> Result<Self> {
-        let domain = match input_type {
-            t if t.is_integer() => SumDomain::Integer,
-            DataType::Decimal128(_, scale) => SumDomain::Decimal(*scale),
-            DataType::Float16 | DataType::Float32 | DataType::Float64 => SumDomain::Float,
-            other => {
-                return Err(QuiverError::Unsupported(format!(
-                    "{kind:?} of {other}; it takes integers, decimals and floats"
-                )))
-            }
-        };
-        Ok(SumAccumulator {
-            kind,
-            domain,
-            input_type: input_type.clone(),
-            counts: Vec::new(),
-            exact_sums: Vec::new(),
-            float_sums: Vec::new(),
-            float_compensations: Vec::new(),
-        })
-    }
-
-    /// The output type for `kind` over `input_type`.
-    pub fn output_type(kind: SumKind, input_type: &DataType) -> Result<DataType> {
-        Ok(match (kind, Self::try_new(kind, input_type)?.domain) {
-            (SumKind::Sum, SumDomain::Integer) => DataType::Int64,
-            (SumKind::Sum, SumDomain::Decimal(s)) => DataType::Decimal128(38, s),
-            (SumKind::Avg, SumDomain::Decimal(s)) => DataType::Decimal128(38, avg_scale(s)),
-            (_, SumDomain::Float) | (SumKind::Avg, SumDomain::Integer) => DataType::Float64,
-        })
-    }
-
-    fn resize(&mut self, total_groups: usize) {
-        self.counts.resize(total_groups, 0);
-        match self.domain {
-            SumDomain::Float => {
-                self.float_sums.resize(total_groups, 0.0);
-                self.float_compensations.resize(total_groups, 0.0);
-            }
-            _ => self.exact_sums.resize(total_groups, 0),
-        }
-    }
-
-    #[inline(never)]
-    fn update_exact<T>(
-        &mut self,
-        values: &PrimitiveArray<T>,
-        group_ids: &[u32],
-        mask: Option<&NullBuffer>,
-    ) -> Result<()>
-    where
-        T: ArrowPrimitiveType,
-        T::Native: Into<i128>,
-    {
-        let (sums, counts, raw) = (&mut self.exact_sums, &mut self.counts, values.values());
-        if std::mem::size_of::<T::Native>() <= 8 {
-            // Values of at most 64 bits: 2^64 rows cannot overflow an i128 sum.
-            for_each_selected!(mask, group_ids, raw, |g, v| {
-                sums[g] += v.into();
-                counts[g] += 1;
-            });
-            return Ok(());
-        }
-        let mut overflow = false;
-        for_each_selected!(mask, group_ids, raw, |g, v| {
-            match sums[g].checked_add(v.into()) {
-                Some(s) => sums[g] = s,
-                None => overflow = true,
-            }
-            counts[g] += 1;
-        });
-        if overflow {
-            return Err(QuiverError::overflow(
-                format!("{:?}", self.kind),
-                "Decimal128 (i128)",
-            ));
-        }
-        Ok(())
-    }
-
-    #[inline(never)]
-    fn update_float<T>(
-        &mut self,
-        values: &PrimitiveArray<T>,
-        group_ids: &[u32],
-        mask: Option<&NullBuffer>,
-    ) where
-        T: ArrowPrimitiveType,
-        T::Native: Into<f64>,
-    {
-        let (sums, comps, counts, raw) = (
-            &mut self.float_sums,
-            &mut self.float_compensations,
-            &mut self.counts,
-            values.values(),
-        );
-        for_each_selected!(mask, group_ids, raw, |g, v| {
-            neumaier_add(&mut sums[g], &mut comps[g], v.into());
-            counts[g] += 1;
-        });
-    }
-
-    fn emitted(&mut self, emit_to: EmitTo) -> (Vec<i64>, Vec<i128>, Vec<f64>, Vec<f64>) {
-        (
-            take_front(&mut self.counts, emit_to),
-            take_front(&mut self.exact_sums, emit_to),
-            take_front(&mut self.float_sums, emit_to),
-            take_front(&mut self.float_compensations, emit_to),
-        )
-    }
 }
 
 /// Scale of `AVG` over a decimal of scale `scale`: four more digits, as DataFusion and Spark.
@@ -362,204 +213,6 @@ pub fn div_round_half_away(numerator: i128, denominator: i128) -> Option<i128> {
     } else {
         Some(quotient)
     }
-}
-
-const DECIMAL38_MAX: i128 = 99_999_999_999_999_999_999_999_999_999_999_999_999;
-
-impl GroupsAccumulator for SumAccumulator {
-    fn update_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_ids: &[u32],
-        filter: Option<&BooleanArray>,
-        total_groups: usize,
-    ) -> Result<()> {
-        self.resize(total_groups);
-        let array = values
-            .first()
-            .ok_or_else(|| QuiverError::Internal("SUM without an argument".into()))?;
-        let mask = selected_rows(array.nulls(), filter);
-        let mask = mask.as_ref();
-        macro_rules! exact {
-            ($t:ty) => {
-                self.update_exact(array.as_primitive::<$t>(), group_ids, mask)
-            };
-        }
-        match array.data_type() {
-            DataType::Int8 => exact!(Int8Type),
-            DataType::Int16 => exact!(Int16Type),
-            DataType::Int32 => exact!(Int32Type),
-            DataType::Int64 => exact!(Int64Type),
-            DataType::UInt8 => exact!(UInt8Type),
-            DataType::UInt16 => exact!(UInt16Type),
-            DataType::UInt32 => exact!(UInt32Type),
-            DataType::UInt64 => exact!(UInt64Type),
-            DataType::Decimal128(..) => exact!(Decimal128Type),
-            DataType::Float32 => {
-                self.update_float(array.as_primitive::<Float32Type>(), group_ids, mask);
-                Ok(())
-            }
-            DataType::Float64 => {
-                self.update_float(array.as_primitive::<Float64Type>(), group_ids, mask);
-                Ok(())
-            }
-            DataType::Float16 => {
-                let widened = cast(array, &DataType::Float64)?;
-                self.update_float(widened.as_primitive::<Float64Type>(), group_ids, mask);
-                Ok(())
-            }
-            other => Err(QuiverError::Internal(format!(
-                "{:?} built for {} got {other}",
-                self.kind, self.input_type
-            ))),
-        }
-    }
-
-    fn merge_batch(
-        &mut self,
-        states: &[ArrayRef],
-        group_ids: &[u32],
-        total_groups: usize,
-    ) -> Result<()> {
-        self.resize(total_groups);
-        let counts = state_column::<Int64Type>(states, 0)?;
-        for (&g, &c) in group_ids.iter().zip(counts.values()) {
-            self.counts[g as usize] += c;
-        }
-        match self.domain {
-            SumDomain::Float => {
-                let sums = state_column::<Float64Type>(states, 1)?;
-                let comps = state_column::<Float64Type>(states, 2)?;
-                for ((&g, &s), &c) in group_ids.iter().zip(sums.values()).zip(comps.values()) {
-                    let g = g as usize;
-                    neumaier_add(&mut self.float_sums[g], &mut self.float_compensations[g], s);
-                    // A partial that reached ±inf or NaN has a meaningless compensation.
-                    if c.is_finite() {
-                        neumaier_add(&mut self.float_sums[g], &mut self.float_compensations[g], c);
-                    }
-                }
-            }
-            _ => {
-                let sums = state_column::<Decimal128Type>(states, 1)?;
-                for (&g, &s) in group_ids.iter().zip(sums.values()) {
-                    let g = g as usize;
-                    self.exact_sums[g] = self.exact_sums[g]
-                        .checked_add(s)
-                        .ok_or_else(|| QuiverError::overflow(format!("{:?}", self.kind), "i128"))?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let (counts, exact, sums, comps) = self.emitted(emit_to);
-        let counts: ArrayRef = Arc::new(Int64Array::from(counts));
-        Ok(match self.domain {
-            SumDomain::Float => vec![
-                counts,
-                Arc::new(Float64Array::from(sums)),
-                Arc::new(Float64Array::from(comps)),
-            ],
-            // The raw i128 sum; it may exceed 38 digits until the final check.
-            _ => vec![
-                counts,
-                Arc::new(Decimal128Array::from(exact).with_precision_and_scale(38, 0)?),
-            ],
-        })
-    }
-
-    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let (counts, exact, sums, comps) = self.emitted(emit_to);
-        let nulls = NullBuffer::from_iter(counts.iter().map(|&c| c > 0));
-        let nulls = (nulls.null_count() > 0).then_some(nulls);
-        let context = format!("{:?}({})", self.kind, self.input_type);
-        Ok(match (self.kind, self.domain) {
-            (SumKind::Sum, SumDomain::Integer) => {
-                let values = exact
-                    .iter()
-                    .map(|&s| {
-                        i64::try_from(s).map_err(|_| QuiverError::overflow(&context, "Int64"))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Arc::new(Int64Array::new(values.into(), nulls))
-            }
-            (SumKind::Sum, SumDomain::Decimal(scale)) => {
-                if exact
-                    .iter()
-                    .any(|s| s.unsigned_abs() > DECIMAL38_MAX.unsigned_abs())
-                {
-                    return Err(QuiverError::overflow(&context, "Decimal128(38)"));
-                }
-                Arc::new(
-                    Decimal128Array::new(exact.into(), nulls)
-                        .with_precision_and_scale(38, scale)?,
-                )
-            }
-            (SumKind::Avg, SumDomain::Decimal(scale)) => {
-                let out_scale = avg_scale(scale);
-                let factor = 10_i128.pow(u32::from((out_scale - scale).unsigned_abs()));
-                let values = exact
-                    .iter()
-                    .zip(&counts)
-                    .map(|(&s, &c)| {
-                        if c == 0 {
-                            return Ok(0);
-                        }
-                        s.checked_mul(factor)
-                            .and_then(|scaled| div_round_half_away(scaled, i128::from(c)))
-                            .filter(|v| v.unsigned_abs() <= DECIMAL38_MAX.unsigned_abs())
-                            .ok_or_else(|| QuiverError::overflow(&context, "Decimal128(38)"))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Arc::new(
-                    Decimal128Array::new(values.into(), nulls)
-                        .with_precision_and_scale(38, out_scale)?,
-                )
-            }
-            (SumKind::Avg, SumDomain::Integer) => {
-                let values: Vec<f64> = exact
-                    .iter()
-                    .zip(&counts)
-                    .map(|(&s, &c)| if c == 0 { 0.0 } else { exact_mean(s, c) })
-                    .collect();
-                Arc::new(Float64Array::new(values.into(), nulls))
-            }
-            (kind, SumDomain::Float) => {
-                let values: Vec<f64> = sums
-                    .iter()
-                    .zip(&comps)
-                    .zip(&counts)
-                    .map(|((&s, &c), &n)| {
-                        // Past ±inf or NaN the compensation is NaN and must not leak.
-                        let total = if s.is_finite() { s + c } else { s };
-                        match kind {
-                            SumKind::Sum => total,
-                            SumKind::Avg if n == 0 => 0.0,
-                            SumKind::Avg => total / n as f64,
-                        }
-                    })
-                    .collect();
-                Arc::new(Float64Array::new(values.into(), nulls))
-            }
-        })
-    }
-
-    fn size(&self) -> usize {
-        self.counts.capacity() * 8
-            + self.exact_sums.capacity() * 16
-            + self.float_sums.capacity() * 8
-            + self.float_compensations.capacity() * 8
-    }
-}
-
-/// Mean of an exact integer sum, with one rounding when the quotient is an integer that fits
-/// 53 bits, and the remainder added separately otherwise.
-fn exact_mean(sum: i128, count: i64) -> f64 {
-    let count = i128::from(count);
-    let quotient = sum / count;
-    let remainder = sum % count;
-    quotient as f64 + remainder as f64 / count as f64
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -873,22 +526,6 @@ mod tests {
         assert!(!f64::NAN.sql_lt(1.0));
         assert!(!f64::NAN.sql_lt(f64::NAN));
         assert!(f64::NEG_INFINITY.sql_lt(-1.0));
-    }
-
-    #[test]
-    fn integer_sum_overflowing_int64_is_an_error() {
-        let mut sum = SumAccumulator::try_new(SumKind::Sum, &DataType::Int64).unwrap();
-        let values: ArrayRef = Arc::new(Int64Array::from(vec![i64::MAX, 1, i64::MIN, -1]));
-        sum.update_batch(std::slice::from_ref(&values), &[0, 0, 1, 1], None, 2)
-            .unwrap();
-        let error = sum.evaluate(EmitTo::All).unwrap_err();
-        assert!(error.to_string().contains("overflow of Int64"), "{error}");
-        // The intermediate overflow alone is fine when the final sum fits.
-        let mut sum = SumAccumulator::try_new(SumKind::Sum, &DataType::Int64).unwrap();
-        let values: ArrayRef = Arc::new(Int64Array::from(vec![i64::MAX, 1, -1]));
-        sum.update_batch(&[values], &[0, 0, 0], None, 1).unwrap();
-        let result = sum.evaluate(EmitTo::All).unwrap();
-        assert_eq!(result.as_primitive::<Int64Type>().value(0), i64::MAX);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! the result equals single-phase aggregation.
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{new_null_array, ArrayRef, AsArray};
@@ -13,11 +14,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use quiver_core::{QuiverError, Result};
 
-use crate::accumulators::{
-    new_min_max, sum_state_fields, CountAccumulator, GroupsAccumulator, MinMaxKind, SumAccumulator,
-    SumKind,
-};
+use crate::accumulators::{new_min_max, CountAccumulator, GroupsAccumulator, MinMaxKind};
 use crate::approx_percentile::ApproxPercentileAccumulator;
+use crate::fused::{self, new_fused, FusedAccumulator, NumericRole};
 use crate::group_values::{new_group_values, GroupValues};
 use crate::more_accumulators::{
     ApproxDistinctAccumulator, BoolAccumulator, CountDistinctAccumulator, FirstLastAccumulator,
@@ -143,8 +142,9 @@ pub struct HashAggregator {
     aggregates: Vec<AggregateExpr>,
     /// `None` for a global aggregate (no GROUP BY): every row is in group 0.
     group_values: Option<Box<dyn GroupValues>>,
-    accumulators: Vec<Box<dyn GroupsAccumulator>>,
-    state_widths: Vec<usize>,
+    units: Vec<Unit>,
+    /// Each aggregate's columns in a state batch, after the keys.
+    state_ranges: Vec<Range<usize>>,
     group_ids: Vec<u32>,
     output_schema: SchemaRef,
     state_schema: SchemaRef,
@@ -191,11 +191,14 @@ impl HashAggregator {
         } else {
             Some(new_group_values(&key_types)?)
         };
-        let mut accumulators: Vec<Box<dyn GroupsAccumulator>> = Vec::new();
+        let mut units: Vec<Unit> = Vec::new();
+        // Fused units by (input column, filter column).
+        let mut fused_units: Vec<(usize, Option<usize>, usize)> = Vec::new();
+        let mut count_stars: Vec<usize> = Vec::new();
         let mut output_fields = key_fields.clone();
         let mut state_fields = key_fields;
-        let mut state_widths = Vec::new();
-        for aggregate in &aggregates {
+        let mut state_ranges = Vec::new();
+        for (index, aggregate) in aggregates.iter().enumerate() {
             if let Some(filter) = aggregate.filter {
                 if column(filter)?.data_type() != &DataType::Boolean {
                     return Err(QuiverError::Unsupported(format!(
@@ -214,129 +217,45 @@ impl HashAggregator {
                     )))
                 }
             };
-            let (accumulator, output_type, states): (
-                Box<dyn GroupsAccumulator>,
-                DataType,
-                Vec<Field>,
-            ) = match aggregate.function {
-                AggregateFunction::CountStar | AggregateFunction::Count => (
-                    Box::new(CountAccumulator::new()),
-                    DataType::Int64,
-                    vec![Field::new(
-                        format!("{}[count]", aggregate.name),
+            let (output_type, states) = match (numeric_role(aggregate.function), aggregate.input) {
+                (Some(NumericRole::CountStar), _) => {
+                    count_stars.push(index);
+                    (
                         DataType::Int64,
-                        false,
-                    )],
-                ),
-                AggregateFunction::Sum | AggregateFunction::Avg => {
-                    let kind = if aggregate.function == AggregateFunction::Sum {
-                        SumKind::Sum
-                    } else {
-                        SumKind::Avg
-                    };
-                    (
-                        Box::new(SumAccumulator::try_new(kind, &input_type)?),
-                        SumAccumulator::output_type(kind, &input_type)?,
-                        sum_state_fields(&input_type, &aggregate.name),
+                        fused::state_fields(NumericRole::CountStar, &input_type, &aggregate.name),
                     )
                 }
-                AggregateFunction::Min | AggregateFunction::Max => {
-                    let kind = if aggregate.function == AggregateFunction::Min {
-                        MinMaxKind::Min
-                    } else {
-                        MinMaxKind::Max
-                    };
-                    (
-                        new_min_max(kind, &input_type)?,
-                        input_type.clone(),
-                        vec![Field::new(
-                            format!("{}[value]", aggregate.name),
-                            input_type.clone(),
-                            true,
-                        )],
-                    )
-                }
-                AggregateFunction::ApproxCountDistinct => (
-                    Box::new(ApproxDistinctAccumulator::try_new(&input_type)?),
-                    DataType::Int64,
-                    ApproxDistinctAccumulator::state_fields(&aggregate.name),
-                ),
-                AggregateFunction::CountDistinct => (
-                    Box::new(CountDistinctAccumulator::try_new(&input_type)?),
-                    DataType::Int64,
-                    CountDistinctAccumulator::state_fields(&aggregate.name, &input_type),
-                ),
-                function @ (AggregateFunction::VarSamp
-                | AggregateFunction::VarPop
-                | AggregateFunction::StddevSamp
-                | AggregateFunction::StddevPop) => {
-                    require_numeric(&aggregate.name, &input_type)?;
-                    let kind = match function {
-                        AggregateFunction::VarSamp => VarianceKind::VarSamp,
-                        AggregateFunction::VarPop => VarianceKind::VarPop,
-                        AggregateFunction::StddevSamp => VarianceKind::StddevSamp,
-                        _ => VarianceKind::StddevPop,
-                    };
-                    (
-                        Box::new(VarianceAccumulator::new(kind)),
-                        DataType::Float64,
-                        VarianceAccumulator::state_fields(&aggregate.name),
-                    )
-                }
-                function @ (AggregateFunction::BoolAnd | AggregateFunction::BoolOr) => {
-                    if input_type != DataType::Boolean {
-                        return Err(QuiverError::Unsupported(format!(
-                            "{function} of {input_type} in {}; it takes booleans",
-                            aggregate.name
-                        )));
+                (Some(role), Some(input)) if fused::is_fusable(&input_type) => {
+                    let output_type = fused::output_type(role, &input_type)?;
+                    let found = fused_units
+                        .iter()
+                        .find(|&&(i, f, _)| i == input && f == aggregate.filter);
+                    match found {
+                        Some(&(_, _, unit)) => units[unit].add_fused(index, role),
+                        None => {
+                            fused_units.push((input, aggregate.filter, units.len()));
+                            units.push(Unit::PendingFused {
+                                input,
+                                filter: aggregate.filter,
+                                input_type: input_type.clone(),
+                                members: vec![(index, role)],
+                            });
+                        }
                     }
                     (
-                        Box::new(BoolAccumulator::new(function == AggregateFunction::BoolAnd)),
-                        DataType::Boolean,
-                        vec![Field::new(
-                            format!("{}[value]", aggregate.name),
-                            DataType::Boolean,
-                            true,
-                        )],
+                        output_type,
+                        fused::state_fields(role, &input_type, &aggregate.name),
                     )
                 }
-                function @ (AggregateFunction::Median | AggregateFunction::PercentileCont(_)) => {
-                    require_numeric(&aggregate.name, &input_type)?;
-                    let fraction = match function {
-                        AggregateFunction::PercentileCont(fraction) => fraction,
-                        _ => 0.5,
-                    };
-                    (
-                        Box::new(PercentileAccumulator::try_new(fraction)?),
-                        DataType::Float64,
-                        PercentileAccumulator::state_fields(&aggregate.name),
-                    )
+                _ => {
+                    let (accumulator, output_type, states) =
+                        own_accumulator(aggregate, &input_type)?;
+                    units.push(Unit::Own {
+                        aggregate: index,
+                        accumulator,
+                    });
+                    (output_type, states)
                 }
-                AggregateFunction::ApproxPercentile(fraction) => {
-                    require_numeric(&aggregate.name, &input_type)?;
-                    (
-                        Box::new(ApproxPercentileAccumulator::try_new(fraction)?),
-                        DataType::Float64,
-                        ApproxPercentileAccumulator::state_fields(&aggregate.name),
-                    )
-                }
-                function @ (AggregateFunction::FirstValue | AggregateFunction::LastValue) => (
-                    Box::new(FirstLastAccumulator::new(
-                        function == AggregateFunction::FirstValue,
-                        input_type.clone(),
-                    )),
-                    input_type.clone(),
-                    FirstLastAccumulator::state_fields(&aggregate.name, &input_type),
-                ),
-                AggregateFunction::StringAgg => (
-                    Box::new(StringAggAccumulator::new(aggregate.separator.clone())),
-                    DataType::Utf8,
-                    vec![Field::new(
-                        format!("{}[joined]", aggregate.name),
-                        DataType::Utf8,
-                        true,
-                    )],
-                ),
             };
             let nullable = !matches!(
                 aggregate.function,
@@ -346,17 +265,32 @@ impl HashAggregator {
                     | AggregateFunction::ApproxCountDistinct
             );
             output_fields.push(Field::new(&aggregate.name, output_type, nullable));
-            state_widths.push(states.len());
+            let start = state_fields.len() - group_by.len();
+            state_ranges.push(start..start + states.len());
             state_fields.extend(states);
-            accumulators.push(accumulator);
         }
+        // A COUNT(*) rides along with a numeric column under the same filter, if there is one.
+        for index in count_stars {
+            let filter = aggregates[index].filter;
+            match fused_units.iter().find(|&&(_, f, _)| f == filter) {
+                Some(&(_, _, unit)) => units[unit].add_fused(index, NumericRole::CountStar),
+                None => units.push(Unit::Own {
+                    aggregate: index,
+                    accumulator: Box::new(CountAccumulator::new()),
+                }),
+            }
+        }
+        let units = units
+            .into_iter()
+            .map(Unit::build)
+            .collect::<Result<Vec<_>>>()?;
         Ok(HashAggregator {
             input_schema,
             group_by,
             aggregates,
             group_values,
-            accumulators,
-            state_widths,
+            units,
+            state_ranges,
             group_ids: Vec::new(),
             output_schema: Arc::new(Schema::new(output_fields)),
             state_schema: Arc::new(Schema::new(state_fields)),
@@ -402,7 +336,7 @@ impl HashAggregator {
     /// Bytes held by keys and accumulator state.
     pub fn size(&self) -> usize {
         self.group_values.as_ref().map_or(0, |g| g.size())
-            + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
+            + self.units.iter().map(Unit::size).sum::<usize>()
             + self.group_ids.capacity() * 4
     }
 
@@ -448,13 +382,36 @@ impl HashAggregator {
             .collect();
         // Empty batches still reach the accumulators: a global aggregate sizes its one group.
         let total_groups = self.assign_groups(&keys, batch.num_rows())?;
-        for (aggregate, accumulator) in self.aggregates.iter().zip(&mut self.accumulators) {
-            let values: Vec<ArrayRef> = match (aggregate.function, aggregate.input) {
-                (AggregateFunction::CountStar, _) | (_, None) => Vec::new(),
-                (_, Some(i)) => vec![Arc::clone(batch.column(i))],
-            };
-            let filter = aggregate.filter.map(|i| batch.column(i).as_boolean());
-            accumulator.update_batch(&values, &self.group_ids, filter, total_groups)?;
+        for unit in &mut self.units {
+            match unit {
+                Unit::Own {
+                    aggregate,
+                    accumulator,
+                } => {
+                    let aggregate = &self.aggregates[*aggregate];
+                    let values: Vec<ArrayRef> = match (aggregate.function, aggregate.input) {
+                        (AggregateFunction::CountStar, _) | (_, None) => Vec::new(),
+                        (_, Some(i)) => vec![Arc::clone(batch.column(i))],
+                    };
+                    let filter = aggregate.filter.map(|i| batch.column(i).as_boolean());
+                    accumulator.update_batch(&values, &self.group_ids, filter, total_groups)?;
+                }
+                Unit::Fused {
+                    input,
+                    filter,
+                    accumulator,
+                    ..
+                } => {
+                    let filter = filter.map(|i| batch.column(i).as_boolean());
+                    accumulator.update_batch(
+                        batch.column(*input),
+                        &self.group_ids,
+                        filter,
+                        total_groups,
+                    )?;
+                }
+                Unit::PendingFused { .. } => return Err(pending_unit()),
+            }
         }
         self.check_memory()
     }
@@ -471,14 +428,30 @@ impl HashAggregator {
         let key_count = self.group_by.len();
         let keys: Vec<ArrayRef> = state.columns()[..key_count].to_vec();
         let total_groups = self.assign_groups(&keys, state.num_rows())?;
-        let mut next = key_count;
-        for (accumulator, &width) in self.accumulators.iter_mut().zip(&self.state_widths) {
-            accumulator.merge_batch(
-                &state.columns()[next..next + width],
-                &self.group_ids,
-                total_groups,
-            )?;
-            next += width;
+        let states = &state.columns()[key_count..];
+        let ranges = &self.state_ranges;
+        for unit in &mut self.units {
+            match unit {
+                Unit::Own {
+                    aggregate,
+                    accumulator,
+                } => {
+                    let columns = &states[ranges[*aggregate].clone()];
+                    accumulator.merge_batch(columns, &self.group_ids, total_groups)?;
+                }
+                Unit::Fused {
+                    members,
+                    accumulator,
+                    ..
+                } => {
+                    let columns: Vec<&[ArrayRef]> = members
+                        .iter()
+                        .map(|&a| &states[ranges[a].clone()])
+                        .collect();
+                    accumulator.merge_batch(&columns, &self.group_ids, total_groups)?;
+                }
+                Unit::PendingFused { .. } => return Err(pending_unit()),
+            }
         }
         self.check_memory()
     }
@@ -501,12 +474,33 @@ impl HashAggregator {
     /// Final results of the emitted groups (removing them), as a batch of the output schema.
     pub fn evaluate(&mut self, emit_to: EmitTo) -> Result<RecordBatch> {
         let (mut columns, rows, emit_to) = self.emit_keys(emit_to)?;
-        for ((field, accumulator), aggregate) in self.output_schema.fields()[self.group_by.len()..]
+        let mut outputs: Vec<Option<ArrayRef>> = vec![None; self.aggregates.len()];
+        for unit in &mut self.units {
+            match unit {
+                Unit::Own {
+                    aggregate,
+                    accumulator,
+                } => outputs[*aggregate] = Some(accumulator.evaluate(emit_to)?),
+                Unit::Fused {
+                    members,
+                    accumulator,
+                    ..
+                } => {
+                    for (&a, column) in members.iter().zip(accumulator.evaluate(emit_to)?) {
+                        outputs[a] = Some(column);
+                    }
+                }
+                Unit::PendingFused { .. } => return Err(pending_unit()),
+            }
+        }
+        for ((field, output), aggregate) in self.output_schema.fields()[self.group_by.len()..]
             .iter()
-            .zip(&mut self.accumulators)
+            .zip(outputs)
             .zip(&self.aggregates)
         {
-            let column = accumulator.evaluate(emit_to)?;
+            let column = output.ok_or_else(|| {
+                QuiverError::Internal(format!("no accumulator evaluated {}", aggregate.name))
+            })?;
             columns.push(pad_global(
                 column,
                 rows,
@@ -523,11 +517,232 @@ impl HashAggregator {
             return Ok(RecordBatch::new_empty(Arc::clone(&self.state_schema)));
         }
         let (mut columns, rows, emit_to) = self.emit_keys(emit_to)?;
-        for accumulator in &mut self.accumulators {
-            columns.extend(accumulator.state(emit_to)?);
+        let mut states: Vec<Option<Vec<ArrayRef>>> = vec![None; self.aggregates.len()];
+        for unit in &mut self.units {
+            match unit {
+                Unit::Own {
+                    aggregate,
+                    accumulator,
+                } => states[*aggregate] = Some(accumulator.state(emit_to)?),
+                Unit::Fused {
+                    members,
+                    accumulator,
+                    ..
+                } => {
+                    for (&a, state) in members.iter().zip(accumulator.state(emit_to)?) {
+                        states[a] = Some(state);
+                    }
+                }
+                Unit::PendingFused { .. } => return Err(pending_unit()),
+            }
+        }
+        for (state, aggregate) in states.into_iter().zip(&self.aggregates) {
+            columns.extend(state.ok_or_else(|| {
+                QuiverError::Internal(format!(
+                    "no accumulator held the state of {}",
+                    aggregate.name
+                ))
+            })?);
         }
         batch(&self.state_schema, columns, rows)
     }
+}
+
+/// The accumulators of a [`HashAggregator`]: one per aggregate, or one pass shared by the
+/// numeric aggregates of a column (see [`crate::fused`]).
+enum Unit {
+    /// One aggregate with an accumulator of its own.
+    Own {
+        aggregate: usize,
+        accumulator: Box<dyn GroupsAccumulator>,
+    },
+    /// Aggregates of column `input` under `filter`, updated in one pass.
+    Fused {
+        input: usize,
+        filter: Option<usize>,
+        members: Vec<usize>,
+        accumulator: Box<dyn FusedAccumulator>,
+    },
+    /// A fused unit while the aggregator is being built.
+    PendingFused {
+        input: usize,
+        filter: Option<usize>,
+        input_type: DataType,
+        members: Vec<(usize, NumericRole)>,
+    },
+}
+
+impl Unit {
+    fn add_fused(&mut self, aggregate: usize, role: NumericRole) {
+        if let Unit::PendingFused { members, .. } = self {
+            members.push((aggregate, role));
+        }
+    }
+
+    fn build(self) -> Result<Unit> {
+        Ok(match self {
+            Unit::PendingFused {
+                input,
+                filter,
+                input_type,
+                members,
+            } => Unit::Fused {
+                input,
+                filter,
+                members: members.iter().map(|&(a, _)| a).collect(),
+                accumulator: new_fused(members.iter().map(|&(_, r)| r).collect(), &input_type)?,
+            },
+            built => built,
+        })
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Unit::Own { accumulator, .. } => accumulator.size(),
+            Unit::Fused { accumulator, .. } => accumulator.size(),
+            Unit::PendingFused { .. } => 0,
+        }
+    }
+}
+
+fn pending_unit() -> QuiverError {
+    QuiverError::Internal("hash aggregator used before it was built".into())
+}
+
+/// The role of `function` in a fused numeric pass, if it can take part in one.
+fn numeric_role(function: AggregateFunction) -> Option<NumericRole> {
+    Some(match function {
+        AggregateFunction::CountStar => NumericRole::CountStar,
+        AggregateFunction::Count => NumericRole::Count,
+        AggregateFunction::Sum => NumericRole::Sum,
+        AggregateFunction::Avg => NumericRole::Avg,
+        AggregateFunction::Min => NumericRole::Min,
+        AggregateFunction::Max => NumericRole::Max,
+        _ => return None,
+    })
+}
+
+/// An accumulator of its own for `aggregate` over `input_type`, its output type and its
+/// partial-state fields.
+fn own_accumulator(
+    aggregate: &AggregateExpr,
+    input_type: &DataType,
+) -> Result<(Box<dyn GroupsAccumulator>, DataType, Vec<Field>)> {
+    let input_type = input_type.clone();
+    Ok(match aggregate.function {
+        AggregateFunction::CountStar | AggregateFunction::Count => (
+            Box::new(CountAccumulator::new()),
+            DataType::Int64,
+            vec![Field::new(
+                format!("{}[count]", aggregate.name),
+                DataType::Int64,
+                false,
+            )],
+        ),
+        function @ (AggregateFunction::Sum | AggregateFunction::Avg) => {
+            // Numeric inputs are fused; anything else cannot be summed.
+            return Err(QuiverError::Unsupported(format!(
+                "{function} of {input_type}; it takes integers, decimals and floats"
+            )));
+        }
+        AggregateFunction::Min | AggregateFunction::Max => {
+            let kind = if aggregate.function == AggregateFunction::Min {
+                MinMaxKind::Min
+            } else {
+                MinMaxKind::Max
+            };
+            (
+                new_min_max(kind, &input_type)?,
+                input_type.clone(),
+                vec![Field::new(
+                    format!("{}[value]", aggregate.name),
+                    input_type.clone(),
+                    true,
+                )],
+            )
+        }
+        AggregateFunction::ApproxCountDistinct => (
+            Box::new(ApproxDistinctAccumulator::try_new(&input_type)?),
+            DataType::Int64,
+            ApproxDistinctAccumulator::state_fields(&aggregate.name),
+        ),
+        AggregateFunction::CountDistinct => (
+            Box::new(CountDistinctAccumulator::try_new(&input_type)?),
+            DataType::Int64,
+            CountDistinctAccumulator::state_fields(&aggregate.name, &input_type),
+        ),
+        function @ (AggregateFunction::VarSamp
+        | AggregateFunction::VarPop
+        | AggregateFunction::StddevSamp
+        | AggregateFunction::StddevPop) => {
+            require_numeric(&aggregate.name, &input_type)?;
+            let kind = match function {
+                AggregateFunction::VarSamp => VarianceKind::VarSamp,
+                AggregateFunction::VarPop => VarianceKind::VarPop,
+                AggregateFunction::StddevSamp => VarianceKind::StddevSamp,
+                _ => VarianceKind::StddevPop,
+            };
+            (
+                Box::new(VarianceAccumulator::new(kind)),
+                DataType::Float64,
+                VarianceAccumulator::state_fields(&aggregate.name),
+            )
+        }
+        function @ (AggregateFunction::BoolAnd | AggregateFunction::BoolOr) => {
+            if input_type != DataType::Boolean {
+                return Err(QuiverError::Unsupported(format!(
+                    "{function} of {input_type} in {}; it takes booleans",
+                    aggregate.name
+                )));
+            }
+            (
+                Box::new(BoolAccumulator::new(function == AggregateFunction::BoolAnd)),
+                DataType::Boolean,
+                vec![Field::new(
+                    format!("{}[value]", aggregate.name),
+                    DataType::Boolean,
+                    true,
+                )],
+            )
+        }
+        function @ (AggregateFunction::Median | AggregateFunction::PercentileCont(_)) => {
+            require_numeric(&aggregate.name, &input_type)?;
+            let fraction = match function {
+                AggregateFunction::PercentileCont(fraction) => fraction,
+                _ => 0.5,
+            };
+            (
+                Box::new(PercentileAccumulator::try_new(fraction)?),
+                DataType::Float64,
+                PercentileAccumulator::state_fields(&aggregate.name),
+            )
+        }
+        AggregateFunction::ApproxPercentile(fraction) => {
+            require_numeric(&aggregate.name, &input_type)?;
+            (
+                Box::new(ApproxPercentileAccumulator::try_new(fraction)?),
+                DataType::Float64,
+                ApproxPercentileAccumulator::state_fields(&aggregate.name),
+            )
+        }
+        function @ (AggregateFunction::FirstValue | AggregateFunction::LastValue) => (
+            Box::new(FirstLastAccumulator::new(
+                function == AggregateFunction::FirstValue,
+                input_type.clone(),
+            )),
+            input_type.clone(),
+            FirstLastAccumulator::state_fields(&aggregate.name, &input_type),
+        ),
+        AggregateFunction::StringAgg => (
+            Box::new(StringAggAccumulator::new(aggregate.separator.clone())),
+            DataType::Utf8,
+            vec![Field::new(
+                format!("{}[joined]", aggregate.name),
+                DataType::Utf8,
+                true,
+            )],
+        ),
+    })
 }
 
 fn require_numeric(name: &str, data_type: &DataType) -> Result<()> {

@@ -11,6 +11,7 @@ pub mod approx_percentile;
 pub mod expr;
 pub mod expr_fuzz;
 pub mod functions;
+pub mod fused;
 pub mod fuzz;
 pub mod group_values;
 pub mod hash;

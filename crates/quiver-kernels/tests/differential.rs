@@ -489,6 +489,187 @@ fn emitting_in_pieces_equals_emitting_all() {
     compare_rows(&rows, &expected, FLOAT_TOLERANCE).unwrap();
 }
 
+/// Every numeric value type through COUNT / SUM / AVG / MIN / MAX (which share one pass per
+/// column and filter): a column of moderate values summed and averaged, and a column full of
+/// the type's extremes (MIN, MAX, NaN, ±inf, ±0) for the extremes only.
+#[test]
+fn every_numeric_value_type_matches_the_reference() {
+    let types = [
+        DataType::Int8,
+        DataType::Int16,
+        DataType::Int32,
+        DataType::Int64,
+        DataType::UInt8,
+        DataType::UInt16,
+        DataType::UInt32,
+        DataType::UInt64,
+        DataType::Float32,
+        DataType::Float64,
+        DataType::Decimal128(38, 3),
+    ];
+    for (seed, data_type) in types.iter().enumerate() {
+        for null_fraction in [0.0, 0.2] {
+            let mut rng = StdRng::seed_from_u64(seed as u64 * 31 + 7);
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("k", DataType::Int64, true),
+                Field::new("moderate", data_type.clone(), true),
+                Field::new("extreme", data_type.clone(), true),
+                Field::new("flag", DataType::Boolean, true),
+            ]));
+            let batches: Vec<RecordBatch> = [700, 0, 1, 1300, 999]
+                .into_iter()
+                .map(|rows| {
+                    let keys: Int64Array = (0..rows)
+                        .map(|_| {
+                            // Mostly 40 busy groups, some groups of one or two rows.
+                            let key = if rng.gen_bool(0.1) {
+                                rng.gen_range(1000..2000_i64)
+                            } else {
+                                rng.gen_range(0..40_i64)
+                            };
+                            maybe(&mut rng, 0.05, key)
+                        })
+                        .collect();
+                    let moderate = moderate_column(&mut rng, data_type, rows, null_fraction);
+                    let extreme = extreme_column(&mut rng, data_type, rows, null_fraction);
+                    let flags: BooleanArray = (0..rows)
+                        .map(|_| {
+                            let flag = rng.gen_bool(0.6);
+                            maybe(&mut rng, 0.1, flag)
+                        })
+                        .collect();
+                    let columns: Vec<ArrayRef> =
+                        vec![Arc::new(keys), moderate, extreme, Arc::new(flags)];
+                    RecordBatch::try_new(schema.clone(), columns).unwrap()
+                })
+                .collect();
+            let aggregates = vec![
+                AggregateExpr::new(F::CountStar, None, "rows"),
+                AggregateExpr::new(F::Sum, Some(1), "sum"),
+                AggregateExpr::new(F::Avg, Some(1), "avg"),
+                AggregateExpr::new(F::Min, Some(1), "min"),
+                AggregateExpr::new(F::Max, Some(1), "max"),
+                AggregateExpr::new(F::Count, Some(1), "count"),
+                AggregateExpr::new(F::Max, Some(2), "max_extreme"),
+                AggregateExpr::new(F::Count, Some(2), "count_extreme"),
+                AggregateExpr::new(F::Min, Some(2), "min_extreme"),
+                AggregateExpr::new(F::Min, Some(2), "min_extreme_filtered").with_filter(3),
+                AggregateExpr::new(F::CountStar, None, "rows_filtered").with_filter(3),
+                AggregateExpr::new(F::Avg, Some(1), "avg_filtered").with_filter(3),
+            ];
+            let case = Case {
+                schema,
+                batches,
+                group_by: vec![0],
+                aggregates,
+            };
+            check(&case, &format!("{data_type} nulls={null_fraction}"));
+        }
+    }
+}
+
+/// Values whose sums fit every output type: within ±1000 (0..1000 unsigned), thousandths for
+/// floats and decimals.
+fn moderate_column(rng: &mut StdRng, data_type: &DataType, rows: usize, nulls: f64) -> ArrayRef {
+    let signed = !matches!(
+        data_type,
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64
+    );
+    let low = if signed { -1000 } else { 0 };
+    let whole: Int64Array = (0..rows)
+        .map(|_| {
+            let value = rng.gen_range(low..1000_i64);
+            maybe(rng, nulls, value)
+        })
+        .collect();
+    match data_type {
+        DataType::Float32 | DataType::Float64 => {
+            let thousandths: Float64Array = whole
+                .iter()
+                .map(|v| v.map(|v| v as f64 + f64::from(rng.gen_range(0..1000_u16)) / 1000.0))
+                .collect();
+            arrow::compute::cast(&thousandths, data_type).unwrap()
+        }
+        DataType::Decimal128(..) => Arc::new(
+            whole
+                .iter()
+                .map(|v| v.map(|v| i128::from(v) * 1000 + rng.gen_range(0..1000_i128)))
+                .collect::<Decimal128Array>()
+                .with_data_type(data_type.clone()),
+        ),
+        _ => arrow::compute::cast(&whole, data_type).unwrap(),
+    }
+}
+
+/// Values drawn mostly from the type's extremes.
+fn extreme_column(rng: &mut StdRng, data_type: &DataType, rows: usize, nulls: f64) -> ArrayRef {
+    macro_rules! integers {
+        ($array:ty, $native:ty) => {
+            Arc::new(
+                (0..rows)
+                    .map(|_| {
+                        let value = match rng.gen_range(0..4) {
+                            0 => <$native>::MIN,
+                            1 => <$native>::MAX,
+                            2 => 0,
+                            _ => rng.gen::<$native>(),
+                        };
+                        maybe(rng, nulls, value)
+                    })
+                    .collect::<$array>(),
+            )
+        };
+    }
+    macro_rules! floats {
+        ($array:ty, $native:ty) => {
+            Arc::new(
+                (0..rows)
+                    .map(|_| {
+                        let value = match rng.gen_range(0..7) {
+                            0 => <$native>::NAN,
+                            1 => <$native>::INFINITY,
+                            2 => <$native>::NEG_INFINITY,
+                            3 => -0.0,
+                            4 => 0.0,
+                            5 => <$native>::MIN_POSITIVE,
+                            _ => rng.gen::<$native>() * <$native>::MAX,
+                        };
+                        maybe(rng, nulls, value)
+                    })
+                    .collect::<$array>(),
+            )
+        };
+    }
+    let decimal_max = 10_i128.pow(38) - 1;
+    match data_type {
+        DataType::Int8 => integers!(arrow::array::Int8Array, i8),
+        DataType::Int16 => integers!(arrow::array::Int16Array, i16),
+        DataType::Int32 => integers!(Int32Array, i32),
+        DataType::Int64 => integers!(Int64Array, i64),
+        DataType::UInt8 => integers!(UInt8Array, u8),
+        DataType::UInt16 => integers!(arrow::array::UInt16Array, u16),
+        DataType::UInt32 => integers!(arrow::array::UInt32Array, u32),
+        DataType::UInt64 => integers!(arrow::array::UInt64Array, u64),
+        DataType::Float32 => floats!(arrow::array::Float32Array, f32),
+        DataType::Float64 => floats!(Float64Array, f64),
+        DataType::Decimal128(..) => Arc::new(
+            (0..rows)
+                .map(|_| {
+                    let value = match rng.gen_range(0..4) {
+                        0 => -decimal_max,
+                        1 => decimal_max,
+                        2 => 0,
+                        _ => rng.gen_range(-decimal_max..=decimal_max),
+                    };
+                    maybe(rng, nulls, value)
+                })
+                .collect::<Decimal128Array>()
+                .with_data_type(data_type.clone()),
+        ),
+        other => panic!("no extreme values for {other}"),
+    }
+}
+
 #[test]
 fn integer_sum_overflow_is_an_error_in_both() {
     let schema = Arc::new(Schema::new(vec![
