@@ -26,7 +26,15 @@ use crate::accumulators::{
     avg_scale, div_round_half_away, selected_rows, state_column, sum_state_fields, take_front,
     SqlOrd, SumKind,
 };
+use crate::group_values::prefetch;
 use crate::EmitTo;
+
+/// Cell arrays larger than this (about half a core's L2) are prefetched ahead of the update.
+const PREFETCH_ABOVE_BYTES: usize = 512 * 1024;
+
+/// How many rows ahead cells are prefetched: a row's update takes a few nanoseconds, a miss to
+/// memory about a hundred.
+const PREFETCH_DISTANCE: usize = 64;
 
 /// What one aggregate sharing a [`FusedAccumulator`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,6 +308,37 @@ impl Bounds for f64 {
     const LEAST: Self = f64::NEG_INFINITY;
 }
 
+/// Adds value `v` to group `g` (and a row, when `every_row`); false on an exact-sum overflow.
+#[inline(always)]
+fn visit<N, S, const SUM: bool, const EXTREMES: bool>(
+    cells: &mut [Cell<S>],
+    extremes: &mut [[N; 2]],
+    g: usize,
+    v: N,
+    every_row: bool,
+) -> bool
+where
+    N: Bounds,
+    S: AddValue<N>,
+{
+    let cell = &mut cells[g];
+    if every_row {
+        cell.rows += 1;
+    }
+    cell.count += 1;
+    let ok = !SUM || cell.sum.add_value(v);
+    if EXTREMES {
+        let pair = &mut extremes[g];
+        if v.sql_lt(pair[0]) {
+            pair[0] = v;
+        }
+        if pair[1].sql_lt(v) {
+            pair[1] = v;
+        }
+    }
+    ok
+}
+
 /// The update loop, specialised on whether the sum and the extremes are wanted. Rows are
 /// counted here only when every row is selected; otherwise the caller counts them.
 #[inline(always)]
@@ -315,34 +354,29 @@ where
     S: AddValue<N>,
 {
     let mut ok = true;
-    let mut visit = |g: usize, v: N, every_row: bool| {
-        let cell = &mut cells[g];
-        if every_row {
-            cell.rows += 1;
-        }
-        cell.count += 1;
-        if SUM {
-            ok &= cell.sum.add_value(v);
-        }
-        if EXTREMES {
-            let pair = &mut extremes[g];
-            if v.sql_lt(pair[0]) {
-                pair[0] = v;
-            }
-            if pair[1].sql_lt(v) {
-                pair[1] = v;
-            }
-        }
-    };
+    let large = std::mem::size_of_val(cells) > PREFETCH_ABOVE_BYTES;
     match mask {
+        // Past the caches the cells miss on every row; fetch them a few rows ahead.
+        None if large => {
+            for (row, (&g, &v)) in group_ids.iter().zip(values).enumerate() {
+                if let Some(&ahead) = group_ids.get(row + PREFETCH_DISTANCE) {
+                    prefetch(&cells[ahead as usize]);
+                    if EXTREMES {
+                        prefetch(&extremes[ahead as usize]);
+                    }
+                }
+                ok &= visit::<N, S, SUM, EXTREMES>(cells, extremes, g as usize, v, true);
+            }
+        }
         None => {
             for (&g, &v) in group_ids.iter().zip(values) {
-                visit(g as usize, v, true);
+                ok &= visit::<N, S, SUM, EXTREMES>(cells, extremes, g as usize, v, true);
             }
         }
         Some(mask) => {
             for row in mask.valid_indices() {
-                visit(group_ids[row] as usize, values[row], false);
+                let g = group_ids[row] as usize;
+                ok &= visit::<N, S, SUM, EXTREMES>(cells, extremes, g, values[row], false);
             }
         }
     }

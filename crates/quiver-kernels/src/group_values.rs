@@ -222,8 +222,9 @@ where
     }
 }
 
+/// Asks the CPU to bring `slot`'s cache line in (a no-op off x86_64).
 #[inline(always)]
-fn prefetch<T>(slot: &T) {
+pub(crate) fn prefetch<T>(slot: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching is a hint that never faults; the pointer comes from a live reference.
     unsafe {
