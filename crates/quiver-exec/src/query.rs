@@ -128,18 +128,24 @@ fn aggregate_layout(plan: &Plan) -> Result<Option<AggregateLayout>> {
         fields.push(Field::new(name, expr.data_type(source)?, true));
         exprs.push(expr.clone());
     }
+    // An argument or filter that repeats an earlier expression reuses its column: evaluated
+    // once, and the kernels then run the numeric aggregates of one column in one pass.
+    let mut column_of = |expr: &Expr, prefix: &str, data_type: DataType| -> Result<usize> {
+        if let Some(index) = exprs.iter().position(|e| e == expr) {
+            return Ok(index);
+        }
+        fields.push(Field::new(
+            format!("{prefix}{}", fields.len()),
+            data_type,
+            true,
+        ));
+        exprs.push(expr.clone());
+        Ok(fields.len() - 1)
+    };
     let mut aggregate_exprs = Vec::new();
     for call in aggregates {
         let input = match &call.argument {
-            Some(argument) => {
-                fields.push(Field::new(
-                    format!("arg{}", fields.len()),
-                    argument.data_type(source)?,
-                    true,
-                ));
-                exprs.push(argument.clone());
-                Some(fields.len() - 1)
-            }
+            Some(argument) => Some(column_of(argument, "arg", argument.data_type(source)?)?),
             None => None,
         };
         let function = match (call.function, input) {
@@ -149,13 +155,7 @@ fn aggregate_layout(plan: &Plan) -> Result<Option<AggregateLayout>> {
         let mut aggregate = AggregateExpr::new(function, input, call.text.clone())
             .with_separator(call.separator.clone());
         if let Some(filter) = &call.filter {
-            fields.push(Field::new(
-                format!("filter{}", fields.len()),
-                DataType::Boolean,
-                true,
-            ));
-            exprs.push(filter.clone());
-            aggregate = aggregate.with_filter(fields.len() - 1);
+            aggregate = aggregate.with_filter(column_of(filter, "filter", DataType::Boolean)?);
         }
         aggregate_exprs.push(aggregate);
     }
@@ -670,5 +670,47 @@ impl PostProcess<'_> {
         let all = concat_batches(&first.schema(), batches.iter())?;
         let sorted = sort_and_limit(self.plan, all)?;
         Ok(vec![finish_columns(self.plan, sorted)?])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn repeated_arguments_and_filters_share_one_input_column() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("x", DataType::Float64, true),
+            Field::new("y", DataType::Int64, true),
+        ]));
+        let sql = "SELECT k, COUNT(*), SUM(x), AVG(x), MIN(x) FILTER (WHERE y > 1), \
+                   MAX(x) FILTER (WHERE y > 1), COUNT(*) FILTER (WHERE y > 1), SUM(x + 1), \
+                   COUNT(k) FROM t GROUP BY k";
+        let plan = quiver_sql::plan(sql, &[("t".to_string(), schema)]).unwrap();
+        let layout = aggregate_layout(&plan).unwrap().unwrap();
+        // k, x, y > 1, x + 1: one column each.
+        assert_eq!(layout.input_exprs.len(), 4, "{:?}", layout.input_exprs);
+        let inputs: Vec<Option<usize>> = layout.aggregates.iter().map(|a| a.input).collect();
+        assert_eq!(
+            inputs,
+            vec![
+                None,
+                Some(1),
+                Some(1),
+                Some(1),
+                Some(1),
+                None,
+                Some(3),
+                Some(0)
+            ]
+        );
+        let filters: Vec<Option<usize>> = layout.aggregates.iter().map(|a| a.filter).collect();
+        assert_eq!(
+            filters,
+            vec![None, None, None, Some(2), Some(2), Some(2), None, None]
+        );
+        assert_eq!(layout.input_schema.field(2).data_type(), &DataType::Boolean);
     }
 }
