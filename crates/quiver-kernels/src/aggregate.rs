@@ -192,8 +192,7 @@ impl HashAggregator {
             Some(new_group_values(&key_types)?)
         };
         let mut units: Vec<Unit> = Vec::new();
-        // Fused units by (input column, filter column).
-        let mut fused_units: Vec<(usize, Option<usize>, usize)> = Vec::new();
+        let mut pending: Vec<PendingFused> = Vec::new();
         let mut count_stars: Vec<usize> = Vec::new();
         let mut output_fields = key_fields.clone();
         let mut state_fields = key_fields;
@@ -227,20 +226,17 @@ impl HashAggregator {
                 }
                 (Some(role), Some(input)) if fused::is_fusable(&input_type) => {
                     let output_type = fused::output_type(role, &input_type)?;
-                    let found = fused_units
-                        .iter()
-                        .find(|&&(i, f, _)| i == input && f == aggregate.filter);
+                    let found = pending
+                        .iter_mut()
+                        .find(|p| p.input == input && p.filter == aggregate.filter);
                     match found {
-                        Some(&(_, _, unit)) => units[unit].add_fused(index, role),
-                        None => {
-                            fused_units.push((input, aggregate.filter, units.len()));
-                            units.push(Unit::PendingFused {
-                                input,
-                                filter: aggregate.filter,
-                                input_type: input_type.clone(),
-                                members: vec![(index, role)],
-                            });
-                        }
+                        Some(unit) => unit.members.push((index, role)),
+                        None => pending.push(PendingFused {
+                            input,
+                            filter: aggregate.filter,
+                            input_type: input_type.clone(),
+                            members: vec![(index, role)],
+                        }),
                     }
                     (
                         output_type,
@@ -272,18 +268,17 @@ impl HashAggregator {
         // A COUNT(*) rides along with a numeric column under the same filter, if there is one.
         for index in count_stars {
             let filter = aggregates[index].filter;
-            match fused_units.iter().find(|&&(_, f, _)| f == filter) {
-                Some(&(_, _, unit)) => units[unit].add_fused(index, NumericRole::CountStar),
+            match pending.iter_mut().find(|p| p.filter == filter) {
+                Some(unit) => unit.members.push((index, NumericRole::CountStar)),
                 None => units.push(Unit::Own {
                     aggregate: index,
                     accumulator: Box::new(CountAccumulator::new()),
                 }),
             }
         }
-        let units = units
-            .into_iter()
-            .map(Unit::build)
-            .collect::<Result<Vec<_>>>()?;
+        for unit in pending {
+            units.push(unit.build()?);
+        }
         Ok(HashAggregator {
             input_schema,
             group_by,
@@ -410,7 +405,6 @@ impl HashAggregator {
                         total_groups,
                     )?;
                 }
-                Unit::PendingFused { .. } => return Err(pending_unit()),
             }
         }
         self.check_memory()
@@ -450,7 +444,6 @@ impl HashAggregator {
                         .collect();
                     accumulator.merge_batch(&columns, &self.group_ids, total_groups)?;
                 }
-                Unit::PendingFused { .. } => return Err(pending_unit()),
             }
         }
         self.check_memory()
@@ -474,25 +467,12 @@ impl HashAggregator {
     /// Final results of the emitted groups (removing them), as a batch of the output schema.
     pub fn evaluate(&mut self, emit_to: EmitTo) -> Result<RecordBatch> {
         let (mut columns, rows, emit_to) = self.emit_keys(emit_to)?;
-        let mut outputs: Vec<Option<ArrayRef>> = vec![None; self.aggregates.len()];
-        for unit in &mut self.units {
-            match unit {
-                Unit::Own {
-                    aggregate,
-                    accumulator,
-                } => outputs[*aggregate] = Some(accumulator.evaluate(emit_to)?),
-                Unit::Fused {
-                    members,
-                    accumulator,
-                    ..
-                } => {
-                    for (&a, column) in members.iter().zip(accumulator.evaluate(emit_to)?) {
-                        outputs[a] = Some(column);
-                    }
-                }
-                Unit::PendingFused { .. } => return Err(pending_unit()),
-            }
-        }
+        let outputs = per_aggregate(
+            &mut self.units,
+            self.aggregates.len(),
+            |accumulator| accumulator.evaluate(emit_to),
+            |accumulator| accumulator.evaluate(emit_to),
+        )?;
         for ((field, output), aggregate) in self.output_schema.fields()[self.group_by.len()..]
             .iter()
             .zip(outputs)
@@ -517,25 +497,12 @@ impl HashAggregator {
             return Ok(RecordBatch::new_empty(Arc::clone(&self.state_schema)));
         }
         let (mut columns, rows, emit_to) = self.emit_keys(emit_to)?;
-        let mut states: Vec<Option<Vec<ArrayRef>>> = vec![None; self.aggregates.len()];
-        for unit in &mut self.units {
-            match unit {
-                Unit::Own {
-                    aggregate,
-                    accumulator,
-                } => states[*aggregate] = Some(accumulator.state(emit_to)?),
-                Unit::Fused {
-                    members,
-                    accumulator,
-                    ..
-                } => {
-                    for (&a, state) in members.iter().zip(accumulator.state(emit_to)?) {
-                        states[a] = Some(state);
-                    }
-                }
-                Unit::PendingFused { .. } => return Err(pending_unit()),
-            }
-        }
+        let states = per_aggregate(
+            &mut self.units,
+            self.aggregates.len(),
+            |accumulator| accumulator.state(emit_to),
+            |accumulator| accumulator.state(emit_to),
+        )?;
         for (state, aggregate) in states.into_iter().zip(&self.aggregates) {
             columns.extend(state.ok_or_else(|| {
                 QuiverError::Internal(format!(
@@ -563,50 +530,66 @@ enum Unit {
         members: Vec<usize>,
         accumulator: Box<dyn FusedAccumulator>,
     },
-    /// A fused unit while the aggregator is being built.
-    PendingFused {
-        input: usize,
-        filter: Option<usize>,
-        input_type: DataType,
-        members: Vec<(usize, NumericRole)>,
-    },
+}
+
+/// A fused unit while the aggregator is being built: its column, filter and members.
+struct PendingFused {
+    input: usize,
+    filter: Option<usize>,
+    input_type: DataType,
+    members: Vec<(usize, NumericRole)>,
+}
+
+impl PendingFused {
+    fn build(self) -> Result<Unit> {
+        Ok(Unit::Fused {
+            input: self.input,
+            filter: self.filter,
+            members: self.members.iter().map(|&(a, _)| a).collect(),
+            accumulator: new_fused(
+                self.members.iter().map(|&(_, r)| r).collect(),
+                &self.input_type,
+            )?,
+        })
+    }
 }
 
 impl Unit {
-    fn add_fused(&mut self, aggregate: usize, role: NumericRole) {
-        if let Unit::PendingFused { members, .. } = self {
-            members.push((aggregate, role));
-        }
-    }
-
-    fn build(self) -> Result<Unit> {
-        Ok(match self {
-            Unit::PendingFused {
-                input,
-                filter,
-                input_type,
-                members,
-            } => Unit::Fused {
-                input,
-                filter,
-                members: members.iter().map(|&(a, _)| a).collect(),
-                accumulator: new_fused(members.iter().map(|&(_, r)| r).collect(), &input_type)?,
-            },
-            built => built,
-        })
-    }
-
     fn size(&self) -> usize {
         match self {
             Unit::Own { accumulator, .. } => accumulator.size(),
             Unit::Fused { accumulator, .. } => accumulator.size(),
-            Unit::PendingFused { .. } => 0,
         }
     }
 }
 
-fn pending_unit() -> QuiverError {
-    QuiverError::Internal("hash aggregator used before it was built".into())
+/// One result per aggregate, in aggregate order, from `own` of each unit with one aggregate and
+/// `fused` (one result per member) of each fused unit.
+fn per_aggregate<T>(
+    units: &mut [Unit],
+    aggregates: usize,
+    mut own: impl FnMut(&mut dyn GroupsAccumulator) -> Result<T>,
+    mut fused: impl FnMut(&mut dyn FusedAccumulator) -> Result<Vec<T>>,
+) -> Result<Vec<Option<T>>> {
+    let mut results: Vec<Option<T>> = (0..aggregates).map(|_| None).collect();
+    for unit in units {
+        match unit {
+            Unit::Own {
+                aggregate,
+                accumulator,
+            } => results[*aggregate] = Some(own(accumulator.as_mut())?),
+            Unit::Fused {
+                members,
+                accumulator,
+                ..
+            } => {
+                for (&a, result) in members.iter().zip(fused(accumulator.as_mut())?) {
+                    results[a] = Some(result);
+                }
+            }
+        }
+    }
+    Ok(results)
 }
 
 /// The role of `function` in a fused numeric pass, if it can take part in one.
