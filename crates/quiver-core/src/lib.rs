@@ -5,6 +5,7 @@
 
 pub mod dead_letter;
 pub mod error;
+pub mod prefix;
 pub mod record;
 pub mod value;
 

@@ -2,12 +2,22 @@
 
 use arrow::buffer::Buffer;
 use quiver_core::{DeadLetter, DeadLetterPayload, Position, QuiverError, Result};
-use quiver_ingest::onebrc::{parse_chunk, split_lines};
+use quiver_ingest::onebrc::{parse_chunk_into, split_lines, RowSink, Station};
 use quiver_kernels::onebrc::OneBrcAggregator;
 use rayon::prelude::*;
 
 /// Smallest chunk worth a task of its own.
 const MIN_CHUNK_BYTES: usize = 1 << 20;
+
+/// Feeds parsed lines to an aggregator, inlined into the parse loop.
+struct StationSink<'a>(&'a mut OneBrcAggregator);
+
+impl RowSink for StationSink<'_> {
+    #[inline(always)]
+    fn row(&mut self, station: Station<'_>, _offset: usize, tenths: i16) {
+        self.0.add(station.name, station.prefix, tenths);
+    }
+}
 
 /// Result of a 1BRC run.
 #[derive(Debug, Default)]
@@ -38,9 +48,7 @@ pub fn run(input: &Buffer, threads: usize, source_name: &str) -> Result<OneBrcRu
             .par_iter()
             .map(|range| {
                 let mut aggregator = OneBrcAggregator::new();
-                let parse = parse_chunk(&bytes[range.clone()], |station, _, tenths| {
-                    aggregator.add(station, tenths)
-                });
+                let parse = parse_chunk_into(&bytes[range.clone()], StationSink(&mut aggregator));
                 (aggregator, parse)
             })
             .collect()

@@ -41,13 +41,27 @@ fn assert_accounted(label: &str, out: &IngestOutput, records: u64) {
     );
 }
 
-/// 1BRC text: every line is accepted or a dead letter, for any chunking.
+/// 1BRC text: every line is accepted or a dead letter, for any chunking, and the fast line
+/// parser agrees with the exact one.
 pub fn check_1brc(data: &[u8]) {
     let lines = if data.is_empty() {
         0
     } else {
         data.iter().filter(|&&b| b == b'\n').count() as u64 + u64::from(!data.ends_with(b"\n"))
     };
+    let mut fast_rows = Vec::new();
+    let fast = onebrc::parse_chunk_with::<_, true>(data, |s: onebrc::Station<'_>, offset, t| {
+        fast_rows.push((s.name.to_vec(), s.prefix, offset, t))
+    });
+    let mut exact_rows = Vec::new();
+    let exact = onebrc::parse_chunk_with::<_, false>(data, |s: onebrc::Station<'_>, offset, t| {
+        exact_rows.push((s.name.to_vec(), s.prefix, offset, t))
+    });
+    assert_eq!(fast, exact, "1brc: fast and exact paths disagree on lines");
+    assert_eq!(
+        fast_rows, exact_rows,
+        "1brc: fast and exact paths disagree on rows"
+    );
     for chunks in [1, 3] {
         match onebrc::parse_buffer(&Buffer::from(data.to_vec()), &config(), chunks) {
             Ok(out) => assert_accounted("1brc", &out, lines),

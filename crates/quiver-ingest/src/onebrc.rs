@@ -16,6 +16,7 @@ use arrow::array::{ArrayRef, Decimal128Array, StringViewArray};
 use arrow::buffer::{Buffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use quiver_core::prefix::prefix_words;
 use quiver_core::{DeadLetter, DeadLetterPayload, Position, QuiverError, Result};
 use rayon::prelude::*;
 
@@ -157,67 +158,211 @@ fn find_separator(bytes: &[u8]) -> Option<usize> {
         .map(|p| at + p)
 }
 
+/// A station name as the parser hands it on: its bytes, and its first 16 bytes as two
+/// little-endian words with zeros past the name (the fast path has them loaded already, so a
+/// station table can hash and compare short names without touching the bytes again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Station<'a> {
+    /// The name's bytes (valid UTF-8, never empty).
+    pub name: &'a [u8],
+    /// [`prefix_words`] of `name`.
+    pub prefix: [u64; 2],
+}
+
+/// Bytes the fast path reads per line: a station of up to 15 bytes, `;` and 8 bytes after it.
+const FAST_WINDOW_BYTES: usize = 24;
+
+/// A line the fast path parsed.
+struct FastLine {
+    name_len: usize,
+    prefix: [u64; 2],
+    tenths: i16,
+    /// Bytes up to and including the newline.
+    length: usize,
+}
+
+/// Parses the common line shape (`name;-?d?d.d\n` with a name of 1 to 15 bytes) from a window
+/// starting at the line, with one data-dependent branch: `None` for anything else (longer
+/// names, `\r\n`, bad lines), which then takes the exact path. Whatever it accepts, the exact
+/// path parses to the same result (tested against it).
+#[inline(always)]
+fn fast_line(window: &[u8; FAST_WINDOW_BYTES]) -> Option<FastLine> {
+    const ONES: u128 = u128::from_le_bytes([1; 16]);
+    const HIGHS: u128 = ONES * 0x80;
+    let (head, _) = window.split_first_chunk::<16>()?;
+    let head = u128::from_le_bytes(*head);
+    // The lowest flagged byte is exact (borrows only flag bytes above a true match).
+    let zero_bytes = |x: u128| x.wrapping_sub(ONES) & !x & HIGHS;
+    // Only `;` decides where the name ends; a newline inside the name is checked off that
+    // critical path, below.
+    let semicolons = zero_bytes(head ^ (ONES * u128::from(b';')));
+    if semicolons == 0 {
+        return None;
+    }
+    let name_len = (semicolons.trailing_zeros() / 8) as usize;
+    let name_mask = (1u128 << (8 * name_len)) - 1;
+    let name = head & name_mask;
+    let newline_in_name = zero_bytes(head ^ (ONES * u128::from(b'\n'))) & name_mask != 0;
+    let after: [u8; 8] = window.get(name_len + 1..name_len + 9)?.try_into().ok()?;
+    let text = u64::from_le_bytes(after);
+    let negative = text & 0xFF == u64::from(b'-');
+    let digits = if negative { text >> 8 } else { text };
+    // `d.d` has its dot at byte 1, `dd.d` at byte 2.
+    let dot_at = if (digits >> 8) & 0xFF == u64::from(b'.') {
+        1
+    } else {
+        2
+    };
+    let values = digits ^ 0x3030_3030_3030_3030;
+    // A byte is a digit iff its xor with '0' is at most 9: adding 0x76 to its low 7 bits then
+    // reaches bit 7 exactly when it is not (no carry leaves the byte).
+    let non_digits = (((values & 0x7F7F_7F7F_7F7F_7F7F) + 0x7676_7676_7676_7676) | values)
+        & 0x8080_8080_8080_8080;
+    let digit_bytes: u64 = if dot_at == 1 {
+        0x0080_0080
+    } else {
+        0x8000_8080
+    };
+    let byte_at = |at: usize| (digits >> (8 * at)) & 0xFF;
+    let well_formed = (name_len != 0)
+        & !newline_in_name
+        & (non_digits & digit_bytes == 0)
+        & (byte_at(dot_at) == u64::from(b'.'))
+        & (byte_at(dot_at + 2) == u64::from(b'\n'));
+    if !well_formed {
+        return None;
+    }
+    // Digits to bytes 0, 1 and 3 (`d.d` gets a zero hundreds digit), then one multiply sums
+    // 100·b0 + 10·b1 + b3 into bits 24..34 with no carry from below.
+    let aligned = (values << (8 * (2 - dot_at))) & 0x0F00_0F0F;
+    let magnitude = ((aligned * 0x640A_0001) >> 24) & 0x3FF;
+    let magnitude = magnitude as i16;
+    Some(FastLine {
+        name_len,
+        prefix: [name as u64, (name >> 64) as u64],
+        tenths: if negative { -magnitude } else { magnitude },
+        length: name_len + 1 + usize::from(negative) + dot_at + 3,
+    })
+}
+
+/// Receives the good lines of a chunk. Closures `FnMut(Station, usize, i16)` are sinks; a type
+/// of its own lets a hot consumer be inlined into the parse loop for certain.
+pub trait RowSink {
+    /// One good line: its station, the station's byte offset in the chunk, the temperature.
+    fn row(&mut self, station: Station<'_>, offset: usize, tenths: i16);
+}
+
+impl<F: FnMut(Station<'_>, usize, i16)> RowSink for F {
+    #[inline(always)]
+    fn row(&mut self, station: Station<'_>, offset: usize, tenths: i16) {
+        self(station, offset, tenths)
+    }
+}
+
 /// Parses every line of `chunk`, calling `on_row(station, station_offset, tenths)` for each
-/// good line. Bad lines are returned, not passed to `on_row`.
+/// good line in input order. Bad lines are returned, not passed to `on_row`.
 #[inline]
-pub fn parse_chunk<F>(chunk: &[u8], mut on_row: F) -> ChunkParse
+pub fn parse_chunk<F>(chunk: &[u8], on_row: F) -> ChunkParse
 where
-    F: FnMut(&[u8], usize, i16),
+    F: FnMut(Station<'_>, usize, i16),
 {
+    parse_chunk_with::<F, true>(chunk, on_row)
+}
+
+/// [`parse_chunk`] into a [`RowSink`] of the caller's own type.
+#[inline]
+pub fn parse_chunk_into<S: RowSink>(chunk: &[u8], sink: S) -> ChunkParse {
+    parse_chunk_with::<S, true>(chunk, sink)
+}
+
+/// [`parse_chunk`] with the fast path on or off (off: every line takes the exact path, the
+/// reference the fast path is tested against).
+#[inline(always)]
+pub(crate) fn parse_chunk_with<S: RowSink, const FAST: bool>(
+    chunk: &[u8],
+    mut sink: S,
+) -> ChunkParse {
     // One validation pass over the whole chunk; per-line checks only when it fails.
     let chunk_is_utf8 = simdutf8::basic::from_utf8(chunk).is_ok();
     let mut result = ChunkParse::default();
     let mut pos = 0;
-    while pos < chunk.len() {
-        let line_index = result.lines;
-        result.lines += 1;
-        let rest = &chunk[pos..];
-        let bad = |reason: &'static str, result: &mut ChunkParse| -> usize {
-            let length = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-            result.bad_lines.push(BadLine {
-                line_in_chunk: line_index,
-                offset_in_chunk: pos,
-                length,
-                reason,
-            });
-            length + 1
-        };
-        let Some(semicolon) = find_separator(rest) else {
-            pos += bad("missing ';' between station and temperature", &mut result);
-            continue;
-        };
-        if rest[semicolon] == b'\n' {
-            pos += bad("missing ';' between station and temperature", &mut result);
-            continue;
-        }
-        if semicolon == 0 {
-            pos += bad("empty station name", &mut result);
-            continue;
-        }
-        let Some((tenths, used)) = parse_tenths(&rest[semicolon + 1..]) else {
-            pos += bad("temperature is not -?d?d.d", &mut result);
-            continue;
-        };
-        let mut end = semicolon + 1 + used;
-        if rest.get(end) == Some(&b'\r') {
-            end += 1;
-        }
-        match rest.get(end) {
-            None | Some(b'\n') => {}
-            Some(_) => {
-                pos += bad("unexpected text after the temperature", &mut result);
-                continue;
+    if FAST && chunk_is_utf8 {
+        while let Some(window) = chunk
+            .get(pos..)
+            .and_then(|rest| rest.first_chunk::<FAST_WINDOW_BYTES>())
+        {
+            match fast_line(window) {
+                Some(line) => {
+                    let station = Station {
+                        name: &chunk[pos..pos + line.name_len],
+                        prefix: line.prefix,
+                    };
+                    sink.row(station, pos, line.tenths);
+                    result.lines += 1;
+                    pos += line.length;
+                }
+                None => pos += exact_line(chunk, pos, chunk_is_utf8, &mut result, &mut sink),
             }
         }
-        let station = &rest[..semicolon];
-        if !chunk_is_utf8 && std::str::from_utf8(station).is_err() {
-            pos += bad("station name is not valid UTF-8", &mut result);
-            continue;
-        }
-        on_row(station, pos, tenths);
-        pos += end + 1;
+    }
+    while pos < chunk.len() {
+        pos += exact_line(chunk, pos, chunk_is_utf8, &mut result, &mut sink);
     }
     result
+}
+
+/// Parses the line at `chunk[pos..]` with every check spelled out, passing it to `sink` or
+/// reporting it as a bad line; returns the bytes it used (the line and its newline, at least 1).
+fn exact_line<S: RowSink>(
+    chunk: &[u8],
+    pos: usize,
+    chunk_is_utf8: bool,
+    result: &mut ChunkParse,
+    sink: &mut S,
+) -> usize {
+    let line_index = result.lines;
+    result.lines += 1;
+    let rest = &chunk[pos..];
+    let mut bad = |reason: &'static str| -> usize {
+        let length = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        result.bad_lines.push(BadLine {
+            line_in_chunk: line_index,
+            offset_in_chunk: pos,
+            length,
+            reason,
+        });
+        length + 1
+    };
+    let Some(semicolon) = find_separator(rest) else {
+        return bad("missing ';' between station and temperature");
+    };
+    if rest[semicolon] == b'\n' {
+        return bad("missing ';' between station and temperature");
+    }
+    if semicolon == 0 {
+        return bad("empty station name");
+    }
+    let Some((tenths, used)) = parse_tenths(&rest[semicolon + 1..]) else {
+        return bad("temperature is not -?d?d.d");
+    };
+    let mut end = semicolon + 1 + used;
+    if rest.get(end) == Some(&b'\r') {
+        end += 1;
+    }
+    match rest.get(end) {
+        None | Some(b'\n') => {}
+        Some(_) => return bad("unexpected text after the temperature"),
+    }
+    let name = &rest[..semicolon];
+    if !chunk_is_utf8 && std::str::from_utf8(name).is_err() {
+        return bad("station name is not valid UTF-8");
+    }
+    let station = Station {
+        name,
+        prefix: prefix_words(name),
+    };
+    sink.row(station, pos, tenths);
+    end + 1
 }
 
 /// Parses a whole 1BRC input into batches of [`schema`], chunks in parallel on rayon.
@@ -295,7 +440,7 @@ fn parse_chunk_to_batches(
     };
     let parse = parse_chunk(chunk.as_slice(), |station, offset, tenths| {
         // Offsets fit u32: chunks are at most MAX_CHUNK_BYTES.
-        views.push(make_view(station, 0, offset as u32));
+        views.push(make_view(station.name, 0, offset as u32));
         temperatures.push(i128::from(tenths));
         if views.len() == rows_per_batch && error.is_none() {
             match finish(&mut views, &mut temperatures) {
@@ -324,7 +469,7 @@ mod tests {
     fn rows(text: &str) -> (Vec<(String, i16)>, ChunkParse) {
         let mut rows = Vec::new();
         let parse = parse_chunk(text.as_bytes(), |s, _, t| {
-            rows.push((String::from_utf8(s.to_vec()).unwrap(), t))
+            rows.push((String::from_utf8(s.name.to_vec()).unwrap(), t))
         });
         (rows, parse)
     }
@@ -392,6 +537,103 @@ mod tests {
         }
     }
 
+    /// Good rows `(name, prefix, offset, tenths)` and the counts, fast path on or off.
+    type Parsed = (Vec<(Vec<u8>, [u64; 2], usize, i16)>, ChunkParse);
+
+    fn parse_with<const FAST: bool>(bytes: &[u8]) -> Parsed {
+        let mut rows = Vec::new();
+        let parse = parse_chunk_with::<_, FAST>(bytes, |s: Station<'_>, offset, t| {
+            rows.push((s.name.to_vec(), s.prefix, offset, t))
+        });
+        (rows, parse)
+    }
+
+    #[test]
+    fn fast_path_reads_every_temperature_of_every_shape() {
+        for name in ["a", "Hamburg", "Abéché", "fifteen bytes!!"] {
+            for tenths in -999i16..=999 {
+                let magnitude = tenths.unsigned_abs();
+                let sign = if tenths < 0 { "-" } else { "" };
+                let text = format!("{name};{sign}{}.{}\n", magnitude / 10, magnitude % 10);
+                let mut window = [b'#'; FAST_WINDOW_BYTES];
+                window[..text.len()].copy_from_slice(text.as_bytes());
+                let line = fast_line(&window).unwrap_or_else(|| panic!("{text:?} not fast"));
+                assert_eq!(line.tenths, tenths, "{text:?}");
+                assert_eq!(line.length, text.len(), "{text:?}");
+                assert_eq!(line.name_len, name.len());
+                assert_eq!(line.prefix, prefix_words(name.as_bytes()));
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_exact_path() {
+        let names: [&[u8]; 12] = [
+            b"",
+            b"a",
+            b"Oslo",
+            "Abéché".as_bytes(),
+            b"seven b",
+            b"eight by",
+            b"fifteen bytes!!",
+            b"sixteen bytes!!!",
+            b"A very long station name",
+            b"a;b",
+            b"\xff\xfe",
+            b"x\ny",
+        ];
+        let temperatures: [&[u8]; 22] = [
+            b"1.2", b"-1.2", b"12.3", b"-12.3", b"0.0", b"-0.0", b"99.9", b"-99.9", b"123.4",
+            b"1.", b".5", b"-", b"", b"1.23", b"+1.0", b"1,0", b"/.0", b"1:0", b"--1.0", b"1.0x",
+            b"a1.0", b"-1/0",
+        ];
+        let ends: [&[u8]; 5] = [b"\n", b"\n", b"\n", b"\r\n", b" \n"];
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = |bound: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % bound
+        };
+        let mut fast_lines = 0;
+        for case in 0..400 {
+            let mut text = Vec::new();
+            for _ in 0..next(60) {
+                // Mostly good lines, so the fast path runs long stretches between bad ones.
+                let good = next(4) != 0;
+                let name = if good {
+                    names[1 + next(8)]
+                } else {
+                    names[next(names.len())]
+                };
+                let temperature = if good {
+                    temperatures[next(9)]
+                } else {
+                    temperatures[next(22)]
+                };
+                let end = if good {
+                    b"\n".as_slice()
+                } else {
+                    ends[next(ends.len())]
+                };
+                text.extend_from_slice(name);
+                if good || next(8) != 0 {
+                    text.push(b';');
+                }
+                text.extend_from_slice(temperature);
+                text.extend_from_slice(end);
+            }
+            if case % 3 == 0 {
+                text.truncate(text.len().saturating_sub(next(4)));
+            }
+            let fast = parse_with::<true>(&text);
+            let exact = parse_with::<false>(&text);
+            assert_eq!(fast, exact, "{:?}", String::from_utf8_lossy(&text));
+            fast_lines += fast.1.lines;
+        }
+        assert!(fast_lines > 5000, "too few lines to compare: {fast_lines}");
+    }
+
     #[test]
     fn bytes_below_the_digit_range_are_bad_temperatures() {
         // Regression: `b - b'0'` was computed before the digit check and overflowed.
@@ -404,7 +646,7 @@ mod tests {
     fn invalid_utf8_station_is_a_bad_line() {
         let mut rows = Vec::new();
         let parse = parse_chunk(b"ok;1.0\n\xff\xfe;2.0\n", |s, _, t| {
-            rows.push((s.to_vec(), t))
+            rows.push((s.name.to_vec(), t))
         });
         assert_eq!(rows, vec![(b"ok".to_vec(), 10)]);
         assert_eq!(parse.bad_lines[0].reason, "station name is not valid UTF-8");

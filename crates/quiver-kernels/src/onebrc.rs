@@ -1,11 +1,14 @@
 //! The 1BRC aggregate (MIN/AVG/MAX of temperature tenths by station) and its official output.
 //!
-//! Stations are interned by the same byte-string group-id mapping as string GROUP BY keys;
-//! statistics are integers of tenths, so the mean is exact before its one rounding.
+//! Stations live in a hash table of their own: a row costs one hash of the name's first 16
+//! bytes (already loaded by the parser), an index slot, the station's entry and, for names
+//! longer than 16 bytes only, a comparison of the rest.
+//! Statistics are integers of tenths, so the mean is exact before its one rounding.
 
+use quiver_core::prefix::prefix_words;
 use quiver_core::{QuiverError, Result};
 
-use crate::group_values::BytesGroupValues;
+use crate::hash::hash_short_words;
 
 /// Min, max, sum and count of one station, in tenths of a degree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,21 @@ impl StationStats {
         }
     }
 
+    #[inline(always)]
+    fn add(&mut self, tenths: i16) {
+        self.min_tenths = self.min_tenths.min(tenths);
+        self.max_tenths = self.max_tenths.max(tenths);
+        self.sum_tenths += i64::from(tenths);
+        self.count += 1;
+    }
+
+    fn merge(&mut self, other: &StationStats) {
+        self.min_tenths = self.min_tenths.min(other.min_tenths);
+        self.max_tenths = self.max_tenths.max(other.max_tenths);
+        self.sum_tenths += other.sum_tenths;
+        self.count += other.count;
+    }
+
     /// The mean in tenths, rounded half up (towards positive infinity), as the official
     /// `Math.round(mean * 10.0) / 10.0` does.
     pub fn mean_tenths(&self) -> i64 {
@@ -39,16 +57,36 @@ impl StationStats {
     }
 }
 
+/// A station's name prefix, length and statistics.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    prefix: [u64; 2],
+    /// The name's length; past u32::MAX only a quick filter, as every name over 16 bytes is
+    /// compared in full.
+    len: u32,
+    stats: StationStats,
+}
+
+/// An index slot with no station.
+const EMPTY_SLOT: u32 = u32::MAX;
+
 /// Per-station statistics of one partition of the input.
+///
+/// An open-addressing index of 4-byte station numbers, at most a quarter full, points into
+/// the stations in first-appearance order: both stay in L1 for the official 413 stations, where
+/// slots holding the statistics inline (and twice as many of them for the same load) did not.
 pub struct OneBrcAggregator {
-    stations: BytesGroupValues,
-    stats: Vec<StationStats>,
+    index: Vec<u32>,
+    entries: Vec<Entry>,
+    /// Every station's name, concatenated; station `i` spans `name_ends[i - 1]..name_ends[i]`.
+    names: Vec<u8>,
+    name_ends: Vec<usize>,
 }
 
 impl std::fmt::Debug for OneBrcAggregator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OneBrcAggregator")
-            .field("stations", &self.stats.len())
+            .field("stations", &self.len())
             .finish()
     }
 }
@@ -63,58 +101,116 @@ impl OneBrcAggregator {
     /// An empty aggregate.
     pub fn new() -> Self {
         OneBrcAggregator {
-            stations: BytesGroupValues::new(arrow::datatypes::DataType::Utf8, true),
-            stats: Vec::new(),
+            index: vec![EMPTY_SLOT; 2048],
+            entries: Vec::new(),
+            names: Vec::new(),
+            name_ends: Vec::new(),
         }
     }
 
-    /// Adds one measurement.
-    #[inline]
-    pub fn add(&mut self, station: &[u8], tenths: i16) {
-        let group = self.stations.intern_key(station) as usize;
-        match self.stats.get_mut(group) {
-            Some(stats) => {
-                stats.min_tenths = stats.min_tenths.min(tenths);
-                stats.max_tenths = stats.max_tenths.max(tenths);
-                stats.sum_tenths += i64::from(tenths);
-                stats.count += 1;
+    fn name(&self, station: usize) -> &[u8] {
+        let end = self.name_ends[station];
+        let start = match station {
+            0 => 0,
+            _ => self.name_ends[station - 1],
+        };
+        &self.names[start..end]
+    }
+
+    /// Adds one measurement of the station `name`, whose [`prefix_words`] are `prefix` (the
+    /// parser hands them over already loaded).
+    #[inline(always)]
+    pub fn add(&mut self, name: &[u8], prefix: [u64; 2], tenths: i16) {
+        debug_assert_eq!(prefix, prefix_words(name));
+        if let Some(station) = self.find_or_insert(name, prefix, StationStats::new(tenths)) {
+            self.entries[station].stats.add(tenths);
+        }
+    }
+
+    /// The station number of `name`, or `None` after inserting it with `initial` statistics.
+    #[inline(always)]
+    fn find_or_insert(
+        &mut self,
+        name: &[u8],
+        prefix: [u64; 2],
+        initial: StationStats,
+    ) -> Option<usize> {
+        let len = name.len() as u32;
+        let mask = self.index.len() - 1;
+        let mut slot = hash_short_words(prefix[0], prefix[1], name.len()) as usize & mask;
+        loop {
+            let station = self.index[slot];
+            if station == EMPTY_SLOT {
+                self.insert(slot, name, prefix, initial);
+                return None;
             }
-            None => self.stats.push(StationStats::new(tenths)),
+            let station = station as usize;
+            let entry = &self.entries[station];
+            if entry.prefix == prefix
+                && entry.len == len
+                && (name.len() <= 16 || self.name(station) == name)
+            {
+                return Some(station);
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    #[cold]
+    fn insert(&mut self, slot: usize, name: &[u8], prefix: [u64; 2], stats: StationStats) {
+        self.index[slot] = self.entries.len() as u32;
+        self.entries.push(Entry {
+            prefix,
+            len: name.len() as u32,
+            stats,
+        });
+        self.names.extend_from_slice(name);
+        self.name_ends.push(self.names.len());
+        // At most a quarter full: the first slot probed nearly always decides.
+        if self.entries.len() * 4 > self.index.len() {
+            self.grow();
+        }
+    }
+
+    fn grow(&mut self) {
+        self.index = vec![EMPTY_SLOT; self.index.len() * 2];
+        let mask = self.index.len() - 1;
+        for (station, entry) in self.entries.iter().enumerate() {
+            let len = self.name(station).len();
+            let mut slot = hash_short_words(entry.prefix[0], entry.prefix[1], len) as usize & mask;
+            while self.index[slot] != EMPTY_SLOT {
+                slot = (slot + 1) & mask;
+            }
+            self.index[slot] = station as u32;
         }
     }
 
     /// Folds another partition's statistics into this one.
     pub fn merge(&mut self, other: &OneBrcAggregator) {
-        for (station, stats) in other.iter() {
-            let group = self.stations.intern_key(station) as usize;
-            match self.stats.get_mut(group) {
-                Some(mine) => {
-                    mine.min_tenths = mine.min_tenths.min(stats.min_tenths);
-                    mine.max_tenths = mine.max_tenths.max(stats.max_tenths);
-                    mine.sum_tenths += stats.sum_tenths;
-                    mine.count += stats.count;
-                }
-                None => self.stats.push(*stats),
+        for (station, entry) in other.entries.iter().enumerate() {
+            let name = other.name(station);
+            if let Some(mine) = self.find_or_insert(name, entry.prefix, entry.stats) {
+                self.entries[mine].stats.merge(&entry.stats);
             }
         }
     }
 
     /// `(station bytes, stats)` in order of first appearance.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &StationStats)> {
-        self.stats
+        self.entries
             .iter()
             .enumerate()
-            .map(|(g, s)| (self.stations.key(g as u32), s))
+            .map(|(station, entry)| (self.name(station), &entry.stats))
     }
 
     /// Number of stations.
     pub fn len(&self) -> usize {
-        self.stats.len()
+        self.entries.len()
     }
 
     /// True when no measurement was added.
     pub fn is_empty(&self) -> bool {
-        self.stats.is_empty()
+        self.entries.is_empty()
     }
 
     /// The official output: `{name=min/mean/max, ...}` sorted by name (byte order) and a newline.
@@ -174,14 +270,60 @@ mod tests {
         assert_eq!(stats(10, 4).mean_tenths(), 3); // 2.5 → 3
     }
 
+    fn add(aggregator: &mut OneBrcAggregator, name: &[u8], tenths: i16) {
+        aggregator.add(name, prefix_words(name), tenths);
+    }
+
+    #[test]
+    fn matches_a_map_for_many_and_tricky_names() {
+        use std::collections::BTreeMap;
+        // Names that share 16-byte prefixes, differ only by length or a trailing NUL, are
+        // empty or long; enough of them to grow the table several times.
+        let mut names: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"\0".to_vec(),
+            b"a".to_vec(),
+            b"a\0".to_vec(),
+            b"sixteen bytes!!!".to_vec(),
+            b"sixteen bytes!!!x".to_vec(),
+            b"sixteen bytes!!!y".to_vec(),
+            b"sixteen bytes!!!xy".to_vec(),
+        ];
+        names.extend((0..5000).map(|i| format!("station {i}").into_bytes()));
+        names.extend((0..500).map(|i| format!("a long shared station prefix {i}").into_bytes()));
+        let mut expected: BTreeMap<Vec<u8>, StationStats> = BTreeMap::new();
+        let mut parts = [OneBrcAggregator::new(), OneBrcAggregator::new()];
+        let mut state = 7_u64;
+        for row in 0..60_000 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let name = &names[(state >> 33) as usize % names.len()];
+            let tenths = ((state >> 13) % 1999) as i16 - 999;
+            add(&mut parts[row % 2], name, tenths);
+            expected
+                .entry(name.clone())
+                .and_modify(|stats| stats.add(tenths))
+                .or_insert(StationStats::new(tenths));
+        }
+        let [mut merged, other] = parts;
+        merged.merge(&other);
+        let got: BTreeMap<Vec<u8>, StationStats> = merged
+            .iter()
+            .map(|(name, stats)| (name.to_vec(), *stats))
+            .collect();
+        assert_eq!(merged.len(), expected.len());
+        assert_eq!(got, expected);
+    }
+
     #[test]
     fn formats_the_official_output() {
         let mut a = OneBrcAggregator::new();
-        a.add(b"b", 10);
-        a.add(b"a", -5);
+        add(&mut a, b"b", 10);
+        add(&mut a, b"a", -5);
         let mut b = OneBrcAggregator::new();
-        b.add(b"b", 21);
-        b.add(b"a", 0);
+        add(&mut b, b"b", 21);
+        add(&mut b, b"a", 0);
         a.merge(&b);
         assert_eq!(
             a.format_official().unwrap(),
