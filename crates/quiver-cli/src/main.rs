@@ -636,6 +636,16 @@ fn run_query(
     stream: quiver::StreamOptions,
     verbose: bool,
 ) -> Result<()> {
+    if let Some((name, path, text_format)) = streamable_table(specs, input_format) {
+        let query = StreamedQuery {
+            sql,
+            format,
+            output,
+            stream,
+            verbose,
+        };
+        return run_streamed(&name, &path, text_format, &query);
+    }
     let sources = load_tables(specs, input_format, verbose)?;
     let tables: Vec<(String, arrow::datatypes::SchemaRef)> = sources
         .iter()
@@ -663,15 +673,244 @@ fn run_query(
         let batches = quiver_exec::query::run_partitioned(&plan, &source.partitions)?;
         (plan.output_schema.clone(), batches)
     };
+    let (mut sink, context) = open_output(output)?;
+    write_batches(&mut sink, &schema, &batches, format)?;
+    sink.flush().map_err(|e| QuiverError::io(context, e))
+}
+
+/// The query's output: the file given, or stdout.
+fn open_output(output: Option<&std::path::Path>) -> Result<(Box<dyn Write>, String)> {
     let context = output.map_or("stdout".to_string(), |p| p.display().to_string());
-    let mut sink: Box<dyn Write> = match output {
+    let sink: Box<dyn Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).map_err(|e| QuiverError::io(&context, e))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    write_batches(&mut sink, &schema, &batches, format)?;
+    Ok((sink, context))
+}
+
+/// The one `--table` of a query that is read in chunks as it arrives: a single CSV or JSON-lines
+/// file, or `-` (stdin) with `--input-format csv|jsonl`.
+fn streamable_table(
+    specs: &[String],
+    forced: Option<InputFormat>,
+) -> Option<(String, PathBuf, InputFormat)> {
+    let [spec] = specs else {
+        return None;
+    };
+    let (name, path) = spec.split_once('=')?;
+    let path = PathBuf::from(path);
+    if path.as_os_str() != "-" && !path.is_file() {
+        return None;
+    }
+    match input_format_of(&path, forced) {
+        Ok(format @ (InputFormat::Csv | InputFormat::Jsonl)) => {
+            Some((name.to_string(), path, format))
+        }
+        _ => None,
+    }
+}
+
+/// What to run over a streamed table, and where its output goes.
+struct StreamedQuery<'a> {
+    sql: &'a str,
+    format: OutputFormat,
+    output: Option<&'a std::path::Path>,
+    stream: quiver::StreamOptions,
+    verbose: bool,
+}
+
+/// Decodes the chunks of one streamed table, keeping dead-letter positions those of the whole
+/// input and reporting them on stderr as they come.
+struct ChunkDecoder {
+    format: InputFormat,
+    schema: Option<arrow::datatypes::SchemaRef>,
+    config: quiver_ingest::IngestConfig,
+    lines_before: u64,
+    bytes_before: u64,
+    accepted_rows: u64,
+    rejected_rows: u64,
+    verbose: bool,
+}
+
+impl ChunkDecoder {
+    fn decode(&mut self, chunk: &[u8]) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+        let output = match self.format {
+            InputFormat::Csv => quiver_ingest::text::read_csv(
+                chunk,
+                self.schema.clone(),
+                quiver_ingest::text::CsvOptions {
+                    // Only the first chunk starts with the header.
+                    has_header: self.schema.is_none(),
+                    ..quiver_ingest::text::CsvOptions::default()
+                },
+                &self.config,
+            )?,
+            _ => quiver_ingest::text::read_json_lines(chunk, self.schema.clone(), &self.config)?,
+        };
+        if self.schema.is_none() {
+            self.schema = output.batches.first().map(|batch| batch.schema());
+        }
+        self.accepted_rows += output.accepted_rows;
+        for mut dead in output.dead_letters {
+            self.rejected_rows += 1;
+            dead.position.record += self.lines_before;
+            dead.position.byte_offset = dead.position.byte_offset.map(|b| b + self.bytes_before);
+            if self.verbose || self.rejected_rows <= 5 {
+                eprintln!("  {dead}");
+            }
+        }
+        self.lines_before += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.bytes_before += chunk.len() as u64;
+        Ok(output.batches)
+    }
+
+    fn report(&self) {
+        if self.rejected_rows > 0 {
+            eprintln!(
+                "{}: {} records rejected (dead letters), {} accepted",
+                self.config.source_name, self.rejected_rows, self.accepted_rows
+            );
+        }
+    }
+}
+
+/// Runs `query` over a CSV or JSON-lines table read in chunks as it arrives: window and EMIT
+/// CHANGES queries push each chunk through and write (and flush) their output as it is
+/// produced, so a query over a pipe answers before the pipe closes; other queries aggregate
+/// every chunk and answer at the end. The schema is inferred from the first chunk, which holds
+/// the first `infer_schema_rows` records (or all of a shorter input).
+fn run_streamed(
+    name: &str,
+    path: &std::path::Path,
+    format: InputFormat,
+    query: &StreamedQuery<'_>,
+) -> Result<()> {
+    let source_name = path.display().to_string();
+    let reader: Box<dyn std::io::Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(|e| QuiverError::io(&source_name, e))?)
+    };
+    let config = quiver_ingest::IngestConfig::default().with_source_name(&source_name);
+    let syntax = match format {
+        InputFormat::Csv => quiver_cli::chunked::RecordSyntax::Csv,
+        _ => quiver_cli::chunked::RecordSyntax::Lines,
+    };
+    // One more record than inference reads: the CSV header.
+    let mut chunks =
+        quiver_cli::chunked::ChunkedRecords::new(reader, syntax, config.infer_schema_rows + 1);
+    let mut next_chunk = || {
+        chunks
+            .next_chunk()
+            .map_err(|e| QuiverError::io(&source_name, e))
+    };
+    let mut decoder = ChunkDecoder {
+        format,
+        schema: None,
+        config,
+        lines_before: 0,
+        bytes_before: 0,
+        accepted_rows: 0,
+        rejected_rows: 0,
+        verbose: query.verbose,
+    };
+    let first = decoder.decode(&next_chunk()?.unwrap_or_default())?;
+    let schema = decoder.schema.clone().ok_or_else(|| {
+        QuiverError::Config(format!("{source_name}: no rows to take a schema from"))
+    })?;
+    let plan = quiver_sql::plan(query.sql, &[(name.to_string(), schema)])?;
+    let (mut sink, context) = open_output(query.output)?;
+    if plan.window.is_none() && plan.emit != quiver_sql::EmitMode::Changes {
+        let mut batches = first;
+        while let Some(chunk) = next_chunk()? {
+            batches.extend(decoder.decode(&chunk)?);
+        }
+        decoder.report();
+        let results = quiver_exec::query::run_partitioned(&plan, &[batches])?;
+        write_batches(&mut sink, &plan.output_schema, &results, query.format)?;
+        return sink.flush().map_err(|e| QuiverError::io(context, e));
+    }
+    let mut runner = quiver_exec::query::QueryRunner::try_new_with(plan, query.stream)?;
+    let mut writer = StreamWriter {
+        format: query.format,
+        schema: runner.schema().clone(),
+        wrote_header: false,
+        table_rows: Vec::new(),
+    };
+    let mut input = first;
+    loop {
+        let mut results = Vec::new();
+        for batch in &input {
+            results.extend(runner.push(batch)?);
+        }
+        writer.write(&mut sink, &results)?;
+        sink.flush().map_err(|e| QuiverError::io(&context, e))?;
+        match next_chunk()? {
+            Some(chunk) => input = decoder.decode(&chunk)?,
+            None => break,
+        }
+    }
+    let results = runner.finish()?;
+    writer.write(&mut sink, &results)?;
+    writer.finish(&mut sink)?;
+    decoder.report();
+    report_window_run(&mut runner, query.verbose);
     sink.flush().map_err(|e| QuiverError::io(context, e))
+}
+
+/// Writes a streaming query's output as it is produced: CSV and JSON lines at once (the CSV
+/// header before the first rows), the aligned table at the end (it needs every row's width).
+struct StreamWriter {
+    format: OutputFormat,
+    schema: arrow::datatypes::SchemaRef,
+    wrote_header: bool,
+    table_rows: Vec<arrow::record_batch::RecordBatch>,
+}
+
+impl StreamWriter {
+    fn write(
+        &mut self,
+        sink: &mut dyn Write,
+        batches: &[arrow::record_batch::RecordBatch],
+    ) -> Result<()> {
+        let batches: Vec<_> = batches.iter().filter(|b| b.num_rows() > 0).collect();
+        if batches.is_empty() {
+            return Ok(());
+        }
+        match self.format {
+            OutputFormat::Table => self.table_rows.extend(batches.into_iter().cloned()),
+            OutputFormat::Csv => {
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(!self.wrote_header)
+                    .build(sink);
+                for batch in batches {
+                    writer.write(batch)?;
+                }
+                self.wrote_header = true;
+            }
+            OutputFormat::Json => {
+                let mut writer = arrow::json::LineDelimitedWriter::new(sink);
+                for batch in batches {
+                    writer.write(batch)?;
+                }
+                writer.finish()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, sink: &mut dyn Write) -> Result<()> {
+        match self.format {
+            OutputFormat::Table => write_batches(sink, &self.schema, &self.table_rows, self.format),
+            // A query without rows still prints its header.
+            OutputFormat::Csv if !self.wrote_header => {
+                write_batches(sink, &self.schema, &[], self.format)
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Late rows and row accounting of a windowed run, on stderr.

@@ -423,3 +423,55 @@ fn generated_trades_in_csv_and_json_lines_give_the_same_answers() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("goes to a .csv or .jsonl"), "{stderr}");
 }
+
+#[test]
+fn a_window_query_over_stdin_answers_before_the_input_ends() {
+    use std::io::{BufRead, Write};
+    let mut child = quiver()
+        .args([
+            "run",
+            "--table",
+            "s=-",
+            "--input-format",
+            "csv",
+            "--format",
+            "csv",
+            "--sql",
+            "SELECT k, COUNT(*) AS n, SUM(v) AS total FROM s GROUP BY k \
+             WINDOW TUMBLING(t, INTERVAL '1' MINUTE)",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if lines_sender.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // More rows than schema inference waits for, all in the first minute, then one row that
+    // closes it; the input stays open.
+    let mut text = String::from("k,t,v\n");
+    for t in 0..1500 {
+        text.push_str(&format!("a,{t},1\n"));
+    }
+    text.push_str("a,60000,1\n");
+    stdin.write_all(text.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let wait = std::time::Duration::from_secs(60);
+    assert_eq!(
+        lines.recv_timeout(wait).unwrap(),
+        "window_start,window_end,k,n,total"
+    );
+    assert_eq!(lines.recv_timeout(wait).unwrap(), "0,60000,a,1500,1500");
+    stdin.write_all(b"b,125000,5\n").unwrap();
+    drop(stdin);
+    let rest: Vec<String> = lines.iter().collect();
+    assert_eq!(rest, vec!["60000,120000,a,1,1", "120000,180000,b,1,5"]);
+    assert!(child.wait().unwrap().success());
+}
