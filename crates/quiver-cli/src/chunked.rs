@@ -55,14 +55,23 @@ impl<R: Read> ChunkedRecords<R> {
 
     /// Finds the record ends in the bytes read since the last scan.
     fn scan(&mut self) {
-        for (offset, &byte) in self.pending[self.scanned..].iter().enumerate() {
-            match byte {
-                b'"' if self.syntax == RecordSyntax::Csv => self.in_quotes = !self.in_quotes,
-                b'\n' if !self.in_quotes => {
+        let new = &self.pending[self.scanned..];
+        match self.syntax {
+            RecordSyntax::Lines => {
+                for offset in memchr::memchr_iter(b'\n', new) {
                     self.boundary = self.scanned + offset + 1;
                     self.records += 1;
                 }
-                _ => {}
+            }
+            RecordSyntax::Csv => {
+                for offset in memchr::memchr2_iter(b'"', b'\n', new) {
+                    if new[offset] == b'"' {
+                        self.in_quotes = !self.in_quotes;
+                    } else if !self.in_quotes {
+                        self.boundary = self.scanned + offset + 1;
+                        self.records += 1;
+                    }
+                }
             }
         }
         self.scanned = self.pending.len();

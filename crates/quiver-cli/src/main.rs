@@ -735,8 +735,15 @@ struct ChunkDecoder {
 }
 
 impl ChunkDecoder {
+    /// Decodes one chunk and takes it in: [`Self::parse`] then [`Self::absorb`].
     fn decode(&mut self, chunk: &[u8]) -> Result<Vec<arrow::record_batch::RecordBatch>> {
-        let output = match self.format {
+        let output = self.parse(chunk)?;
+        Ok(self.absorb(chunk, output))
+    }
+
+    /// Decodes one chunk; touches no state, so chunks after the first decode in parallel.
+    fn parse(&self, chunk: &[u8]) -> Result<quiver_ingest::IngestOutput> {
+        Ok(match self.format {
             InputFormat::Csv => quiver_ingest::text::read_csv(
                 chunk,
                 self.schema.clone(),
@@ -748,7 +755,16 @@ impl ChunkDecoder {
                 &self.config,
             )?,
             _ => quiver_ingest::text::read_json_lines(chunk, self.schema.clone(), &self.config)?,
-        };
+        })
+    }
+
+    /// Takes a decoded chunk in input order: its dead letters get their positions in the whole
+    /// input and are reported.
+    fn absorb(
+        &mut self,
+        chunk: &[u8],
+        output: quiver_ingest::IngestOutput,
+    ) -> Vec<arrow::record_batch::RecordBatch> {
         if self.schema.is_none() {
             self.schema = output.batches.first().map(|batch| batch.schema());
         }
@@ -761,9 +777,9 @@ impl ChunkDecoder {
                 eprintln!("  {dead}");
             }
         }
-        self.lines_before += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.lines_before += memchr::memchr_iter(b'\n', chunk).count() as u64;
         self.bytes_before += chunk.len() as u64;
-        Ok(output.batches)
+        output.batches
     }
 
     fn report(&self) {
@@ -824,8 +840,26 @@ fn run_streamed(
     let (mut sink, context) = open_output(query.output)?;
     if plan.window.is_none() && plan.emit != quiver_sql::EmitMode::Changes {
         let mut batches = first;
-        while let Some(chunk) = next_chunk()? {
-            batches.extend(decoder.decode(&chunk)?);
+        // A few chunks at a time decode in parallel; they are taken in input order.
+        let group_size = 2 * default_threads();
+        loop {
+            let mut group = Vec::with_capacity(group_size);
+            while group.len() < group_size {
+                match next_chunk()? {
+                    Some(chunk) => group.push(chunk),
+                    None => break,
+                }
+            }
+            if group.is_empty() {
+                break;
+            }
+            let outputs: Vec<Result<quiver_ingest::IngestOutput>> = {
+                use rayon::prelude::*;
+                group.par_iter().map(|chunk| decoder.parse(chunk)).collect()
+            };
+            for (chunk, output) in group.iter().zip(outputs) {
+                batches.extend(decoder.absorb(chunk, output?));
+            }
         }
         decoder.report();
         let results = quiver_exec::query::run_partitioned(&plan, &[batches])?;
