@@ -597,7 +597,7 @@ impl Line {
 
     /// Appends `value` in at least `width` digits, zero-padded on the left (as `{value:0width$}`).
     /// Two digits per division (a table of pairs), since the divisions form the critical path.
-    #[inline]
+    #[inline(always)]
     fn push_zero_padded(&mut self, value: u64, width: usize) {
         let digits = value.checked_ilog10().map_or(1, |log| log as usize + 1);
         let end = self.len + digits.max(width);
