@@ -5,7 +5,8 @@
 //! record by record: good records still form a batch and each bad one becomes a dead letter with
 //! its line, byte offset and the decoder's reason. Blank lines in JSON lines input are not
 //! records and are skipped. Record boundaries in CSV come from the `csv` crate, so quoted
-//! fields may span lines.
+//! fields may span lines; a clean CSV input within one batch's bytes is decoded in one pass
+//! without them (see `read_csv_in_one_pass`).
 
 use std::io::Cursor;
 use std::ops::Range;
@@ -91,8 +92,17 @@ pub fn read_csv(
     options: CsvOptions,
     config: &IngestConfig,
 ) -> Result<IngestOutput> {
+    read_csv_with::<true>(data, schema, options, config)
+}
+
+/// [`read_csv`] with the one-pass fast path on or off (off: the reference it is tested against).
+fn read_csv_with<const ONE_PASS: bool>(
+    data: &[u8],
+    schema: Option<SchemaRef>,
+    options: CsvOptions,
+    config: &IngestConfig,
+) -> Result<IngestOutput> {
     config.validate()?;
-    let spans = csv_record_spans(data, options, &config.source_name)?;
     let schema = match schema {
         Some(schema) => schema,
         None => {
@@ -112,36 +122,97 @@ pub fn read_csv(
             Arc::new(schema)
         }
     };
-    let decode = |bytes: &[u8], rows: usize| -> Result<Vec<RecordBatch>, ArrowError> {
-        let mut decoder = arrow::csv::ReaderBuilder::new(schema.clone())
-            .with_header(false)
-            .with_delimiter(options.delimiter)
-            .with_batch_size(rows.max(1))
-            .build_decoder();
-        let mut batches = Vec::new();
-        let mut rest = bytes;
-        loop {
-            let consumed = decoder.decode(rest)?;
-            rest = &rest[consumed..];
-            if rest.is_empty() {
-                // An empty decode marks the end of input, completing a last record without newline.
-                decoder.decode(&[])?;
-                if let Some(batch) = decoder.flush()? {
-                    batches.push(batch);
-                }
-                break;
-            }
-            match decoder.flush()? {
-                Some(batch) => batches.push(batch),
-                None if consumed == 0 => {
-                    return Err(ArrowError::CsvError("decoder made no progress".into()))
-                }
-                None => {}
-            }
+    if ONE_PASS {
+        if let Some(output) = read_csv_in_one_pass(data, &schema, options, config) {
+            return Ok(output);
         }
-        Ok(batches)
-    };
+    }
+    let spans = csv_record_spans(data, options, &config.source_name)?;
+    let decode = |bytes: &[u8], rows: usize| decode_csv(bytes, &schema, options, rows);
     decode_in_groups(data, &spans, &schema, config, decode)
+}
+
+/// Decodes CSV records without a header into batches of at most `rows` rows.
+fn decode_csv(
+    bytes: &[u8],
+    schema: &SchemaRef,
+    options: CsvOptions,
+    rows: usize,
+) -> Result<Vec<RecordBatch>, ArrowError> {
+    let mut decoder = arrow::csv::ReaderBuilder::new(schema.clone())
+        .with_header(false)
+        .with_delimiter(options.delimiter)
+        .with_batch_size(rows.max(1))
+        .build_decoder();
+    let mut batches = Vec::new();
+    let mut rest = bytes;
+    loop {
+        let consumed = decoder.decode(rest)?;
+        rest = &rest[consumed..];
+        if rest.is_empty() {
+            // An empty decode marks the end of input, completing a last record without newline.
+            decoder.decode(&[])?;
+            if let Some(batch) = decoder.flush()? {
+                batches.push(batch);
+            }
+            break;
+        }
+        match decoder.flush()? {
+            Some(batch) => batches.push(batch),
+            None if consumed == 0 => {
+                return Err(ArrowError::CsvError("decoder made no progress".into()))
+            }
+            None => {}
+        }
+    }
+    Ok(batches)
+}
+
+/// The common case, a clean input within one batch's bytes, with one parse instead of two:
+/// the `arrow-csv` decoder alone, accepted when it fails on nothing and yields exactly as many
+/// rows as there are record ends (newlines outside double quotes, found with `memchr`).
+/// Anything else — a bad record, a blank line, a stray quote, `\r`-only line ends — returns
+/// `None`, and the record-by-record path decides (tested to agree).
+fn read_csv_in_one_pass(
+    data: &[u8],
+    schema: &SchemaRef,
+    options: CsvOptions,
+    config: &IngestConfig,
+) -> Option<IngestOutput> {
+    if data.len() > config.batch_size_bytes
+        || data.first() == Some(&b'\n')
+        || memchr::memmem::find(data, b"\n\n").is_some()
+        || memchr::memmem::find(data, b"\n\r\n").is_some()
+    {
+        return None;
+    }
+    let mut record_ends = Vec::new();
+    let mut in_quotes = false;
+    for at in memchr::memchr2_iter(b'"', b'\n', data) {
+        if data[at] == b'"' {
+            in_quotes = !in_quotes;
+        } else if !in_quotes {
+            record_ends.push(at + 1);
+        }
+    }
+    if in_quotes {
+        return None;
+    }
+    let unterminated_tail = record_ends.last().copied().unwrap_or(0) < data.len();
+    let mut records = record_ends.len() + usize::from(unterminated_tail);
+    let body = if options.has_header {
+        records = records.checked_sub(1)?;
+        &data[record_ends.first().copied().unwrap_or(data.len())..]
+    } else {
+        data
+    };
+    let batches = decode_csv(body, schema, options, config.batch_size_rows).ok()?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    (rows == records).then(|| IngestOutput {
+        accepted_rows: rows as u64,
+        batches: batches.into_iter().filter(|b| b.num_rows() > 0).collect(),
+        ..IngestOutput::default()
+    })
 }
 
 fn decode_in_groups<D>(
@@ -411,6 +482,73 @@ mod tests {
             (out.accepted_rows, out.rejected_rows, out.batches.len()),
             (0, 0, 0)
         );
+    }
+
+    #[test]
+    fn one_pass_csv_agrees_with_the_record_by_record_path() {
+        let fields = [
+            "1", "22", "-3", "x", "\"q,1\"", "\"a\nb\"", "", "\"\"\"\"", "ab\"c", "1.5", " 7",
+        ];
+        let ends = ["\n", "\n", "\n", "\r\n", "\r", "\n\n"];
+        let mut state = 0x5EED_u64;
+        let mut next = |bound: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % bound
+        };
+        let mut one_pass_taken = 0;
+        for case in 0..3000 {
+            let mut text = String::from("n,s\n");
+            let clean = case % 2 == 0;
+            for _ in 0..next(12) {
+                if clean {
+                    text.push_str(&format!(
+                        "{},{}\n",
+                        next(100),
+                        ["a", "\"b,\nc\"", ""][next(3)]
+                    ));
+                    continue;
+                }
+                let width = 1 + next(3);
+                let record: Vec<&str> = (0..width).map(|_| fields[next(fields.len())]).collect();
+                text.push_str(&record.join(","));
+                text.push_str(ends[next(ends.len())]);
+            }
+            if next(3) == 0 {
+                text.truncate(text.len() - 1);
+            }
+            let schema = (next(4) != 0).then(schema_ns);
+            let config = IngestConfig::default().with_batch_size_rows(1 + next(5));
+            let options = CsvOptions::default();
+            let fast = read_csv_with::<true>(text.as_bytes(), schema.clone(), options, &config);
+            let exact = read_csv_with::<false>(text.as_bytes(), schema.clone(), options, &config);
+            match (fast, exact) {
+                (Ok(fast), Ok(exact)) => {
+                    assert_eq!(fast.batches, exact.batches, "{text:?}");
+                    assert_eq!(fast.accepted_rows, exact.accepted_rows, "{text:?}");
+                    assert_eq!(fast.dead_letters, exact.dead_letters, "{text:?}");
+                }
+                (Err(fast), Err(exact)) => assert_eq!(fast.to_string(), exact.to_string()),
+                (fast, exact) => panic!("{text:?}: {fast:?} vs {exact:?}"),
+            }
+            if let Some(schema) = schema {
+                let body = text.as_bytes();
+                one_pass_taken +=
+                    usize::from(read_csv_in_one_pass(body, &schema, options, &config).is_some());
+            }
+        }
+        assert!(
+            one_pass_taken > 500,
+            "one pass taken {one_pass_taken} times"
+        );
+    }
+
+    fn schema_ns() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+        ]))
     }
 
     #[test]
