@@ -8,7 +8,9 @@ use std::io::Read;
 pub enum RecordSyntax {
     /// Every newline ends a record (JSON lines).
     Lines,
-    /// A newline ends a record unless it is inside a double-quoted field (RFC 4180 CSV).
+    /// A newline ends a record unless it is inside a double-quoted field (RFC 4180 CSV with
+    /// `,` between fields). As in the `csv` crate, a quote opens a quoted field only at the
+    /// start of a field; elsewhere it is an ordinary character.
     Csv,
 }
 
@@ -24,10 +26,15 @@ pub struct ChunkedRecords<R: Read> {
     syntax: RecordSyntax,
     /// Bytes read and not yet handed out.
     pending: Vec<u8>,
+    /// Bytes asked of the reader at a time ([`READ_BYTES`]; less in tests).
+    read_bytes: usize,
     /// How much of `pending` has been scanned for record ends.
     scanned: usize,
     /// Inside a quoted CSV field at `scanned`.
     in_quotes: bool,
+    /// Where in `pending` the last quoted field closed (a quote right after it is an escaped
+    /// quote, and the field goes on).
+    closed_quote_at: Option<usize>,
     /// Just past the last record end found in `pending`, and the records before it.
     boundary: usize,
     records: usize,
@@ -43,8 +50,10 @@ impl<R: Read> ChunkedRecords<R> {
             reader,
             syntax,
             pending: Vec::new(),
+            read_bytes: READ_BYTES,
             scanned: 0,
             in_quotes: false,
+            closed_quote_at: None,
             boundary: 0,
             records: 0,
             first_chunk_records,
@@ -65,11 +74,22 @@ impl<R: Read> ChunkedRecords<R> {
             }
             RecordSyntax::Csv => {
                 for offset in memchr::memchr2_iter(b'"', b'\n', new) {
-                    if new[offset] == b'"' {
-                        self.in_quotes = !self.in_quotes;
-                    } else if !self.in_quotes {
-                        self.boundary = self.scanned + offset + 1;
-                        self.records += 1;
+                    let at = self.scanned + offset;
+                    if new[offset] == b'\n' {
+                        if !self.in_quotes {
+                            self.boundary = at + 1;
+                            self.records += 1;
+                        }
+                    } else if self.in_quotes {
+                        self.in_quotes = false;
+                        self.closed_quote_at = Some(at);
+                    } else {
+                        // `pending` starts at a record start, so `at == 0` is a field start.
+                        let escaped = at > 0 && self.closed_quote_at == Some(at - 1);
+                        let field_start = at.checked_sub(1).is_none_or(|before| {
+                            matches!(self.pending[before], b',' | b'\n' | b'\r')
+                        });
+                        self.in_quotes = escaped || field_start;
                     }
                 }
             }
@@ -89,6 +109,8 @@ impl<R: Read> ChunkedRecords<R> {
                 let rest = self.pending.split_off(self.boundary);
                 let chunk = std::mem::replace(&mut self.pending, rest);
                 self.scanned -= self.boundary;
+                // A quote closed before a record end cannot escape anything after it.
+                self.closed_quote_at = None;
                 self.boundary = 0;
                 self.records = 0;
                 self.handed_out = true;
@@ -100,24 +122,21 @@ impl<R: Read> ChunkedRecords<R> {
                 }
                 // The end of input ends the last record, with or without a newline.
                 self.scanned = 0;
+                self.closed_quote_at = None;
                 self.boundary = 0;
                 self.records = 0;
                 self.handed_out = true;
                 return Ok(Some(std::mem::take(&mut self.pending)));
             }
             let start = self.pending.len();
-            self.pending.resize(start + READ_BYTES, 0);
-            let read = match self.reader.read(&mut self.pending[start..]) {
-                Ok(read) => read,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
-                Err(e) => {
-                    self.pending.truncate(start);
-                    return Err(e);
-                }
-            };
-            self.pending.truncate(start + read);
-            if read == 0 {
-                self.at_end = true;
+            self.pending.resize(start + self.read_bytes, 0);
+            let read = self.reader.read(&mut self.pending[start..]);
+            self.pending.truncate(start + *read.as_ref().unwrap_or(&0));
+            match read {
+                Ok(0) => self.at_end = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
             }
             self.scan();
         }
@@ -157,6 +176,8 @@ mod tests {
                 .collect(),
         );
         let mut chunked = ChunkedRecords::new(reader, syntax, first);
+        // Small reads keep the many cases of these tests quick (the parts are small).
+        chunked.read_bytes = 4096;
         let mut out = Vec::new();
         while let Some(chunk) = chunked.next_chunk().unwrap() {
             out.push(String::from_utf8(chunk).unwrap());
@@ -178,12 +199,48 @@ mod tests {
         assert_eq!(chunks(&["", "x"], RecordSyntax::Lines, 5), vec!["x"]);
     }
 
+    fn records(text: &str) -> Vec<csv::ByteRecord> {
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.as_bytes())
+            .byte_records()
+            .map(|record| record.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn csv_chunks_end_where_the_csv_crate_ends_records() {
+        let pieces = ["a", "\"", ",", "\n", "\"\"", "\r\n", "b c", "\"x\ny\""];
+        let mut state = 17_u64;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..(state >> 60) + 4 {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                text.push_str(pieces[(state >> 33) as usize % pieces.len()]);
+            }
+            // Cutting where the chunker does changes no record the `csv` crate reads.
+            let pieces = chunks(&[&text], RecordSyntax::Csv, 1);
+            assert_eq!(pieces.concat(), text);
+            let by_chunk: Vec<csv::ByteRecord> = pieces.iter().flat_map(|p| records(p)).collect();
+            assert_eq!(by_chunk, records(&text), "{text:?} cut into {pieces:?}");
+        }
+    }
+
     #[test]
     fn newlines_inside_quoted_csv_fields_do_not_end_records() {
         let parts = ["h\n\"a\nb\",1\n\"c", "\"\"\n\",2\n", "x,3"];
         assert_eq!(
             chunks(&parts, RecordSyntax::Csv, 1),
             vec!["h\n\"a\nb\",1\n", "\"c\"\"\n\",2\n", "x,3"]
+        );
+        // A quote inside an unquoted field is an ordinary character; one right after a closing
+        // quote is an escaped quote.
+        assert_eq!(
+            chunks(&["h\nab\"c,\"x\ny", "\"\"\"\nz"], RecordSyntax::Csv, 1),
+            vec!["h\n", "ab\"c,\"x\ny\"\"\"\n", "z"]
         );
         // Every piece of the input is handed out exactly once, for any split.
         let text = "h\n\"a\nb\",1\n\"c\"\"\n\",2\nx,3\n";
