@@ -109,8 +109,11 @@ impl<R: Read> ChunkedRecords<R> {
                 let rest = self.pending.split_off(self.boundary);
                 let chunk = std::mem::replace(&mut self.pending, rest);
                 self.scanned -= self.boundary;
-                // A quote closed before a record end cannot escape anything after it.
-                self.closed_quote_at = None;
+                // Positions in `pending` move with it; a quote that closed before the record
+                // end cannot escape anything any more.
+                self.closed_quote_at = self
+                    .closed_quote_at
+                    .and_then(|at| at.checked_sub(self.boundary));
                 self.boundary = 0;
                 self.records = 0;
                 self.handed_out = true;
@@ -222,7 +225,11 @@ mod tests {
                 text.push_str(pieces[(state >> 33) as usize % pieces.len()]);
             }
             // Cutting where the chunker does changes no record the `csv` crate reads.
-            let pieces = chunks(&[&text], RecordSyntax::Csv, 1);
+            // Reads end anywhere: between a closing quote and its escape, inside a field.
+            let cut_a = (state >> 20) as usize % (text.len() + 1);
+            let cut_b = cut_a + (state >> 40) as usize % (text.len() - cut_a + 1);
+            let reads = [&text[..cut_a], &text[cut_a..cut_b], &text[cut_b..]];
+            let pieces = chunks(&reads, RecordSyntax::Csv, 1);
             assert_eq!(pieces.concat(), text);
             let by_chunk: Vec<csv::ByteRecord> = pieces.iter().flat_map(|p| records(p)).collect();
             assert_eq!(by_chunk, records(&text), "{text:?} cut into {pieces:?}");
@@ -241,6 +248,11 @@ mod tests {
         assert_eq!(
             chunks(&["h\nab\"c,\"x\ny", "\"\"\"\nz"], RecordSyntax::Csv, 1),
             vec!["h\n", "ab\"c,\"x\ny\"\"\"\n", "z"]
+        );
+        // A read that ends between a closing quote and the quote escaping it.
+        assert_eq!(
+            chunks(&["h\n\"x\"", "\"\ny", "\",1\n"], RecordSyntax::Csv, 1),
+            vec!["h\n", "\"x\"\"\ny\",1\n"]
         );
         // Every piece of the input is handed out exactly once, for any split.
         let text = "h\n\"a\nb\",1\n\"c\"\"\n\",2\nx,3\n";
