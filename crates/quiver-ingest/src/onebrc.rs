@@ -282,41 +282,58 @@ pub(crate) fn parse_chunk_with<S: RowSink, const FAST: bool>(
     chunk: &[u8],
     mut sink: S,
 ) -> ChunkParse {
-    // One validation pass over the whole chunk; per-line checks only when it fails.
-    let chunk_is_utf8 = simdutf8::basic::from_utf8(chunk).is_ok();
     let mut result = ChunkParse::default();
     let mut pos = 0;
-    if FAST && chunk_is_utf8 {
-        while let Some(window) = chunk
-            .get(pos..)
-            .and_then(|rest| rest.first_chunk::<FAST_WINDOW_BYTES>())
-        {
-            match fast_line(window) {
-                Some(line) => {
-                    let station = Station {
-                        name: &chunk[pos..pos + line.name_len],
-                        prefix: line.prefix,
-                    };
-                    sink.row(station, pos, line.tenths);
-                    result.lines += 1;
-                    pos += line.length;
+    while pos < chunk.len() {
+        // Blocks of whole lines, each validated as UTF-8 just before it is parsed, so the
+        // parse reads it from L2 rather than from memory a second time; per-line checks only
+        // in a block that fails.
+        let block_end = chunk
+            .get(pos + UTF8_BLOCK_BYTES..)
+            .and_then(|rest| memchr::memchr(b'\n', rest))
+            .map_or(chunk.len(), |newline| pos + UTF8_BLOCK_BYTES + newline + 1);
+        let block_is_utf8 = simdutf8::basic::from_utf8(&chunk[pos..block_end]).is_ok();
+        if FAST && block_is_utf8 {
+            // A line that starts in the block ends in it: the block ends with a newline.
+            while pos < block_end {
+                let Some(window) = chunk
+                    .get(pos..)
+                    .and_then(|rest| rest.first_chunk::<FAST_WINDOW_BYTES>())
+                else {
+                    break;
+                };
+                match fast_line(window) {
+                    Some(line) => {
+                        let station = Station {
+                            name: &chunk[pos..pos + line.name_len],
+                            prefix: line.prefix,
+                        };
+                        sink.row(station, pos, line.tenths);
+                        result.lines += 1;
+                        pos += line.length;
+                    }
+                    None => pos += exact_line(chunk, pos, true, &mut result, &mut sink),
                 }
-                None => pos += exact_line(chunk, pos, chunk_is_utf8, &mut result, &mut sink),
             }
         }
-    }
-    while pos < chunk.len() {
-        pos += exact_line(chunk, pos, chunk_is_utf8, &mut result, &mut sink);
+        while pos < block_end {
+            pos += exact_line(chunk, pos, block_is_utf8, &mut result, &mut sink);
+        }
     }
     result
 }
+
+/// Bytes of input validated as UTF-8 at a time (then rounded up to a line end): small enough
+/// to still be in L2 when the parse reads them. Tests use tiny blocks, so their inputs cross
+/// many block ends.
+const UTF8_BLOCK_BYTES: usize = if cfg!(test) { 64 } else { 128 * 1024 };
 
 /// Parses the line at `chunk[pos..]` with every check spelled out, passing it to `sink` or
 /// reporting it as a bad line; returns the bytes it used (the line and its newline, at least 1).
 fn exact_line<S: RowSink>(
     chunk: &[u8],
     pos: usize,
-    chunk_is_utf8: bool,
+    known_utf8: bool,
     result: &mut ChunkParse,
     sink: &mut S,
 ) -> usize {
@@ -354,7 +371,7 @@ fn exact_line<S: RowSink>(
         Some(_) => return bad("unexpected text after the temperature"),
     }
     let name = &rest[..semicolon];
-    if !chunk_is_utf8 && std::str::from_utf8(name).is_err() {
+    if !known_utf8 && std::str::from_utf8(name).is_err() {
         return bad("station name is not valid UTF-8");
     }
     let station = Station {
@@ -650,6 +667,19 @@ mod tests {
         });
         assert_eq!(rows, vec![(b"ok".to_vec(), 10)]);
         assert_eq!(parse.bad_lines[0].reason, "station name is not valid UTF-8");
+
+        // Blocks are validated one at a time: an invalid name past the first block.
+        let mut text = b"good;1.0\n".repeat(2 * UTF8_BLOCK_BYTES / 9);
+        let bad_line = text.len();
+        text.extend_from_slice(b"b\xffd;2.0\ngood;3.0\n");
+        let mut good_rows = 0;
+        let parse = parse_chunk(&text, |s, _, _| {
+            assert_eq!(s.name, b"good");
+            good_rows += 1;
+        });
+        assert_eq!(good_rows, 2 * UTF8_BLOCK_BYTES / 9 + 1);
+        assert_eq!(parse.bad_lines.len(), 1);
+        assert_eq!(parse.bad_lines[0].offset_in_chunk, bad_line);
     }
 
     #[test]
