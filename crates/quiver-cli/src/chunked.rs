@@ -215,19 +215,17 @@ mod tests {
     #[test]
     fn csv_chunks_end_where_the_csv_crate_ends_records() {
         let pieces = ["a", "\"", ",", "\n", "\"\"", "\r\n", "b c", "\"x\ny\""];
-        let mut state = 17_u64;
+        let mut rng = quiver_core::rng::SplitMix64::new(17);
+        let mut next = |bound: usize| rng.below(bound as u64) as usize;
         for _ in 0..3000 {
             let mut text = String::new();
-            for _ in 0..(state >> 60) + 4 {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                text.push_str(pieces[(state >> 33) as usize % pieces.len()]);
+            for _ in 0..next(16) + 4 {
+                text.push_str(pieces[next(pieces.len())]);
             }
             // Cutting where the chunker does changes no record the `csv` crate reads.
             // Reads end anywhere: between a closing quote and its escape, inside a field.
-            let cut_a = (state >> 20) as usize % (text.len() + 1);
-            let cut_b = cut_a + (state >> 40) as usize % (text.len() - cut_a + 1);
+            let cut_a = next(text.len() + 1);
+            let cut_b = cut_a + next(text.len() - cut_a + 1);
             let reads = [&text[..cut_a], &text[cut_a..cut_b], &text[cut_b..]];
             let pieces = chunks(&reads, RecordSyntax::Csv, 1);
             assert_eq!(pieces.concat(), text);

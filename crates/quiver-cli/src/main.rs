@@ -916,21 +916,10 @@ impl StreamWriter {
         match self.format {
             OutputFormat::Table => self.table_rows.extend(batches.into_iter().cloned()),
             OutputFormat::Csv => {
-                let mut writer = arrow::csv::WriterBuilder::new()
-                    .with_header(!self.wrote_header)
-                    .build(sink);
-                for batch in batches {
-                    writer.write(batch)?;
-                }
+                write_csv(sink, batches, !self.wrote_header)?;
                 self.wrote_header = true;
             }
-            OutputFormat::Json => {
-                let mut writer = arrow::json::LineDelimitedWriter::new(sink);
-                for batch in batches {
-                    writer.write(batch)?;
-                }
-                writer.finish()?;
-            }
+            OutputFormat::Json => write_json_lines(sink, batches)?,
         }
         Ok(())
     }
@@ -987,22 +976,35 @@ fn write_batches(
             let table = arrow::util::pretty::pretty_format_batches(batches)?;
             writeln!(sink, "{table}").map_err(|e| QuiverError::io("output", e))
         }
-        OutputFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(sink);
-            for batch in batches {
-                writer.write(batch)?;
-            }
-            Ok(())
-        }
-        OutputFormat::Json => {
-            let mut writer = arrow::json::LineDelimitedWriter::new(sink);
-            for batch in batches {
-                writer.write(batch)?;
-            }
-            writer.finish()?;
-            Ok(())
-        }
+        OutputFormat::Csv => write_csv(sink, batches, true),
+        OutputFormat::Json => write_json_lines(sink, batches),
     }
+}
+
+/// Writes `batches` as CSV rows, after a header row of the column names when `with_header`.
+fn write_csv<'a>(
+    sink: &mut dyn Write,
+    batches: impl IntoIterator<Item = &'a arrow::record_batch::RecordBatch>,
+    with_header: bool,
+) -> Result<()> {
+    let mut writer = arrow::csv::WriterBuilder::new()
+        .with_header(with_header)
+        .build(sink);
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    Ok(())
+}
+
+/// Writes `batches` as JSON lines, one object per row.
+fn write_json_lines<'a>(
+    sink: &mut dyn Write,
+    batches: impl IntoIterator<Item = &'a arrow::record_batch::RecordBatch>,
+) -> Result<()> {
+    let mut writer = arrow::json::LineDelimitedWriter::new(sink);
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    Ok(())
 }

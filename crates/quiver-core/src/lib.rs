@@ -7,6 +7,7 @@ pub mod dead_letter;
 pub mod error;
 pub mod prefix;
 pub mod record;
+pub mod rng;
 pub mod value;
 
 pub use dead_letter::{DeadLetter, DeadLetterPayload};

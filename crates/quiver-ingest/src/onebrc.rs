@@ -537,16 +537,11 @@ mod tests {
     #[test]
     fn separator_search_matches_a_plain_scan() {
         let alphabet = b"ab;\n\xff\x3a\x3c\x0b\x09";
-        let mut state = 12345_u64;
+        let mut rng = quiver_core::rng::SplitMix64::new(12345);
         for len in 0..40 {
             for _ in 0..200 {
                 let bytes: Vec<u8> = (0..len)
-                    .map(|_| {
-                        state = state
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        alphabet[(state >> 33) as usize % alphabet.len()]
-                    })
+                    .map(|_| alphabet[rng.below(alphabet.len() as u64) as usize])
                     .collect();
                 let plain = bytes.iter().position(|&b| b == b';' || b == b'\n');
                 assert_eq!(find_separator(&bytes), plain, "{bytes:?}");
@@ -605,13 +600,8 @@ mod tests {
             b"a1.0", b"-1/0",
         ];
         let ends: [&[u8]; 5] = [b"\n", b"\n", b"\n", b"\r\n", b" \n"];
-        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-        let mut next = |bound: usize| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as usize % bound
-        };
+        let mut rng = quiver_core::rng::SplitMix64::new(0x9E37_79B9_7F4A_7C15);
+        let mut next = |bound: usize| rng.below(bound as u64) as usize;
         let mut fast_lines = 0;
         for case in 0..400 {
             let mut text = Vec::new();

@@ -490,13 +490,8 @@ mod tests {
             "1", "22", "-3", "x", "\"q,1\"", "\"a\nb\"", "", "\"\"\"\"", "ab\"c", "1.5", " 7",
         ];
         let ends = ["\n", "\n", "\n", "\r\n", "\r", "\n\n"];
-        let mut state = 0x5EED_u64;
-        let mut next = |bound: usize| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as usize % bound
-        };
+        let mut rng = quiver_core::rng::SplitMix64::new(0x5EED);
+        let mut next = |bound: usize| rng.below(bound as u64) as usize;
         let mut one_pass_taken = 0;
         for case in 0..3000 {
             let mut text = String::from("n,s\n");

@@ -293,13 +293,10 @@ mod tests {
         names.extend((0..500).map(|i| format!("a long shared station prefix {i}").into_bytes()));
         let mut expected: BTreeMap<Vec<u8>, StationStats> = BTreeMap::new();
         let mut parts = [OneBrcAggregator::new(), OneBrcAggregator::new()];
-        let mut state = 7_u64;
+        let mut rng = quiver_core::rng::SplitMix64::new(7);
         for row in 0..60_000 {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let name = &names[(state >> 33) as usize % names.len()];
-            let tenths = ((state >> 13) % 1999) as i16 - 999;
+            let name = &names[rng.below(names.len() as u64) as usize];
+            let tenths = rng.below(1999) as i16 - 999;
             add(&mut parts[row % 2], name, tenths);
             expected
                 .entry(name.clone())
