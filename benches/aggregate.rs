@@ -17,6 +17,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use quiver_cli::generate::{self, SplitMix64};
+use quiver_kernels::group_values::{CompositeGroupValues, GroupValues, RowGroupValues};
 use quiver_kernels::{reference, AggregateExpr, AggregateFunction as F, EmitTo, HashAggregator};
 
 const BATCH_ROWS: usize = 8192;
@@ -201,6 +202,58 @@ fn onebrc_shape(c: &mut Criterion) {
     group.finish();
 }
 
+/// Group ids for two key columns (interning only): the composite mapping the kernels use
+/// against the `arrow-row` mapping as the baseline, on few pairs of strings (100 traders × 10
+/// symbols) and on about a million pairs of integers.
+fn multi_column_keys(c: &mut Criterion) {
+    const ROWS: usize = 2_000_000;
+    let trades = generate::trade_batches(ROWS, 100, 5).unwrap();
+    let trader_symbol: Vec<Vec<ArrayRef>> = trades
+        .iter()
+        .map(|b| vec![b.column(0).clone(), b.column(1).clone()])
+        .collect();
+    let mut rng = SplitMix64::new(6);
+    let int_pairs: Vec<Vec<ArrayRef>> = (0..ROWS.div_ceil(BATCH_ROWS))
+        .map(|b| {
+            let n = BATCH_ROWS.min(ROWS - b * BATCH_ROWS);
+            let mut column = || -> ArrayRef {
+                Arc::new(Int64Array::from_iter_values(
+                    (0..n).map(|_| rng.below(1000) as i64 * 7919),
+                ))
+            };
+            vec![column(), column()]
+        })
+        .collect();
+    let mut group = c.benchmark_group("aggregate/multi_column_group_ids");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(ROWS as u64));
+    for (name, batches) in [
+        ("trader_symbol", &trader_symbol),
+        ("1M_int_pairs", &int_pairs),
+    ] {
+        let types: Vec<DataType> = batches[0].iter().map(|a| a.data_type().clone()).collect();
+        let intern_all = |mut values: Box<dyn GroupValues>| {
+            let mut ids = Vec::new();
+            for keys in batches.iter() {
+                values.intern(keys, &mut ids).unwrap();
+            }
+            values.len()
+        };
+        let composite = intern_all(Box::new(CompositeGroupValues::new(&types).unwrap()));
+        assert_eq!(
+            composite,
+            intern_all(Box::new(RowGroupValues::new(&types).unwrap()))
+        );
+        group.bench_function(BenchmarkId::new(name, "composite"), |b| {
+            b.iter(|| intern_all(Box::new(CompositeGroupValues::new(&types).unwrap())))
+        });
+        group.bench_function(BenchmarkId::new(name, "row_format_baseline"), |b| {
+            b.iter(|| intern_all(Box::new(RowGroupValues::new(&types).unwrap())))
+        });
+    }
+    group.finish();
+}
+
 fn onebrc_aggregates() -> Vec<AggregateExpr> {
     vec![
         AggregateExpr::new(F::Min, Some(1), "lo"),
@@ -364,5 +417,12 @@ fn peers(_: &mut Criterion) {
     std::fs::write(dir.join("aggregate_peers.md"), &table).unwrap();
 }
 
-criterion_group!(benches, seed_query, many_int_keys, onebrc_shape, peers);
+criterion_group!(
+    benches,
+    seed_query,
+    many_int_keys,
+    onebrc_shape,
+    multi_column_keys,
+    peers
+);
 criterion_main!(benches);

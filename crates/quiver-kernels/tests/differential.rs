@@ -415,17 +415,39 @@ fn every_key_type_matches_the_reference() {
 
 #[test]
 fn multi_column_keys_match_the_reference() {
-    for (seed, keys) in [
-        [KeyKind::Int64, KeyKind::Utf8],
-        [KeyKind::Utf8View, KeyKind::Float64],
-        [KeyKind::Boolean, KeyKind::Dictionary],
-    ]
-    .iter()
-    .enumerate()
-    {
-        let case = make_case(seed as u64, keys, 5000, 40, 0.1);
-        check(&case, &format!("{keys:?}"));
+    let combinations: [&[KeyKind]; 7] = [
+        &[KeyKind::Int64, KeyKind::Utf8],
+        &[KeyKind::Utf8View, KeyKind::Float64],
+        &[KeyKind::Boolean, KeyKind::Dictionary],
+        &[KeyKind::Utf8, KeyKind::Utf8, KeyKind::Int32],
+        &[
+            KeyKind::Decimal,
+            KeyKind::TimestampMs,
+            KeyKind::Binary,
+            KeyKind::UInt8,
+        ],
+        &[KeyKind::LargeUtf8, KeyKind::Date32],
+        &[KeyKind::Float64, KeyKind::Boolean, KeyKind::Utf8],
+    ];
+    for (seed, keys) in combinations.iter().enumerate() {
+        for (groups, null_fraction) in [(40, 0.1), (3, 0.0), (400, 0.5), (7, 1.0)] {
+            let case = make_case(seed as u64 + groups, keys, 5000, groups, null_fraction);
+            check(
+                &case,
+                &format!("{keys:?} groups={groups} nulls={null_fraction}"),
+            );
+        }
     }
+}
+
+#[test]
+fn many_multi_column_groups_match_the_reference() {
+    let rows = 100_000 / LARGE_CASE_DIVISOR;
+    let case = make_case(12, &[KeyKind::Int64, KeyKind::Utf8], rows, 1_000, 0.01);
+    check(
+        &case,
+        &format!("Int64 x Utf8 {rows} rows, about a million pairs"),
+    );
 }
 
 #[test]
@@ -468,8 +490,18 @@ fn many_groups_match_the_reference() {
 
 #[test]
 fn emitting_in_pieces_equals_emitting_all() {
-    let case = make_case(11, &[KeyKind::Utf8], 4000, 300, 0.1);
-    let expected = expected(&case);
+    for keys in [
+        &[KeyKind::Utf8][..],
+        &[KeyKind::Utf8, KeyKind::Int64][..],
+        &[KeyKind::Int32, KeyKind::Float64, KeyKind::Utf8View][..],
+    ] {
+        emitting_in_pieces(&make_case(11, keys, 4000, 300, 0.1));
+    }
+}
+
+/// Emits `case`'s groups 37 at a time after all input and compares them with the reference.
+fn emitting_in_pieces(case: &Case) {
+    let expected = expected(case);
     let mut aggregator = HashAggregator::try_new(
         case.schema.clone(),
         case.group_by.clone(),
@@ -483,7 +515,7 @@ fn emitting_in_pieces_equals_emitting_all() {
     while aggregator.num_groups() > 0 {
         let piece = aggregator.evaluate(EmitTo::First(37)).unwrap();
         assert!(piece.num_rows() <= 37);
-        rows.extend(reference::batch_rows(&piece, 1).unwrap());
+        rows.extend(reference::batch_rows(&piece, case.group_by.len()).unwrap());
     }
     sort_rows(&mut rows);
     compare_rows(&rows, &expected, FLOAT_TOLERANCE).unwrap();
