@@ -431,7 +431,8 @@ fn multi_column_keys_match_the_reference() {
     ];
     for (seed, keys) in combinations.iter().enumerate() {
         for (groups, null_fraction) in [(40, 0.1), (3, 0.0), (400, 0.5), (7, 1.0)] {
-            let case = make_case(seed as u64 + groups, keys, 5000, groups, null_fraction);
+            let rows = 5000 / DISTINCT_CASE_DIVISOR;
+            let case = make_case(seed as u64 + groups, keys, rows, groups, null_fraction);
             check(
                 &case,
                 &format!("{keys:?} groups={groups} nulls={null_fraction}"),
