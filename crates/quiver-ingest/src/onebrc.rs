@@ -330,6 +330,7 @@ const UTF8_BLOCK_BYTES: usize = if cfg!(test) { 64 } else { 128 * 1024 };
 
 /// Parses the line at `chunk[pos..]` with every check spelled out, passing it to `sink` or
 /// reporting it as a bad line; returns the bytes it used (the line and its newline, at least 1).
+/// `known_utf8`: the line lies in input already validated as UTF-8, so its name is not checked.
 fn exact_line<S: RowSink>(
     chunk: &[u8],
     pos: usize,

@@ -602,9 +602,9 @@ impl GroupValues for BytesGroupValues {
 /// [`PrimitiveGroupValues`] or, for floats, booleans and dictionaries, a one-column
 /// [`RowGroupValues`]); the ids are then folded left to right, `(group of the columns so far)
 /// << 32 | (id in the next column)`, each `u64` mapped to a group by a primitive table. No key
-/// tuple is encoded per row (the `arrow-row` form of a short string alone is 33 bytes) and no
-/// row compares variable-length bytes; a key column of few distinct values costs one probe of
-/// a small table.
+/// tuple is encoded per row (in the `arrow-row` form a 9-byte string alone takes 19 bytes) and
+/// no row compares variable-length bytes; a key column of few distinct values costs one probe
+/// of a small table.
 pub struct CompositeGroupValues {
     key_types: Vec<DataType>,
     /// One mapping per key column: value → id in that column.
