@@ -469,7 +469,7 @@ fn read_input(
     path: &std::path::Path,
     format: InputFormat,
     verbose: bool,
-) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+) -> Result<quiver_ingest::IngestOutput> {
     let name = path.display().to_string();
     let from_stdin = path.as_os_str() == "-";
     let bytes = if from_stdin {
@@ -500,7 +500,7 @@ fn read_input(
             quiver_ingest::onebrc::parse_buffer(&buffer, &config, default_threads())?
         }
         InputFormat::Arrow => {
-            let batches = read_arrow(&bytes).map_err(|e| QuiverError::Parse {
+            let (schema, batches) = read_arrow(&bytes).map_err(|e| QuiverError::Parse {
                 position: quiver_core::Position {
                     source: name.clone(),
                     record: 0,
@@ -509,6 +509,7 @@ fn read_input(
                 message: format!("not an Arrow IPC file or stream: {e}"),
             })?;
             quiver_ingest::IngestOutput {
+                schema: Some(schema),
                 accepted_rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
                 batches,
                 ..Default::default()
@@ -529,19 +530,27 @@ fn read_input(
             eprintln!("  {dead}");
         }
     }
-    Ok(output.batches)
+    Ok(output)
 }
 
+/// An Arrow IPC file or stream: its schema (also when it holds no batch) and its batches.
 fn read_arrow(
     bytes: &[u8],
-) -> std::result::Result<Vec<arrow::record_batch::RecordBatch>, arrow::error::ArrowError> {
+) -> std::result::Result<
+    (
+        arrow::datatypes::SchemaRef,
+        Vec<arrow::record_batch::RecordBatch>,
+    ),
+    arrow::error::ArrowError,
+> {
     if bytes.starts_with(b"ARROW1") {
-        let reader =
-            arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)?;
-        reader.collect()
+        let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)?;
+        let schema = reader.schema();
+        Ok((schema, reader.collect::<std::result::Result<_, _>>()?))
     } else {
         let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
-        reader.collect()
+        let schema = reader.schema();
+        Ok((schema, reader.collect::<std::result::Result<_, _>>()?))
     }
 }
 
@@ -590,24 +599,30 @@ fn load_tables(
                 vec![path.to_path_buf()]
             };
             // Independent files are read in parallel, each into its own partition.
-            let partitions: Vec<Vec<arrow::record_batch::RecordBatch>> = {
+            let outputs: Vec<quiver_ingest::IngestOutput> = {
                 use rayon::prelude::*;
                 files
                     .par_iter()
                     .map(|file| read_input(file, input_format_of(file, forced)?, verbose))
                     .collect::<Result<_>>()?
             };
-            let schema = partitions
+            // The schema of the rows read, or (no row accepted anywhere) the one the first file
+            // was decoded into: a header-only CSV is an empty table, not an error.
+            let schema = outputs
                 .iter()
-                .flatten()
+                .flat_map(|output| &output.batches)
                 .next()
                 .map(|b| b.schema())
+                .or_else(|| outputs.iter().find_map(|output| output.schema.clone()))
+                .filter(|schema| !schema.fields().is_empty())
                 .ok_or_else(|| {
                     QuiverError::Config(format!(
                         "{}: no rows to take a schema from",
                         path.display()
                     ))
                 })?;
+            let partitions: Vec<Vec<arrow::record_batch::RecordBatch>> =
+                outputs.into_iter().map(|output| output.batches).collect();
             if partitions
                 .iter()
                 .flatten()
@@ -766,7 +781,11 @@ impl ChunkDecoder {
         output: quiver_ingest::IngestOutput,
     ) -> Vec<arrow::record_batch::RecordBatch> {
         if self.schema.is_none() {
-            self.schema = output.batches.first().map(|batch| batch.schema());
+            // An input without a single record or header has no columns to plan against.
+            self.schema = output
+                .schema
+                .clone()
+                .filter(|schema| !schema.fields().is_empty());
         }
         self.accepted_rows += output.accepted_rows;
         for mut dead in output.dead_letters {

@@ -221,6 +221,60 @@ fn run_over_a_directory_equals_run_over_the_concatenated_file() {
 }
 
 #[test]
+fn empty_tables_and_columns_empty_in_the_sample_lose_nothing() {
+    let dir = temp_dir("sparse");
+    // Column `b` is empty in every record schema inference sees (the first 1000), then holds
+    // values: they must be read, not turned into NULLs or rejected.
+    let mut csv = String::from("a,b\n");
+    let mut jsonl = String::new();
+    for _ in 0..1200 {
+        csv.push_str("x,\n");
+        jsonl.push_str("{\"a\":\"x\",\"b\":null}\n");
+    }
+    csv.push_str("y,5\ny,17\n");
+    jsonl.push_str("{\"a\":\"y\",\"b\":5}\n{\"a\":\"y\",\"b\":17}\n");
+    std::fs::write(dir.join("sparse.csv"), csv).unwrap();
+    std::fs::write(dir.join("sparse.jsonl"), jsonl).unwrap();
+    std::fs::write(dir.join("header_only.csv"), "a,b\n").unwrap();
+    // The same through the whole-file path (a directory of partitions).
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    std::fs::write(dir.join("empty").join("part.csv"), "a,b\n").unwrap();
+    let run = |file: &str, sql: &str| {
+        let output = quiver()
+            .args(["run", "--format", "csv", "--sql", sql, "--table"])
+            .arg(format!("t={}", dir.join(file).display()))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(output.status.success(), "{file}: {stderr}");
+        assert!(!stderr.contains("rejected"), "{file}: {stderr}");
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    let sql = "SELECT a, COUNT(*) AS n, COUNT(b) AS nb, MIN(b) AS lo, MAX(b) AS hi \
+               FROM t GROUP BY a ORDER BY a";
+    // Text, as the sample gave no type: "17" < "5".
+    let expected = "a,n,nb,lo,hi\nx,1200,0,,\ny,2,2,17,5\n";
+    assert_eq!(run("sparse.csv", sql), expected);
+    assert_eq!(run("sparse.jsonl", sql), expected);
+    // A header without records is an empty table with the header's columns.
+    assert_eq!(
+        run(
+            "header_only.csv",
+            "SELECT COUNT(*) AS n, COUNT(b) AS nb FROM t"
+        ),
+        "n,nb\n0,0\n"
+    );
+    assert_eq!(
+        run(
+            "header_only.csv",
+            "SELECT a, COUNT(*) AS n FROM t GROUP BY a"
+        ),
+        "a,n\n"
+    );
+    assert_eq!(run("empty", "SELECT COUNT(*) AS n FROM t"), "n\n0\n");
+}
+
+#[test]
 fn run_reports_bad_sql_and_malformed_rows_clearly() {
     let dir = temp_dir("bad");
     let path = dir.join("t.jsonl");

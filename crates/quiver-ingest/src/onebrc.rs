@@ -406,7 +406,10 @@ pub fn parse_buffer(
             )
         })
         .collect();
-    let mut output = IngestOutput::default();
+    let mut output = IngestOutput {
+        schema: Some(schema()),
+        ..IngestOutput::default()
+    };
     let mut lines_before: u64 = 0;
     for (range, chunk) in ranges.iter().zip(parsed) {
         let (batches, parse) = chunk?;

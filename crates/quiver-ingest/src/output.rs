@@ -1,5 +1,6 @@
 //! What an ingest call returns: batches, dead letters and the counts that account for every input.
 
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use quiver_core::DeadLetter;
 
@@ -9,6 +10,9 @@ use quiver_core::DeadLetter;
 /// `accepted_rows` equals the total rows of `batches`.
 #[derive(Debug, Default)]
 pub struct IngestOutput {
+    /// The schema the rows were decoded into (declared or inferred), known even when no row
+    /// was accepted; `None` only where nothing could be inferred (no records at all, no header).
+    pub schema: Option<SchemaRef>,
     /// The accepted rows, in input order, in bounded batches.
     pub batches: Vec<RecordBatch>,
     /// Rejected records with position and reason.

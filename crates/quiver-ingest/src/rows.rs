@@ -309,6 +309,7 @@ pub fn records_to_batches<'a>(
     }
     batches.extend(batcher.finish()?);
     Ok(IngestOutput {
+        schema: batcher.schema().cloned(),
         batches,
         accepted_rows: batcher.accepted_rows(),
         rejected_rows: batcher.rejected_rows(),

@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::compute::concat_batches;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use quiver_core::{DeadLetter, DeadLetterPayload, Position, QuiverError, Result};
@@ -56,13 +56,19 @@ pub fn read_json_lines(
     let spans = json_line_spans(data);
     let schema = match schema {
         Some(schema) => schema,
-        None => Arc::new(infer_json_schema(data, &spans, config.infer_schema_rows)?),
+        None => Arc::new(text_where_untyped(infer_json_schema(
+            data,
+            &spans,
+            config.infer_schema_rows,
+        )?)),
     };
     let strict = config.unknown_fields == UnknownFields::Reject;
     let decode = |bytes: &[u8], rows: usize| -> Result<Vec<RecordBatch>, ArrowError> {
         let mut decoder = arrow::json::ReaderBuilder::new(schema.clone())
             .with_batch_size(rows.max(1))
             .with_strict_mode(strict)
+            // A number or boolean in a text column is kept as its text, not rejected.
+            .with_coerce_primitive(true)
             .build_decoder()?;
         let mut batches = Vec::new();
         let mut rest = bytes;
@@ -119,7 +125,7 @@ fn read_csv_with<const ONE_PASS: bool>(
                     },
                     message: format!("cannot infer the CSV schema: {e}"),
                 })?;
-            Arc::new(schema)
+            Arc::new(text_where_untyped(schema))
         }
     };
     if ONE_PASS {
@@ -209,6 +215,7 @@ fn read_csv_in_one_pass(
     let batches = decode_csv(body, schema, options, config.batch_size_rows).ok()?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     (rows == records).then(|| IngestOutput {
+        schema: Some(schema.clone()),
         accepted_rows: rows as u64,
         batches: batches.into_iter().filter(|b| b.num_rows() > 0).collect(),
         ..IngestOutput::default()
@@ -225,7 +232,10 @@ fn decode_in_groups<D>(
 where
     D: Fn(&[u8], usize) -> Result<Vec<RecordBatch>, ArrowError>,
 {
-    let mut output = IngestOutput::default();
+    let mut output = IngestOutput {
+        schema: Some(schema.clone()),
+        ..IngestOutput::default()
+    };
     let mut group_start = 0;
     while group_start < spans.len() {
         let first = spans[group_start].range.start;
@@ -355,6 +365,21 @@ fn csv_record_spans(data: &[u8], options: CsvOptions, source: &str) -> Result<Ve
     Ok(spans)
 }
 
+/// An inferred column whose sampled values were all null or empty (`Null`-typed) becomes text:
+/// the values after the sample can be anything, and text keeps each of them as written
+/// instead of losing it (a `Null` column decodes every value as null).
+fn text_where_untyped(schema: Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| match field.data_type() {
+            DataType::Null => field.as_ref().clone().with_data_type(DataType::Utf8),
+            _ => field.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
 fn infer_json_schema(data: &[u8], spans: &[RecordSpan], max_rows: usize) -> Result<Schema> {
     let sample = &spans[..spans.len().min(max_rows)];
     let Some(last) = sample.last() else {
@@ -459,6 +484,48 @@ mod tests {
             out.batches[0].schema().field(1).data_type(),
             &DataType::Int64
         );
+    }
+
+    #[test]
+    fn columns_without_a_value_in_the_sample_are_text_and_keep_later_values() {
+        let config = IngestConfig {
+            infer_schema_rows: 2,
+            ..IngestConfig::default()
+        };
+        let out = read_csv(b"a,b\nx,\nx,\ny,5\n", None, CsvOptions::default(), &config).unwrap();
+        let schema = out.schema.clone().unwrap();
+        assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
+        assert_eq!((out.accepted_rows, out.rejected_rows), (3, 0));
+        let column = out.batches[0].column(1).as_string::<i32>();
+        assert_eq!(column.iter().collect::<Vec<_>>(), [None, None, Some("5")]);
+
+        let data = b"{\"a\":1,\"b\":null}\n{\"a\":2}\n{\"a\":3,\"b\":5.50}\n{\"a\":4,\"b\":true}\n";
+        let out = read_json_lines(data, None, &config).unwrap();
+        assert_eq!(
+            out.schema.as_ref().unwrap().field(1).data_type(),
+            &DataType::Utf8
+        );
+        assert_eq!((out.accepted_rows, out.rejected_rows), (4, 0));
+        let column = out.batches[0].column(1).as_string::<i32>();
+        assert_eq!(
+            column.iter().collect::<Vec<_>>(),
+            [None, None, Some("5.50"), Some("true")]
+        );
+    }
+
+    #[test]
+    fn header_only_csv_has_the_header_schema_and_no_rows() {
+        let out = read_csv(
+            b"a,b\n",
+            None,
+            CsvOptions::default(),
+            &IngestConfig::default(),
+        )
+        .unwrap();
+        let schema = out.schema.unwrap();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!((out.accepted_rows, out.batches.len()), (0, 0));
     }
 
     #[test]
