@@ -7,7 +7,9 @@
 //! table trades                       -- a source: a header of name:Type, then CSV rows,
 //! symbol:Utf8,price:Float64          -- up to a blank line (types: Int64, Int32, Float64,
 //! A,1.5                              -- Utf8, Boolean, Date32, Timestamp (ms, UTC),
-//!                                    -- Decimal(p,s))
+//!                                    -- Decimal(p,s), UInt64, Dictionary (Int32 keys over
+//!                                    -- Utf8), Timestamp(s,+02:00) and Timestamp(ms,UTC)
+//!                                    -- with named or offset zones)
 //! options max_out_of_orderness_ms=0 allowed_lateness_ms=0 late_policy=drop
 //! query rowsort                      -- `query` keeps the row order, `rowsort` sorts rows
 //! SELECT ...                         -- SQL lines up to `----`
@@ -42,6 +44,10 @@ fn data_type(name: &str) -> DataType {
         "Boolean" => DataType::Boolean,
         "Date32" => DataType::Date32,
         "Timestamp" => DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+        "UInt64" => DataType::UInt64,
+        "Dictionary" => DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+        "Timestamp(s,+02:00)" => DataType::Timestamp(TimeUnit::Second, Some("+02:00".into())),
+        "Timestamp(ms,UTC)" => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
         decimal if decimal.starts_with("Decimal(") => {
             let inner = &decimal["Decimal(".len()..decimal.len() - 1];
             let (p, s) = inner.split_once(',').expect("Decimal(p,s)");

@@ -50,7 +50,7 @@ enum Command {
     /// whose files are independent partitions aggregated in parallel).
     Run {
         /// A source: NAME=PATH. Repeatable.
-        #[arg(long = "table", required = true)]
+        #[arg(long = "table", required = true, value_parser = table_spec)]
         tables: Vec<String>,
         /// The query.
         #[arg(long)]
@@ -70,7 +70,7 @@ enum Command {
     /// Print the plan of a query.
     Explain {
         /// A source: NAME=PATH (read for its schema). Repeatable.
-        #[arg(long = "table", required = true)]
+        #[arg(long = "table", required = true, value_parser = table_spec)]
         tables: Vec<String>,
         /// The query.
         #[arg(long)]
@@ -465,32 +465,58 @@ fn input_format_of(path: &std::path::Path, forced: Option<InputFormat>) -> Resul
     })
 }
 
+/// The bytes of an input (stdin for `-`); none for a 1BRC file, which is memory-mapped.
+fn read_bytes(path: &std::path::Path, format: InputFormat) -> Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut data)
+            .map_err(|e| QuiverError::io("stdin", e))?;
+        Ok(data)
+    } else if format == InputFormat::OneBrc {
+        Ok(Vec::new())
+    } else {
+        std::fs::read(path).map_err(|e| QuiverError::io(path.display().to_string(), e))
+    }
+}
+
+/// The schema a CSV or JSON-lines input would be read with, before untyped columns become text.
+fn infer_text_schema(
+    path: &std::path::Path,
+    format: InputFormat,
+    bytes: &[u8],
+) -> Result<arrow::datatypes::Schema> {
+    let config =
+        quiver_ingest::IngestConfig::default().with_source_name(path.display().to_string());
+    match format {
+        InputFormat::Csv => quiver_ingest::text::infer_csv_schema(
+            bytes,
+            quiver_ingest::text::CsvOptions::default(),
+            &config,
+        ),
+        _ => quiver_ingest::text::infer_json_lines_schema(bytes, &config),
+    }
+}
+
+/// Reads one input file (or stdin): `schema` is the one to decode CSV or JSON lines with,
+/// inferred from the input when `None`.
 fn read_input(
     path: &std::path::Path,
     format: InputFormat,
+    bytes: Vec<u8>,
+    schema: Option<arrow::datatypes::SchemaRef>,
     verbose: bool,
 ) -> Result<quiver_ingest::IngestOutput> {
     let name = path.display().to_string();
     let from_stdin = path.as_os_str() == "-";
-    let bytes = if from_stdin {
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut data)
-            .map_err(|e| QuiverError::io("stdin", e))?;
-        data
-    } else if format == InputFormat::OneBrc {
-        Vec::new()
-    } else {
-        std::fs::read(path).map_err(|e| QuiverError::io(&name, e))?
-    };
     let config = quiver_ingest::IngestConfig::default().with_source_name(&name);
     let output = match format {
         InputFormat::Csv => quiver_ingest::text::read_csv(
             &bytes,
-            None,
+            schema,
             quiver_ingest::text::CsvOptions::default(),
             &config,
         )?,
-        InputFormat::Jsonl => quiver_ingest::text::read_json_lines(&bytes, None, &config)?,
+        InputFormat::Jsonl => quiver_ingest::text::read_json_lines(&bytes, schema, &config)?,
         InputFormat::OneBrc => {
             let buffer = if from_stdin {
                 arrow::buffer::Buffer::from(bytes)
@@ -554,11 +580,76 @@ fn read_arrow(
     }
 }
 
+/// Reads the files of one table, each on its own worker. CSV or JSON-lines files (all of one
+/// format) are decoded with one schema, unified from each file's inferred schema, so that a
+/// column that is integral or empty in one file and not in another reads the same everywhere.
+fn read_partitions(
+    files: &[PathBuf],
+    forced: Option<InputFormat>,
+    verbose: bool,
+) -> Result<Vec<quiver_ingest::IngestOutput>> {
+    use rayon::prelude::*;
+    let formats = files
+        .iter()
+        .map(|file| input_format_of(file, forced))
+        .collect::<Result<Vec<_>>>()?;
+    let text = matches!(formats[..], [InputFormat::Csv | InputFormat::Jsonl, _, ..])
+        && formats.iter().all(|f| *f == formats[0]);
+    if !text {
+        return files
+            .par_iter()
+            .zip(&formats)
+            .map(|(file, &format)| {
+                read_input(file, format, read_bytes(file, format)?, None, verbose)
+            })
+            .collect();
+    }
+    let format = formats[0];
+    let inputs = files
+        .par_iter()
+        .map(|file| {
+            let bytes = read_bytes(file, format)?;
+            let schema = infer_text_schema(file, format, &bytes)?;
+            Ok((bytes, schema))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (inputs, schemas): (Vec<Vec<u8>>, Vec<arrow::datatypes::Schema>) =
+        inputs.into_iter().unzip();
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let schema = std::sync::Arc::new(quiver_ingest::text::unify_schemas(
+        &schemas,
+        &names,
+        format == InputFormat::Csv,
+    )?);
+    files
+        .par_iter()
+        .zip(inputs)
+        .map(|(file, bytes)| read_input(file, format, bytes, Some(schema.clone()), verbose))
+        .collect()
+}
+
+/// Checks a `--table` value's shape, so that a malformed one is a usage error (exit code 2).
+fn table_spec(spec: &str) -> std::result::Result<String, String> {
+    match spec.split_once('=') {
+        Some((name, path)) if !name.trim().is_empty() && !path.is_empty() => Ok(spec.to_string()),
+        _ => Err(format!("expected NAME=PATH, got `{spec}`")),
+    }
+}
+
 fn load_tables(
     specs: &[String],
     forced: Option<InputFormat>,
     verbose: bool,
 ) -> Result<Vec<Source>> {
+    let mut names = std::collections::HashSet::new();
+    for spec in specs {
+        let name = spec.split_once('=').map_or(spec.as_str(), |(name, _)| name);
+        if !names.insert(name.to_ascii_lowercase()) {
+            return Err(QuiverError::Config(format!(
+                "--table {name} is given more than once"
+            )));
+        }
+    }
     specs
         .iter()
         .map(|spec| {
@@ -599,13 +690,7 @@ fn load_tables(
                 vec![path.to_path_buf()]
             };
             // Independent files are read in parallel, each into its own partition.
-            let outputs: Vec<quiver_ingest::IngestOutput> = {
-                use rayon::prelude::*;
-                files
-                    .par_iter()
-                    .map(|file| read_input(file, input_format_of(file, forced)?, verbose))
-                    .collect::<Result<_>>()?
-            };
+            let outputs = read_partitions(&files, forced, verbose)?;
             // The schema of the rows read, or (no row accepted anywhere) the one the first file
             // was decoded into: a header-only CSV is an empty table, not an error.
             let schema = outputs
@@ -623,14 +708,25 @@ fn load_tables(
                 })?;
             let partitions: Vec<Vec<arrow::record_batch::RecordBatch>> =
                 outputs.into_iter().map(|output| output.batches).collect();
-            if partitions
-                .iter()
-                .flatten()
-                .any(|batch| batch.schema().fields() != schema.fields())
-            {
+            let describe = |schema: &arrow::datatypes::Schema| -> String {
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{} {}", f.name(), f.data_type()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if let Some((file, other)) = files.iter().zip(&partitions).find_map(|(file, part)| {
+                part.iter()
+                    .find(|batch| batch.schema().fields() != schema.fields())
+                    .map(|batch| (file, batch.schema()))
+            }) {
                 return Err(QuiverError::Config(format!(
-                    "{}: files have different schemas",
-                    path.display()
+                    "{}: files have different schemas: {} has [{}], expected [{}]",
+                    path.display(),
+                    file.display(),
+                    describe(&other),
+                    describe(&schema)
                 )));
             }
             Ok(Source {

@@ -275,6 +275,52 @@ fn empty_tables_and_columns_empty_in_the_sample_lose_nothing() {
 }
 
 #[test]
+fn files_whose_columns_infer_differently_read_like_one_file() {
+    let dir = temp_dir("unify");
+    let (csv, jsonl) = (dir.join("csv"), dir.join("jsonl"));
+    std::fs::create_dir_all(&csv).unwrap();
+    std::fs::create_dir_all(&jsonl).unwrap();
+    // `y` is integral in one file, fractional in another, empty in a third.
+    std::fs::write(csv.join("a.csv"), "x,y\n1,2\n").unwrap();
+    std::fs::write(csv.join("b.csv"), "x,y\n3,4.5\n").unwrap();
+    std::fs::write(csv.join("c.csv"), "x,y\n5,\n").unwrap();
+    std::fs::write(jsonl.join("a.jsonl"), "{\"x\":1,\"y\":2}\n").unwrap();
+    std::fs::write(jsonl.join("b.jsonl"), "{\"x\":3,\"y\":4.5}\n").unwrap();
+    std::fs::write(jsonl.join("c.jsonl"), "{\"x\":5}\n").unwrap();
+    for source in [&csv, &jsonl] {
+        let output = quiver()
+            .args(["run", "--format", "csv", "--sql"])
+            .arg("SELECT SUM(x) AS sx, SUM(y) AS sy, COUNT(y) AS ny FROM t")
+            .arg("--table")
+            .arg(format!("t={}", source.display()))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "sx,sy,ny\n9,6.5,2\n"
+        );
+    }
+    // CSV files with different headers are refused, naming the file.
+    std::fs::write(csv.join("d.csv"), "x,z\n1,2\n").unwrap();
+    let output = quiver()
+        .args(["run", "--sql", "SELECT COUNT(*) FROM t", "--table"])
+        .arg(format!("t={}", csv.display()))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("d.csv: columns [x, z] differ from [x, y]"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn run_reports_bad_sql_and_malformed_rows_clearly() {
     let dir = temp_dir("bad");
     let path = dir.join("t.jsonl");

@@ -362,7 +362,7 @@ pub fn infer_schema(records: &[Record], mixed_types: MixedTypes) -> Result<Schem
     ))
 }
 
-fn unify(a: &DataType, b: &DataType) -> Option<DataType> {
+pub(crate) fn unify(a: &DataType, b: &DataType) -> Option<DataType> {
     use DataType::*;
     Some(match (a, b) {
         (Null, t) | (t, Null) => t.clone(),

@@ -7,11 +7,18 @@
 //! records and are skipped. Record boundaries in CSV come from the `csv` crate, so quoted
 //! fields may span lines; a clean CSV input within one batch's bytes is decoded in one pass
 //! without them (see `read_csv_in_one_pass`).
+//!
+//! Inferred schemas come from the first `infer_schema_rows` well-formed records; a column with
+//! no value there is text (`Utf8`), so later values are kept as written. JSON numbers in an
+//! integer column must be whole (`3.0`, `3e2`): `2.7` is a dead letter, not 2. JSON numbers and
+//! booleans in a text column are kept as their text. Several inputs of one table unify their
+//! inferred schemas with [`unify_schemas`].
 
 use std::io::Cursor;
 use std::ops::Range;
 use std::sync::Arc;
 
+use arrow::array::Array;
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
@@ -44,6 +51,8 @@ impl Default for CsvOptions {
 struct RecordSpan {
     range: Range<usize>,
     line: u64,
+    /// CSV: the record's field count (JSON lines: 0).
+    fields: usize,
 }
 
 /// Reads JSON lines (one object per line) into batches; infers the schema when `schema` is None.
@@ -62,9 +71,107 @@ pub fn read_json_lines(
             config.infer_schema_rows,
         )?)),
     };
+    decode_json_lines(data, &spans, schema, config)
+}
+
+/// The schema [`read_json_lines`] infers for `data` before columns without a value in the
+/// sample become text (so that several inputs can be unified first: [`unify_schemas`]).
+pub fn infer_json_lines_schema(data: &[u8], config: &IngestConfig) -> Result<Schema> {
+    infer_json_schema(data, &json_line_spans(data), config.infer_schema_rows)
+}
+
+/// The schema [`read_csv`] infers for `data` before columns without a value in the sample
+/// become text.
+pub fn infer_csv_schema(data: &[u8], options: CsvOptions, config: &IngestConfig) -> Result<Schema> {
+    let format = arrow::csv::reader::Format::default()
+        .with_header(options.has_header)
+        .with_delimiter(options.delimiter);
+    let (schema, _) = format
+        .infer_schema(Cursor::new(data), Some(config.infer_schema_rows))
+        .or_else(|_| {
+            // A malformed record in the sample: infer from the well-formed ones (the others
+            // become dead letters when decoded).
+            let sample = csv_inference_sample(data, options, config)?;
+            format.infer_schema(Cursor::new(sample), Some(config.infer_schema_rows))
+        })
+        .map_err(|e| QuiverError::Parse {
+            position: Position {
+                source: config.source_name.clone(),
+                record: 0,
+                byte_offset: None,
+            },
+            message: format!("cannot infer the CSV schema: {e}"),
+        })?;
+    Ok(distinct_names(schema))
+}
+
+/// A repeated header name gets a suffix (`k`, `k_1`, `k_2`, as DuckDB names them), so that
+/// every column can be referred to.
+fn distinct_names(schema: Schema) -> Schema {
+    let mut seen = std::collections::HashSet::new();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let mut name = field.name().clone();
+            let mut suffix = 0;
+            while !seen.insert(name.to_lowercase()) {
+                suffix += 1;
+                name = format!("{}_{suffix}", field.name());
+            }
+            field.as_ref().clone().with_name(name)
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// One schema for several inputs of one table, from each input's inferred schema (`sources`
+/// names them for errors): a column's types unify as in [`crate::rows`] (null with T is T,
+/// integer with float is float, ...), and any other mix is text, which keeps every value;
+/// columns without a value anywhere become text too. CSV inputs (`by_position`) must have the
+/// same header; JSON-lines fields are matched by name, in order of first appearance.
+pub fn unify_schemas(schemas: &[Schema], sources: &[String], by_position: bool) -> Result<Schema> {
+    let mut fields: Vec<Field> = Vec::new();
+    for (index, schema) in schemas.iter().enumerate() {
+        if by_position && index > 0 {
+            let names = |s: &Schema| -> Vec<String> {
+                s.fields().iter().map(|f| f.name().clone()).collect()
+            };
+            if names(schema) != names(&schemas[0]) {
+                return Err(QuiverError::Config(format!(
+                    "{}: columns [{}] differ from [{}] in {}",
+                    sources.get(index).map_or("?", String::as_str),
+                    names(schema).join(", "),
+                    names(&schemas[0]).join(", "),
+                    sources.first().map_or("?", String::as_str),
+                )));
+            }
+        }
+        for field in schema.fields() {
+            match fields.iter_mut().find(|f| f.name() == field.name()) {
+                Some(known) => {
+                    let unified = crate::rows::unify(known.data_type(), field.data_type())
+                        .unwrap_or(DataType::Utf8);
+                    *known = known.clone().with_data_type(unified).with_nullable(true);
+                }
+                None => fields.push(field.as_ref().clone().with_nullable(true)),
+            }
+        }
+    }
+    Ok(text_where_untyped(Schema::new(fields)))
+}
+
+/// Decodes JSON lines at `spans` of `data` into `schema`.
+fn decode_json_lines(
+    data: &[u8],
+    spans: &[RecordSpan],
+    schema: SchemaRef,
+    config: &IngestConfig,
+) -> Result<IngestOutput> {
     let strict = config.unknown_fields == UnknownFields::Reject;
+    let decode_schema = json_decode_schema(&schema);
     let decode = |bytes: &[u8], rows: usize| -> Result<Vec<RecordBatch>, ArrowError> {
-        let mut decoder = arrow::json::ReaderBuilder::new(schema.clone())
+        let mut decoder = arrow::json::ReaderBuilder::new(decode_schema.clone())
             .with_batch_size(rows.max(1))
             .with_strict_mode(strict)
             // A number or boolean in a text column is kept as its text, not rejected.
@@ -76,7 +183,7 @@ pub fn read_json_lines(
             let consumed = decoder.decode(rest)?;
             rest = &rest[consumed..];
             if let Some(batch) = decoder.flush()? {
-                batches.push(batch);
+                batches.push(integers_from_decimals(batch, &schema)?);
             }
             if rest.is_empty() {
                 break;
@@ -87,7 +194,90 @@ pub fn read_json_lines(
         }
         Ok(batches)
     };
-    decode_in_groups(data, &spans, &schema, config, decode)
+    decode_in_groups(data, spans, &schema, config, decode)
+}
+
+/// Digits after the point that JSON numbers of integer columns are first decoded with.
+const JSON_INTEGER_SCALE: i8 = 9;
+
+/// The schema JSON is decoded with: integer columns as `Decimal128(38, 9)`, converted by
+/// [`integers_from_decimals`]. `arrow-json` would read `2.7` into an integer column as 2
+/// without a word; this way a fraction is an error (the record becomes a dead letter) while
+/// `3.0` and `3e2` still read as the integers they are.
+fn json_decode_schema(schema: &SchemaRef) -> SchemaRef {
+    if !schema.fields().iter().any(|f| f.data_type().is_integer()) {
+        return Arc::clone(schema);
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let field = field.as_ref().clone();
+            if field.data_type().is_integer() {
+                field.with_data_type(DataType::Decimal128(38, JSON_INTEGER_SCALE))
+            } else {
+                field
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// A batch decoded with [`json_decode_schema`] in `schema`'s types: each integer column's values
+/// must be whole numbers within the column type's range.
+fn integers_from_decimals(
+    batch: RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, ArrowError> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let unit = 10_i128.pow(JSON_INTEGER_SCALE as u32);
+    let strict = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| {
+            if !field.data_type().is_integer() {
+                return Ok(Arc::clone(column));
+            }
+            let decimals = column
+                .as_any()
+                .downcast_ref::<arrow::array::Decimal128Array>()
+                .ok_or_else(|| {
+                    ArrowError::JsonError(format!(
+                        "field '{}' not decoded as a decimal",
+                        field.name()
+                    ))
+                })?;
+            let mut whole = Vec::with_capacity(decimals.len());
+            for (row, &value) in decimals.values().iter().enumerate() {
+                let integer = value / unit;
+                if integer * unit != value && decimals.is_valid(row) {
+                    return Err(ArrowError::JsonError(format!(
+                        "whilst decoding field '{}': {} is not an integer",
+                        field.name(),
+                        arrow::array::Decimal128Array::from(vec![value])
+                            .with_precision_and_scale(38, JSON_INTEGER_SCALE)?
+                            .value_as_string(0)
+                            .trim_end_matches('0')
+                    )));
+                }
+                whole.push(integer);
+            }
+            let whole = arrow::array::Decimal128Array::new(whole.into(), decimals.nulls().cloned())
+                .with_precision_and_scale(38, 0)?;
+            arrow::compute::cast_with_options(&whole, field.data_type(), &strict).map_err(|e| {
+                ArrowError::JsonError(format!("whilst decoding field '{}': {e}", field.name()))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)
 }
 
 /// Reads CSV into batches; infers column types from the first `infer_schema_rows` records when
@@ -111,22 +301,7 @@ fn read_csv_with<const ONE_PASS: bool>(
     config.validate()?;
     let schema = match schema {
         Some(schema) => schema,
-        None => {
-            let format = arrow::csv::reader::Format::default()
-                .with_header(options.has_header)
-                .with_delimiter(options.delimiter);
-            let (schema, _) = format
-                .infer_schema(Cursor::new(data), Some(config.infer_schema_rows))
-                .map_err(|e| QuiverError::Parse {
-                    position: Position {
-                        source: config.source_name.clone(),
-                        record: 0,
-                        byte_offset: None,
-                    },
-                    message: format!("cannot infer the CSV schema: {e}"),
-                })?;
-            Arc::new(text_where_untyped(schema))
-        }
+        None => Arc::new(text_where_untyped(infer_csv_schema(data, options, config)?)),
     };
     if ONE_PASS {
         if let Some(output) = read_csv_in_one_pass(data, &schema, options, config) {
@@ -317,12 +492,44 @@ fn json_line_spans(data: &[u8]) -> Vec<RecordSpan> {
             spans.push(RecordSpan {
                 range: start..end,
                 line,
+                fields: 0,
             });
         }
         start = end + 1;
         line += 1;
     }
     spans
+}
+
+/// The first `infer_schema_rows` records (after the header, which is kept) that have as many
+/// fields as the first record, as one CSV text.
+fn csv_inference_sample(
+    data: &[u8],
+    options: CsvOptions,
+    config: &IngestConfig,
+) -> Result<Vec<u8>, ArrowError> {
+    let all = CsvOptions {
+        has_header: false,
+        ..options
+    };
+    let spans = csv_record_spans(data, all, &config.source_name)
+        .map_err(|e| ArrowError::CsvError(e.to_string()))?;
+    let Some(first) = spans.first() else {
+        return Ok(Vec::new());
+    };
+    let wanted = config.infer_schema_rows + usize::from(options.has_header);
+    let mut sample = Vec::new();
+    for span in spans
+        .iter()
+        .filter(|s| s.fields == first.fields)
+        .take(wanted)
+    {
+        sample.extend_from_slice(&data[span.range.clone()]);
+        if !sample.ends_with(b"\n") {
+            sample.push(b'\n');
+        }
+    }
+    Ok(sample)
 }
 
 fn csv_record_spans(data: &[u8], options: CsvOptions, source: &str) -> Result<Vec<RecordSpan>> {
@@ -357,6 +564,7 @@ fn csv_record_spans(data: &[u8], options: CsvOptions, source: &str) -> Result<Ve
         spans.push(RecordSpan {
             range: begin..end,
             line: record_start.line(),
+            fields: record.len(),
         });
     }
     if options.has_header && !spans.is_empty() {
@@ -445,6 +653,119 @@ mod tests {
                 .values()
                 .to_vec(),
             vec![1, 2]
+        );
+    }
+
+    #[test]
+    fn json_numbers_with_a_fraction_are_not_cut_into_integer_columns() {
+        let data = b"{\"v\":1}\n{\"v\":2.7}\n{\"v\":3e2}\n{\"v\":-4.0}\n{\"v\":null}\n{\"v\":-0.5}\n{\"v\":9223372036854775808}\n";
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let out = read_json_lines(data, Some(schema), &IngestConfig::default()).unwrap();
+        let values: Vec<Option<i64>> = out
+            .batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(values, [Some(1), Some(300), Some(-4), None]);
+        let reasons: Vec<(u64, &str)> = out
+            .dead_letters
+            .iter()
+            .map(|d| (d.position.record, d.reason.as_str()))
+            .collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert_eq!(reasons[0].0, 2);
+        assert!(
+            reasons[0].1.contains("2.7 is not an integer"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].1.contains("-0.5 is not an integer"),
+            "{reasons:?}"
+        );
+        assert_eq!(reasons[2].0, 7);
+        // Inferred integer columns get the same check.
+        let out =
+            read_json_lines(b"{\"v\":1}\n{\"v\":2}\n", None, &IngestConfig::default()).unwrap();
+        let schema = out.schema.unwrap();
+        let inferred =
+            read_json_lines(b"{\"v\":2.5}\n", Some(schema), &IngestConfig::default()).unwrap();
+        assert_eq!((inferred.accepted_rows, inferred.rejected_rows), (0, 1));
+    }
+
+    #[test]
+    fn repeated_csv_header_names_get_suffixes() {
+        let out = read_csv(
+            b"k,K,k,v\n1,2,3,4\n",
+            None,
+            CsvOptions::default(),
+            &IngestConfig::default(),
+        )
+        .unwrap();
+        let schema = out.schema.unwrap();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["k", "K_1", "k_2", "v"]);
+        assert_eq!(out.accepted_rows, 1);
+    }
+
+    #[test]
+    fn a_malformed_record_in_the_inference_sample_is_a_dead_letter() {
+        let out = read_csv(
+            b"k,v\na,1\nb,2,extra\nc\nd,4\n",
+            None,
+            CsvOptions::default(),
+            &IngestConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(out.schema.unwrap().field(1).data_type(), &DataType::Int64);
+        assert_eq!((out.accepted_rows, out.rejected_rows), (2, 2));
+        let lines: Vec<u64> = out.dead_letters.iter().map(|d| d.position.record).collect();
+        assert_eq!(lines, [3, 4]);
+    }
+
+    #[test]
+    fn schemas_of_several_inputs_unify() {
+        let names = ["a.csv".to_string(), "b.csv".to_string()];
+        let int = Field::new("x", DataType::Int64, true);
+        let float = Field::new("y", DataType::Float64, true);
+        let unified = unify_schemas(
+            &[
+                Schema::new(vec![int.clone(), Field::new("y", DataType::Int64, true)]),
+                Schema::new(vec![Field::new("x", DataType::Null, true), float.clone()]),
+            ],
+            &names,
+            true,
+        )
+        .unwrap();
+        assert_eq!(unified, Schema::new(vec![int.clone(), float.clone()]));
+        // A type mix without a common number type is text; a column null everywhere is text.
+        let unified = unify_schemas(
+            &[
+                Schema::new(vec![int.clone(), Field::new("z", DataType::Null, true)]),
+                Schema::new(vec![Field::new("x", DataType::Boolean, true)]),
+            ],
+            &names,
+            false,
+        )
+        .unwrap();
+        let types: Vec<&DataType> = unified.fields().iter().map(|f| f.data_type()).collect();
+        assert_eq!(types, [&DataType::Utf8, &DataType::Utf8]);
+        // CSV headers must agree.
+        let error = unify_schemas(
+            &[Schema::new(vec![int.clone()]), Schema::new(vec![float])],
+            &names,
+            true,
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("b.csv: columns [y] differ from [x]"),
+            "{error}"
         );
     }
 

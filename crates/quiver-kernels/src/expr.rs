@@ -3,7 +3,15 @@
 //! Arithmetic is checked: integer overflow and division by zero are errors, as in SQL. Mixed
 //! numeric operands are coerced first: any float makes both `Float64`; otherwise any decimal
 //! makes both `Decimal128(38, max scale)` for `+`/`-` and `Float64` for `*`/`/`; otherwise both
-//! become `Int64`. Comparisons use the same coercion; strings compare with strings.
+//! become `Int64`, except that `UInt64` with a signed integer becomes `Decimal128(38, 0)` for
+//! `+`/`-` and comparisons (both ranges exactly) and two unsigned operands with a `UInt64` stay
+//! `UInt64`. Comparisons use the same coercion; strings compare with strings; dictionary-encoded
+//! operands take part as their values. Operand casts are exact: a value that does not fit the
+//! common type is an error, never a NULL.
+//!
+//! `AND` and `OR` evaluate their right side over every row at once; if that fails (division by
+//! zero, overflow), it is evaluated again over only the rows the left side does not decide,
+//! so `x <> 0 AND 10 / x > 1` works as it reads.
 
 use std::fmt;
 use std::sync::Arc;
@@ -229,6 +237,13 @@ impl Expr {
                 ))
             }),
             Expr::Literal(literal) => broadcast(&literal.to_array()?, rows),
+            Expr::Binary(left, op @ (BinaryOp::And | BinaryOp::Or), right) => {
+                let left = left.evaluate(batch)?;
+                match right.evaluate(batch) {
+                    Ok(right) => binary(&left, *op, &right),
+                    Err(error) => logical_on_undecided_rows(batch, &left, *op, right, error),
+                }
+            }
             Expr::Binary(left, op, right) => {
                 let left = left.evaluate(batch)?;
                 let right = right.evaluate(batch)?;
@@ -251,7 +266,12 @@ impl Expr {
                 }))
             }
             Expr::Cast(inner, to, safe) => {
-                let mut value = inner.evaluate(batch)?;
+                let mut value = plain(&inner.evaluate(batch)?)?;
+                if to.is_integer() && matches!(value.data_type(), DataType::Decimal128(_, 1..)) {
+                    // Decimals round to the nearest integer, ties away from zero (PostgreSQL's
+                    // numeric rounding); Arrow's cast would truncate. Rescaling rounds.
+                    value = cast(&value, &DataType::Decimal128(38, 0))?;
+                }
                 if to.is_integer() && value.data_type().is_floating() {
                     // SQL rounds floats to the nearest integer (ties to even), as
                     // PostgreSQL and DuckDB do; Arrow's cast would truncate.
@@ -288,7 +308,7 @@ impl Expr {
             Expr::Function(function, args) => {
                 let args = args
                     .iter()
-                    .map(|a| a.evaluate(batch))
+                    .map(|a| plain(&a.evaluate(batch)?))
                     .collect::<Result<Vec<_>>>()?;
                 crate::functions::evaluate(*function, &args)
             }
@@ -298,6 +318,7 @@ impl Expr {
 
 /// A string operand as `Utf8` (NULL literals included).
 fn text(array: &ArrayRef, context: &str) -> Result<ArrayRef> {
+    let array = &plain(array)?;
     match array.data_type() {
         DataType::Utf8 => Ok(Arc::clone(array)),
         DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
@@ -435,11 +456,68 @@ fn as_boolean<'a>(array: &'a ArrayRef, context: &str) -> Result<&'a BooleanArray
     })
 }
 
+/// A dictionary-encoded array as its values (other arrays as they are): expressions work on
+/// values, and only grouping uses the encoding.
+pub fn plain(array: &ArrayRef) -> Result<ArrayRef> {
+    Ok(match array.data_type() {
+        DataType::Dictionary(_, values) => cast(array, values)?,
+        _ => Arc::clone(array),
+    })
+}
+
+/// `array` cast to `to` exactly: a value that does not fit is an error, not a NULL.
+fn cast_exact(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
+    let options = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    Ok(arrow::compute::cast_with_options(array, to, &options)?)
+}
+
+/// `left AND right` / `left OR right` with `right` evaluated only over the rows `left` leaves
+/// open (not FALSE for AND, not TRUE for OR); `error` is what evaluating it over every row gave,
+/// returned again when every row is open.
+fn logical_on_undecided_rows(
+    batch: &RecordBatch,
+    left: &ArrayRef,
+    op: BinaryOp,
+    right: &Expr,
+    error: QuiverError,
+) -> Result<ArrayRef> {
+    let decided_by = op == BinaryOp::Or;
+    let left_values = cast_null_to_bool(left)?;
+    let left_values = as_boolean(&left_values, "AND/OR")?;
+    let open: Vec<u32> = (0..left_values.len() as u32)
+        .filter(|&row| {
+            left_values.is_null(row as usize) || left_values.value(row as usize) != decided_by
+        })
+        .collect();
+    if open.len() == left_values.len() {
+        return Err(error);
+    }
+    let open_right = right.evaluate(&take_batch(batch, &open)?)?;
+    let open_right = cast_null_to_bool(&open_right)?;
+    let open_right = as_boolean(&open_right, "AND/OR")?;
+    // Decided rows take any right value: FALSE AND x is FALSE, TRUE OR x is TRUE.
+    let mut full = vec![Some(decided_by); left_values.len()];
+    for (&row, value) in open.iter().zip(open_right.iter()) {
+        full[row as usize] = value;
+    }
+    let full: ArrayRef = Arc::new(BooleanArray::from(full));
+    binary(left, op, &full)
+}
+
 /// The common type two operands are cast to before `op`.
 pub fn coerce(left: &DataType, op: BinaryOp, right: &DataType) -> Result<DataType> {
     use DataType as T;
     if left == right {
         return Ok(left.clone());
+    }
+    if let T::Dictionary(_, values) = left {
+        return coerce(values, op, right);
+    }
+    if let T::Dictionary(_, values) = right {
+        return coerce(left, op, values);
     }
     let is_float = |t: &DataType| matches!(t, T::Float16 | T::Float32 | T::Float64);
     Ok(match (left, right) {
@@ -457,10 +535,26 @@ pub fn coerce(left: &DataType, op: BinaryOp, right: &DataType) -> Result<DataTyp
             T::Decimal128(38, *s)
         }
         (T::Decimal128(..), _) | (_, T::Decimal128(..)) => T::Float64,
+        (l, r) if l.is_unsigned_integer() && r.is_unsigned_integer() => {
+            if l == &T::UInt64 || r == &T::UInt64 {
+                T::UInt64
+            } else {
+                T::Int64
+            }
+        }
+        (T::UInt64, i) | (i, T::UInt64)
+            if i.is_integer()
+                && (matches!(op, BinaryOp::Plus | BinaryOp::Minus) || is_comparison(op)) =>
+        {
+            T::Decimal128(38, 0)
+        }
         (l, r) if l.is_integer() && r.is_integer() => T::Int64,
         (l, r) if is_string(l) && is_string(r) => T::Utf8,
-        (T::Timestamp(..), T::Utf8) | (T::Utf8, T::Timestamp(..)) if is_comparison(op) => {
-            if matches!(left, T::Timestamp(..)) {
+        (T::Timestamp(..) | T::Date32 | T::Date64, T::Utf8)
+        | (T::Utf8, T::Timestamp(..) | T::Date32 | T::Date64)
+            if is_comparison(op) =>
+        {
+            if left != &T::Utf8 {
                 left.clone()
             } else {
                 right.clone()
@@ -500,16 +594,17 @@ pub fn binary(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<ArrayRe
             _ => boolean::or_kleene(l, r)?,
         }));
     }
+    let (left, right) = (&plain(left)?, &plain(right)?);
     let common = coerce(left.data_type(), op, right.data_type())?;
     let l = if left.data_type() == &common {
         Arc::clone(left)
     } else {
-        cast(left, &common)?
+        cast_exact(left, &common)?
     };
     let r = if right.data_type() == &common {
         Arc::clone(right)
     } else {
-        cast(right, &common)?
+        cast_exact(right, &common)?
     };
     let (l, r) = if is_comparison(op) {
         (sql_float_order(l)?, sql_float_order(r)?)

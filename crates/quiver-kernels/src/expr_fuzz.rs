@@ -299,10 +299,14 @@ fn eval_row(expr: &Expr, batch: &RecordBatch, row: usize) -> Result<Scalar, RowE
             Literal::Decimal(..) => return Err(RowError),
         },
         Expr::Binary(left, op, right) => {
-            // Both sides are evaluated (no short circuit), as the vectorized side does.
             let l = eval_row(left, batch, row)?;
-            let r = eval_row(right, batch, row)?;
-            eval_binary(l, *op, r)?
+            // AND / OR short-circuit per row: a left side that decides the row (FALSE / TRUE)
+            // leaves the right side unevaluated, so its errors do not count.
+            match (op, &l) {
+                (BinaryOp::And, Scalar::Bool(false)) => Scalar::Bool(false),
+                (BinaryOp::Or, Scalar::Bool(true)) => Scalar::Bool(true),
+                _ => eval_binary(l, *op, eval_row(right, batch, row)?)?,
+            }
         }
         Expr::Not(inner) => match eval_row(inner, batch, row)? {
             Scalar::Bool(v) => Scalar::Bool(!v),

@@ -342,7 +342,25 @@ fn per_second(unit: TimeUnit) -> i64 {
     }
 }
 
+/// A timestamp with a time zone as the same instants without one, so that its fields are
+/// read in UTC (as every timestamp is, and as `DATE_TRUNC` works); Arrow would read them in the
+/// zone's local time.
+fn in_utc(value: &ArrayRef) -> Result<ArrayRef> {
+    Ok(match value.data_type() {
+        DataType::Timestamp(unit, Some(_)) => arrow::array::make_array(
+            value
+                .to_data()
+                .into_builder()
+                .data_type(DataType::Timestamp(*unit, None))
+                .build()
+                .map_err(QuiverError::from)?,
+        ),
+        _ => Arc::clone(value),
+    })
+}
+
 fn extract(field: TimeField, value: &ArrayRef) -> Result<ArrayRef> {
+    let value = &in_utc(value)?;
     let part = match field {
         TimeField::Year => DatePart::Year,
         TimeField::Quarter => DatePart::Quarter,
@@ -374,10 +392,11 @@ fn extract(field: TimeField, value: &ArrayRef) -> Result<ArrayRef> {
                     .build()
                     .map_err(QuiverError::from)?,
             );
+            // Seconds with their fraction, as a double (DuckDB's type; PostgreSQL's numeric).
             let scale = per_second(unit);
-            return Ok(Arc::new(
-                values.unary::<_, Int64Type>(|v| v.div_euclid(scale)),
-            ));
+            return Ok(Arc::new(values.unary::<_, arrow::datatypes::Float64Type>(
+                |v| v.div_euclid(scale) as f64 + v.rem_euclid(scale) as f64 / scale as f64,
+            )));
         }
     };
     let result = date_part(value.as_ref(), part)?;
@@ -514,6 +533,18 @@ mod tests {
         assert_eq!(field(TimeField::Hour), 13);
         assert_eq!(field(TimeField::Millisecond), 30_250);
         assert_eq!(field(TimeField::DayOfWeek), 0);
-        assert_eq!(field(TimeField::Epoch), 1_779_025_530);
+        let epoch = extract(TimeField::Epoch, &t).unwrap();
+        assert_eq!(
+            epoch
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .value(0),
+            1_779_025_530.25
+        );
+        // A zoned timestamp's fields are its UTC fields.
+        let zoned: ArrayRef = Arc::new(
+            TimestampMillisecondArray::from(vec![Some(1_779_025_530_250)]).with_timezone("+05:00"),
+        );
+        let hour = extract(TimeField::Hour, &zoned).unwrap();
+        assert_eq!(hour.as_primitive::<Int64Type>().value(0), 13);
     }
 }
