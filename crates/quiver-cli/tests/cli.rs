@@ -146,6 +146,32 @@ fn demo_runs_and_accounts_for_every_record() {
 fn usage_error_exits_2() {
     let output = quiver().arg("no-such-command").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
+    // A --table value without NAME=PATH is a usage error too.
+    let output = quiver()
+        .args(["run", "--table", "t", "--sql", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("expected NAME=PATH"));
+    // The same table name twice is refused rather than one of them ignored.
+    let dir = temp_dir("twice");
+    let path = dir.join("t.csv");
+    std::fs::write(&path, "a\n1\n").unwrap();
+    let table = format!("t={}", path.display());
+    let output = quiver()
+        .args([
+            "run",
+            "--sql",
+            "SELECT a FROM t",
+            "--table",
+            &table,
+            "--table",
+            &table,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("given more than once"));
 }
 
 fn temp_dir(name: &str) -> PathBuf {
