@@ -628,6 +628,20 @@ fn own_accumulator(
                 "{function} of {input_type}; it takes integers, decimals and floats"
             )));
         }
+        function @ (AggregateFunction::Min | AggregateFunction::Max)
+            if input_type == DataType::Boolean =>
+        {
+            // FALSE < TRUE: the minimum is BOOL_AND, the maximum BOOL_OR.
+            (
+                Box::new(BoolAccumulator::new(function == AggregateFunction::Min)),
+                DataType::Boolean,
+                vec![Field::new(
+                    format!("{}[value]", aggregate.name),
+                    DataType::Boolean,
+                    true,
+                )],
+            )
+        }
         AggregateFunction::Min | AggregateFunction::Max => {
             let kind = if aggregate.function == AggregateFunction::Min {
                 MinMaxKind::Min

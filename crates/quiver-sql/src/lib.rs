@@ -316,7 +316,10 @@ fn plan_query(
         .map(|e| columns.scalar(e))
         .transpose()?;
     let mut group_exprs: Vec<ast::Expr> = match &select.group_by {
-        ast::GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => exprs.clone(),
+        ast::GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => exprs
+            .iter()
+            .map(|e| select_item_for_group(e, select, &source_schema))
+            .collect::<Result<_>>()?,
         other => return Err(QuiverError::Unsupported(format!("`{other}`"))),
     };
     // The window: a WINDOW clause, or a tumble/hop/session call among the GROUP BY items.
@@ -677,6 +680,66 @@ fn plan_query(
 
 /// `SELECT DISTINCT items ...` as `SELECT items ... GROUP BY items` (a `*` expanded to every
 /// source column): the rows' distinct values are the groups. Other selects pass through.
+/// A GROUP BY item as the expression it stands for: `GROUP BY 2` is the second SELECT item, and
+/// a name that is not a source column but a SELECT alias is that item (a source column wins, as
+/// in PostgreSQL). Anything else is itself.
+fn select_item_for_group(
+    expr: &ast::Expr,
+    select: &ast::Select,
+    source_schema: &Schema,
+) -> Result<ast::Expr> {
+    match expr {
+        ast::Expr::Value(v) => {
+            let ast::Value::Number(n, _) = &v.value else {
+                return Ok(expr.clone());
+            };
+            let position: usize = n
+                .parse()
+                .map_err(|_| unsupported(format!("GROUP BY position {n}"), v.span))?;
+            let item = position
+                .checked_sub(1)
+                .and_then(|i| select.projection.get(i))
+                .ok_or_else(|| {
+                    unsupported(
+                        format!(
+                            "GROUP BY position {position}; the SELECT list has {} items",
+                            select.projection.len()
+                        ),
+                        v.span,
+                    )
+                })?;
+            match item {
+                ast::SelectItem::UnnamedExpr(e)
+                | ast::SelectItem::ExprWithAlias { expr: e, .. } => Ok(e.clone()),
+                other => Err(unsupported(
+                    format!("GROUP BY position {position}, which is `{other}`"),
+                    v.span,
+                )),
+            }
+        }
+        ast::Expr::Identifier(ident)
+            if !source_schema
+                .fields()
+                .iter()
+                .any(|f| f.name().eq_ignore_ascii_case(&ident.value)) =>
+        {
+            Ok(select
+                .projection
+                .iter()
+                .find_map(|item| match item {
+                    ast::SelectItem::ExprWithAlias { expr, alias }
+                        if alias.value.eq_ignore_ascii_case(&ident.value) =>
+                    {
+                        Some(expr.clone())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_else(|| expr.clone()))
+        }
+        _ => Ok(expr.clone()),
+    }
+}
+
 fn distinct_as_group_by(select: &ast::Select, source_schema: &Schema) -> Result<ast::Select> {
     let mut select = select.clone();
     match select.distinct.take() {
