@@ -86,8 +86,8 @@ enum Command {
         /// Rows to write.
         #[arg(long)]
         rows: u64,
-        /// Distinct keys (stations for 1brc, traders for trades).
-        #[arg(long)]
+        /// Distinct keys (stations for 1brc, traders for trades, K for h2o); at least 1.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         keys: Option<u64>,
         /// Random seed; the same seed writes the same file.
         #[arg(long, default_value_t = 42)]
@@ -193,6 +193,13 @@ impl Dataset {
 const EXIT_ERROR: u8 = 1;
 
 fn main() -> ExitCode {
+    // A reader that goes away (`quiver run ... | head`) ends the process quietly, as it does
+    // any Unix filter, instead of `print!`/`eprint!` panicking on the closed pipe.
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of one signal, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -413,6 +420,15 @@ fn gen(
             }
             written = (written + round_blocks * BLOCK_ROWS).min(rows);
             bar.set_position(written);
+        }
+        if rows == 0 {
+            // An empty table still has its header, so that it reads as one.
+            let header = match (dataset, trades_format) {
+                (Dataset::H2o, _) => quiver_cli::generate::H2O_HEADER,
+                (Dataset::Trades, TradesFormat::Csv) => quiver_cli::generate::TRADES_CSV_HEADER,
+                _ => "",
+            };
+            let _ = round_sender.send(vec![header.as_bytes().to_vec()]);
         }
         drop(round_sender);
         match writer_thread.join() {
@@ -953,7 +969,12 @@ fn run_streamed(
     })?;
     let plan = quiver_sql::plan(query.sql, &[(name.to_string(), schema)])?;
     let (mut sink, context) = open_output(query.output)?;
-    if plan.window.is_none() && plan.emit != quiver_sql::EmitMode::Changes {
+    // Rows selected from a pipe go out as they arrive (a filter over a stream); from a file they
+    // take the parallel path below like any other query.
+    let piped_projection = path.as_os_str() == "-"
+        && plan.kind == quiver_sql::PlanKind::Projection
+        && plan.order_by.is_empty();
+    if plan.window.is_none() && plan.emit != quiver_sql::EmitMode::Changes && !piped_projection {
         let mut batches = first;
         // A few chunks at a time decode in parallel; they are taken in input order.
         let group_size = 2 * default_threads();

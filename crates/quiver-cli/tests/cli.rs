@@ -601,3 +601,50 @@ fn a_window_query_over_stdin_answers_before_the_input_ends() {
     assert_eq!(rest, vec!["60000,120000,a,1,1", "120000,180000,b,1,5"]);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn a_filter_over_stdin_answers_before_the_input_ends() {
+    use std::io::{BufRead, Write};
+    let mut child = quiver()
+        .args([
+            "run",
+            "--table",
+            "s=-",
+            "--input-format",
+            "csv",
+            "--format",
+            "csv",
+            "--sql",
+            "SELECT k, v FROM s WHERE v % 1000 = 0",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if lines_sender.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut text = String::from("k,v\n");
+    for v in 1..=2500 {
+        text.push_str(&format!("a,{v}\n"));
+    }
+    stdin.write_all(text.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // The matching rows come out while the input is still open.
+    let wait = std::time::Duration::from_secs(60);
+    for expected in ["k,v", "a,1000", "a,2000"] {
+        assert_eq!(lines.recv_timeout(wait).unwrap(), expected);
+    }
+    stdin.write_all(b"b,3000\nb,3001\n").unwrap();
+    drop(stdin);
+    let rest: Vec<String> = lines.iter().collect();
+    assert_eq!(rest, vec!["b,3000"]);
+    assert!(child.wait().unwrap().success());
+}

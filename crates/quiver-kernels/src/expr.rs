@@ -606,6 +606,18 @@ pub fn binary(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<ArrayRe
     } else {
         cast_exact(right, &common)?
     };
+    if matches!(op, BinaryOp::Divide | BinaryOp::Modulo)
+        && common.is_floating()
+        && !right.data_type().is_floating()
+        && has_zero_divisor(&l, &r)
+    {
+        // An exact divisor (integer or decimal) computed in floats: zero is still an error, as
+        // with exact division, not ±∞ or NaN.
+        return Err(QuiverError::Arithmetic {
+            context: op.to_string(),
+            message: "division by zero".into(),
+        });
+    }
     let (l, r) = if is_comparison(op) {
         (sql_float_order(l)?, sql_float_order(r)?)
     } else {
@@ -616,8 +628,8 @@ pub fn binary(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<ArrayRe
         BinaryOp::Plus => numeric::add(l, r)?,
         BinaryOp::Minus => numeric::sub(l, r)?,
         BinaryOp::Multiply => numeric::mul(l, r)?,
-        BinaryOp::Divide => numeric::div(l, r)?,
-        BinaryOp::Modulo => numeric::rem(l, r)?,
+        BinaryOp::Divide => numeric::div(l, r).map_err(|e| arithmetic_error(op, e))?,
+        BinaryOp::Modulo => numeric::rem(l, r).map_err(|e| arithmetic_error(op, e))?,
         BinaryOp::Eq => Arc::new(cmp::eq(l, r)?),
         BinaryOp::NotEq => Arc::new(cmp::neq(l, r)?),
         BinaryOp::Lt => Arc::new(cmp::lt(l, r)?),
@@ -630,6 +642,29 @@ pub fn binary(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<ArrayRe
             ))
         }
     })
+}
+
+/// Arrow's division-by-zero error in SQL's words; other errors as they are.
+fn arithmetic_error(op: BinaryOp, error: arrow::error::ArrowError) -> QuiverError {
+    match error {
+        arrow::error::ArrowError::DivideByZero => QuiverError::Arithmetic {
+            context: op.to_string(),
+            message: "division by zero".into(),
+        },
+        other => other.into(),
+    }
+}
+
+/// Whether a `Float64` division has a zero divisor in a row where the dividend is not NULL
+/// (a NULL operand makes the row NULL, as in exact division).
+fn has_zero_divisor(dividends: &ArrayRef, divisors: &ArrayRef) -> bool {
+    divisors
+        .as_primitive_opt::<arrow::datatypes::Float64Type>()
+        .is_some_and(|v| {
+            v.iter()
+                .enumerate()
+                .any(|(row, x)| x == Some(0.0) && dividends.is_valid(row))
+        })
 }
 
 /// Floats prepared for Arrow's comparison kernels, which order by IEEE total order: `-0.0`

@@ -402,6 +402,8 @@ fn eval_binary(l: Scalar, op: BinaryOp, r: Scalar) -> Result<Scalar, RowError> {
                 }
                 .ok_or(RowError)?,
             ),
+            // An exact (integer) divisor of zero fails even when the division is in floats.
+            (_, Scalar::Int(0)) if matches!(op, B::Divide | B::Modulo) => return Err(RowError),
             (l, r) => {
                 let (a, b) = (as_float(&l).ok_or(RowError)?, as_float(&r).ok_or(RowError)?);
                 Scalar::Float(match op {

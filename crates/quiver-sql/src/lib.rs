@@ -313,7 +313,7 @@ fn plan_query(
     let filter = select
         .selection
         .as_ref()
-        .map(|e| columns.scalar(e))
+        .map(|e| columns.scalar(e).map(predicate))
         .transpose()?;
     let mut group_exprs: Vec<ast::Expr> = match &select.group_by {
         ast::GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => exprs
@@ -471,7 +471,7 @@ fn plan_query(
         let having = select
             .having
             .as_ref()
-            .map(|h| scope.output(h))
+            .map(|h| scope.output(h).map(predicate))
             .transpose()?;
         // Window bounds lead the output unless the query selects them itself.
         if window.is_some()
@@ -1311,6 +1311,15 @@ fn scalar_function(
     Ok(Expr::Function(function, args))
 }
 
+/// A WHERE, HAVING or FILTER condition: a bare NULL keeps no row, as FALSE does (it has no
+/// type of its own to test).
+fn predicate(condition: Expr) -> Expr {
+    match condition {
+        Expr::Literal(Literal::Null) => Expr::Literal(Literal::Bool(false)),
+        other => other,
+    }
+}
+
 fn literal(value: &ast::Value, span: sqlparser::tokenizer::Span) -> Result<Literal> {
     Ok(match value {
         ast::Value::Null => Literal::Null,
@@ -1321,6 +1330,15 @@ fn literal(value: &ast::Value, span: sqlparser::tokenizer::Span) -> Result<Liter
         ast::Value::Number(text, _) => {
             if let Ok(v) = text.parse::<i64>() {
                 Literal::Int64(v)
+            } else if let Some(mantissa) = text
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| text.parse::<i128>().ok())
+                .flatten()
+                .filter(|_| text.len() <= 38)
+            {
+                // An integer beyond BIGINT stays exact, as DECIMAL(38, 0).
+                Literal::Decimal(mantissa, 0)
             } else if let Some((int_part, frac_part)) =
                 text.split_once('.').filter(|_| !text.contains(['e', 'E']))
             {
@@ -1639,7 +1657,11 @@ fn plan_call(
         (_, false, [value]) => (Some(columns.scalar(value)?), String::new()),
         _ => return Err(unsupported(format!("arguments of `{whole}`"), span)),
     };
-    let filter = f.filter.as_ref().map(|e| columns.scalar(e)).transpose()?;
+    let filter = f
+        .filter
+        .as_ref()
+        .map(|e| columns.scalar(e).map(predicate))
+        .transpose()?;
     Ok(AggregateCall {
         function,
         argument,
