@@ -1,6 +1,8 @@
 //! Scalar expressions evaluated over whole batches with Arrow compute kernels.
 //!
-//! Arithmetic is checked: integer overflow and division by zero are errors, as in SQL. Mixed
+//! Arithmetic is checked: integer overflow and division by zero are errors, as in SQL — also a
+//! zero integer or decimal divisor when the division is computed in floats; only a float
+//! divisor of 0.0 gives IEEE's ±∞ or NaN. Mixed
 //! numeric operands are coerced first: any float makes both `Float64`; otherwise any decimal
 //! makes both `Decimal128(38, max scale)` for `+`/`-` and `Float64` for `*`/`/`; otherwise both
 //! become `Int64`, except that `UInt64` with a signed integer becomes `Decimal128(38, 0)` for
