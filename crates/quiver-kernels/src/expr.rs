@@ -4,7 +4,9 @@
 //! zero integer or decimal divisor when the division is computed in floats; only a float
 //! divisor of 0.0 gives IEEE's ±∞ or NaN. Mixed
 //! numeric operands are coerced first: any float makes both `Float64`; otherwise any decimal
-//! makes both `Decimal128(38, max scale)` for `+`/`-` and `Float64` for `*`/`/`; otherwise both
+//! makes both `Decimal128(38, max scale)` for `+`/`-`/`%`, `*` multiplies exactly into
+//! `Decimal128(38, s1 + s2)` (an integer has scale 0; `Float64` only past scale 38), and `/`
+//! divides in `Float64` (as DuckDB does); otherwise both
 //! become `Int64`, except that `UInt64` with a signed integer becomes `Decimal128(38, 0)` for
 //! `+`/`-` and comparisons (both ranges exactly) and two unsigned operands with a `UInt64` stay
 //! `UInt64`. Comparisons use the same coercion; strings compare with strings; dictionary-encoded
@@ -526,13 +528,15 @@ pub fn coerce(left: &DataType, op: BinaryOp, right: &DataType) -> Result<DataTyp
         (T::Null, other) | (other, T::Null) => other.clone(),
         (l, r) if is_float(l) || is_float(r) => T::Float64,
         (T::Decimal128(_, s1), T::Decimal128(_, s2))
-            if matches!(op, BinaryOp::Plus | BinaryOp::Minus) || is_comparison(op) =>
+            if matches!(op, BinaryOp::Plus | BinaryOp::Minus | BinaryOp::Modulo)
+                || is_comparison(op) =>
         {
             T::Decimal128(38, (*s1).max(*s2))
         }
         (T::Decimal128(_, s), i) | (i, T::Decimal128(_, s))
             if i.is_integer()
-                && (matches!(op, BinaryOp::Plus | BinaryOp::Minus) || is_comparison(op)) =>
+                && (matches!(op, BinaryOp::Plus | BinaryOp::Minus | BinaryOp::Modulo)
+                    || is_comparison(op)) =>
         {
             T::Decimal128(38, *s)
         }
@@ -597,6 +601,11 @@ pub fn binary(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<ArrayRe
         }));
     }
     let (left, right) = (&plain(left)?, &plain(right)?);
+    if op == BinaryOp::Multiply {
+        if let Some((l, r)) = exact_factors(left, right)? {
+            return Ok(numeric::mul(&l, &r)?);
+        }
+    }
     let common = coerce(left.data_type(), op, right.data_type())?;
     let l = if left.data_type() == &common {
         Arc::clone(left)
@@ -644,6 +653,37 @@ pub fn binary(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<ArrayRe
             ))
         }
     })
+}
+
+/// The operands of an exact decimal product: both decimal or integer, at least one decimal,
+/// scales adding up to at most 38; each as `Decimal128(38, its scale)`, so that Arrow's product
+/// is `Decimal128(38, s1 + s2)`, checked for overflow.
+fn exact_factors(left: &ArrayRef, right: &ArrayRef) -> Result<Option<(ArrayRef, ArrayRef)>> {
+    let scale = |t: &DataType| match t {
+        DataType::Decimal128(_, s) => Some(*s),
+        t if t.is_integer() || t == &DataType::Null => Some(0),
+        _ => None,
+    };
+    let (Some(sl), Some(sr)) = (scale(left.data_type()), scale(right.data_type())) else {
+        return Ok(None);
+    };
+    let decimal = |t: &DataType| matches!(t, DataType::Decimal128(..));
+    if !(decimal(left.data_type()) || decimal(right.data_type()))
+        || !(0..=38).contains(&(i16::from(sl) + i16::from(sr)))
+        || sl < 0
+        || sr < 0
+    {
+        return Ok(None);
+    }
+    let as_decimal = |array: &ArrayRef, s: i8| -> Result<ArrayRef> {
+        let to = DataType::Decimal128(38, s);
+        if array.data_type() == &to {
+            Ok(Arc::clone(array))
+        } else {
+            cast_exact(array, &to)
+        }
+    };
+    Ok(Some((as_decimal(left, sl)?, as_decimal(right, sr)?)))
 }
 
 /// Arrow's division-by-zero error in SQL's words; other errors as they are.
