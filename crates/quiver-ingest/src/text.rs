@@ -10,7 +10,8 @@
 //!
 //! Inferred schemas come from the first `infer_schema_rows` well-formed records; a column with
 //! no value there is text (`Utf8`), so later values are kept as written. JSON numbers in an
-//! integer column must be whole (`3.0`, `3e2`): `2.7` is a dead letter, not 2. JSON numbers and
+//! integer column must be whole (`3.0`, `3e2`): `2.7` is a dead letter, not 2; integers beyond
+//! `Int64` infer as `Decimal128(20, 0)`, not as rounded floats. JSON numbers and
 //! booleans in a text column are kept as their text. Several inputs of one table unify their
 //! inferred schemas with [`unify_schemas`].
 
@@ -18,7 +19,7 @@ use std::io::Cursor;
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::Array;
+use arrow::array::{Array, AsArray};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
@@ -197,6 +198,13 @@ fn decode_json_lines(
     decode_in_groups(data, spans, &schema, config, decode)
 }
 
+/// Whether a JSON column holds whole numbers that [`json_decode_schema`] decodes with a
+/// fraction first: integers, and decimals of scale 0 with room for that fraction.
+fn whole_numbers(data_type: &DataType) -> bool {
+    data_type.is_integer()
+        || matches!(data_type, DataType::Decimal128(p, 0) if *p <= 38 - JSON_INTEGER_SCALE as u8)
+}
+
 /// Digits after the point that JSON numbers of integer columns are first decoded with.
 const JSON_INTEGER_SCALE: i8 = 9;
 
@@ -205,7 +213,7 @@ const JSON_INTEGER_SCALE: i8 = 9;
 /// without a word; this way a fraction is an error (the record becomes a dead letter) while
 /// `3.0` and `3e2` still read as the integers they are.
 fn json_decode_schema(schema: &SchemaRef) -> SchemaRef {
-    if !schema.fields().iter().any(|f| f.data_type().is_integer()) {
+    if !schema.fields().iter().any(|f| whole_numbers(f.data_type())) {
         return Arc::clone(schema);
     }
     let fields: Vec<Field> = schema
@@ -213,7 +221,7 @@ fn json_decode_schema(schema: &SchemaRef) -> SchemaRef {
         .iter()
         .map(|field| {
             let field = field.as_ref().clone();
-            if field.data_type().is_integer() {
+            if whole_numbers(field.data_type()) {
                 field.with_data_type(DataType::Decimal128(38, JSON_INTEGER_SCALE))
             } else {
                 field
@@ -242,7 +250,7 @@ fn integers_from_decimals(
         .iter()
         .zip(batch.columns())
         .map(|(field, column)| {
-            if !field.data_type().is_integer() {
+            if !whole_numbers(field.data_type()) {
                 return Ok(Arc::clone(column));
             }
             let decimals = column
@@ -595,7 +603,7 @@ fn infer_json_schema(data: &[u8], spans: &[RecordSpan], max_rows: usize) -> Resu
     };
     let bytes = &data[sample[0].range.start..last.range.end];
     if let Ok((schema, _)) = arrow::json::reader::infer_json_schema(Cursor::new(bytes), None) {
-        return Ok(schema);
+        return Ok(exact_big_integers(schema, bytes));
     }
     // A malformed line in the sample: infer from the lines that parse (the others become dead
     // letters when decoded).
@@ -607,7 +615,66 @@ fn infer_json_schema(data: &[u8], spans: &[RecordSpan], max_rows: usize) -> Resu
             merged = Schema::try_merge([merged, schema])?;
         }
     }
-    Ok(merged)
+    Ok(exact_big_integers(merged, bytes))
+}
+
+/// Digits of the whole numbers [`exact_big_integers`] types as `Decimal128(20, 0)`: every
+/// `u64` and `i64`.
+const BIG_INTEGER_DIGITS: u8 = 20;
+
+/// `arrow-json` infers a column holding an integer beyond `Int64` as `Float64`, which would
+/// round it (9007199254740993 → 9007199254740992). A `Float64` column whose values in the
+/// sample `bytes` are all integers as written, of at most 20 digits, becomes
+/// `Decimal128(20, 0)`: exact, and decoded through the same whole-number check as integers.
+fn exact_big_integers(schema: Schema, bytes: &[u8]) -> Schema {
+    let floats: Vec<Field> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.data_type() == &DataType::Float64)
+        .map(|f| f.as_ref().clone().with_data_type(DataType::Utf8))
+        .collect();
+    if floats.is_empty() {
+        return schema;
+    }
+    // The numbers as written: text columns keep a number's own digits.
+    let texts = arrow::json::ReaderBuilder::new(Arc::new(Schema::new(floats)))
+        .with_coerce_primitive(true)
+        .build(Cursor::new(bytes))
+        .and_then(|reader| reader.collect::<Result<Vec<_>, _>>());
+    let Ok(batches) = texts else {
+        return schema;
+    };
+    let integral = |name: &str| -> bool {
+        let mut values = batches
+            .iter()
+            .filter_map(|b| b.column_by_name(name))
+            .filter_map(|c| c.as_string_opt::<i32>())
+            .flat_map(|c| c.iter().flatten());
+        let whole = |text: &str| {
+            let digits = text.strip_prefix('-').unwrap_or(text);
+            !digits.is_empty()
+                && digits.len() <= usize::from(BIG_INTEGER_DIGITS)
+                && digits.bytes().all(|b| b.is_ascii_digit())
+        };
+        let mut any = false;
+        values.all(|text| {
+            any = true;
+            whole(text)
+        }) && any
+    };
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let field = field.as_ref().clone();
+            if field.data_type() == &DataType::Float64 && integral(field.name()) {
+                field.with_data_type(DataType::Decimal128(BIG_INTEGER_DIGITS, 0))
+            } else {
+                field
+            }
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 #[cfg(test)]
@@ -710,6 +777,30 @@ mod tests {
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["k", "K_1", "k_2", "v"]);
         assert_eq!(out.accepted_rows, 1);
+    }
+
+    #[test]
+    fn json_integers_beyond_int64_are_inferred_exactly() {
+        let data = b"{\"id\":9007199254740993,\"x\":1.5}\n{\"id\":18446744073709551615,\"x\":2}\n{\"id\":-3}\n";
+        let out = read_json_lines(data, None, &IngestConfig::default()).unwrap();
+        let schema = out.schema.clone().unwrap();
+        assert_eq!(schema.field(0).data_type(), &DataType::Decimal128(20, 0));
+        assert_eq!(schema.field(1).data_type(), &DataType::Float64);
+        let ids = out.batches[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Decimal128Type>();
+        assert_eq!(
+            ids.values().to_vec(),
+            [9_007_199_254_740_993, 18_446_744_073_709_551_615, -3]
+        );
+        // A later fraction in that column is a dead letter, not rounded.
+        let out = read_json_lines(
+            b"{\"id\":2.5}\n{\"id\":7}\n",
+            Some(schema),
+            &IngestConfig::default(),
+        )
+        .unwrap();
+        assert_eq!((out.accepted_rows, out.rejected_rows), (1, 1));
     }
 
     #[test]
