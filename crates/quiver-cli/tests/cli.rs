@@ -550,9 +550,16 @@ fn generated_trades_in_csv_and_json_lines_give_the_same_answers() {
     assert!(stderr.contains("goes to a .csv or .jsonl"), "{stderr}");
 }
 
-#[test]
-fn a_window_query_over_stdin_answers_before_the_input_ends() {
-    use std::io::{BufRead, Write};
+/// `quiver run` of `sql` over CSV on stdin (`s=-`): the child, its open stdin, and its output
+/// lines as they come.
+fn run_over_a_pipe(
+    sql: &str,
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::BufRead;
     let mut child = quiver()
         .args([
             "run",
@@ -562,15 +569,13 @@ fn a_window_query_over_stdin_answers_before_the_input_ends() {
             "csv",
             "--format",
             "csv",
-            "--sql",
-            "SELECT k, COUNT(*) AS n, SUM(v) AS total FROM s GROUP BY k \
-             WINDOW TUMBLING(t, INTERVAL '1' MINUTE)",
         ])
+        .args(["--sql", sql])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (lines_sender, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -580,6 +585,16 @@ fn a_window_query_over_stdin_answers_before_the_input_ends() {
             }
         }
     });
+    (child, stdin, lines)
+}
+
+#[test]
+fn a_window_query_over_stdin_answers_before_the_input_ends() {
+    use std::io::Write;
+    let (mut child, mut stdin, lines) = run_over_a_pipe(
+        "SELECT k, COUNT(*) AS n, SUM(v) AS total FROM s GROUP BY k \
+         WINDOW TUMBLING(t, INTERVAL '1' MINUTE)",
+    );
     // More rows than schema inference waits for, all in the first minute, then one row that
     // closes it; the input stays open.
     let mut text = String::from("k,t,v\n");
@@ -604,33 +619,8 @@ fn a_window_query_over_stdin_answers_before_the_input_ends() {
 
 #[test]
 fn a_filter_over_stdin_answers_before_the_input_ends() {
-    use std::io::{BufRead, Write};
-    let mut child = quiver()
-        .args([
-            "run",
-            "--table",
-            "s=-",
-            "--input-format",
-            "csv",
-            "--format",
-            "csv",
-            "--sql",
-            "SELECT k, v FROM s WHERE v % 1000 = 0",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (lines_sender, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            if lines_sender.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    use std::io::Write;
+    let (mut child, mut stdin, lines) = run_over_a_pipe("SELECT k, v FROM s WHERE v % 1000 = 0");
     let mut text = String::from("k,v\n");
     for v in 1..=2500 {
         text.push_str(&format!("a,{v}\n"));

@@ -628,21 +628,8 @@ fn own_accumulator(
                 "{function} of {input_type}; it takes integers, decimals and floats"
             )));
         }
-        function @ (AggregateFunction::Min | AggregateFunction::Max)
-            if input_type == DataType::Boolean =>
-        {
-            // FALSE < TRUE: the minimum is BOOL_AND, the maximum BOOL_OR.
-            (
-                Box::new(BoolAccumulator::new(function == AggregateFunction::Min)),
-                DataType::Boolean,
-                vec![Field::new(
-                    format!("{}[value]", aggregate.name),
-                    DataType::Boolean,
-                    true,
-                )],
-            )
-        }
-        AggregateFunction::Min | AggregateFunction::Max => {
+        // FALSE < TRUE: the minimum of booleans is BOOL_AND, the maximum BOOL_OR (next arm).
+        AggregateFunction::Min | AggregateFunction::Max if input_type != DataType::Boolean => {
             let kind = if aggregate.function == AggregateFunction::Min {
                 MinMaxKind::Min
             } else {
@@ -685,7 +672,10 @@ fn own_accumulator(
                 VarianceAccumulator::state_fields(&aggregate.name),
             )
         }
-        function @ (AggregateFunction::BoolAnd | AggregateFunction::BoolOr) => {
+        function @ (AggregateFunction::BoolAnd
+        | AggregateFunction::BoolOr
+        | AggregateFunction::Min
+        | AggregateFunction::Max) => {
             if input_type != DataType::Boolean {
                 return Err(QuiverError::Unsupported(format!(
                     "{function} of {input_type} in {}; it takes booleans",
@@ -693,7 +683,10 @@ fn own_accumulator(
                 )));
             }
             (
-                Box::new(BoolAccumulator::new(function == AggregateFunction::BoolAnd)),
+                Box::new(BoolAccumulator::new(matches!(
+                    function,
+                    AggregateFunction::BoolAnd | AggregateFunction::Min
+                ))),
                 DataType::Boolean,
                 vec![Field::new(
                     format!("{}[value]", aggregate.name),
