@@ -64,6 +64,9 @@ fn random_query(rng: &mut StdRng) -> String {
     if rng.gen_bool(0.15) {
         return random_distinct_query(rng);
     }
+    if rng.gen_bool(0.2) {
+        return random_scalar_query(rng);
+    }
     let keys: Vec<&str> = match rng.gen_range(0..4) {
         0 => vec![],
         1 => vec!["k_str"],
@@ -92,6 +95,10 @@ fn random_query(rng: &mut StdRng) -> String {
         "MAX(v_float - v_int)",
         "SUM(v_int) FILTER (WHERE flag)",
         "COUNT(*) FILTER (WHERE v_float > 0)",
+        "ROUND(AVG(v_float), 2)",
+        "ROUND(SUM(v_float), -2)",
+        "FLOOR(AVG(v_int))",
+        "CEIL(MAX(v_float))",
     ];
     let aggregate_count = rng.gen_range(1..=4);
     let aggregates: Vec<String> = (0..aggregate_count)
@@ -132,6 +139,54 @@ fn random_query(rng: &mut StdRng) -> String {
                 rng.gen_range(0..5)
             ));
         }
+    }
+    sql
+}
+
+/// A projection (no GROUP BY, so DuckDB keeps the input order) of scalar functions of every
+/// column, with a filter now and then.
+fn random_scalar_query(rng: &mut StdRng) -> String {
+    let menu = [
+        "ROUND(v_float, 1)",
+        "ROUND(v_float)",
+        "ROUND(v_float, -2)",
+        "ROUND(v_int, -3)",
+        "ROUND(v_float * 1.5, 2)",
+        "TRUNC(v_float)",
+        "FLOOR(v_float)",
+        "CEIL(v_float)",
+        "FLOOR(v_int)",
+        "SIGN(v_int)",
+        "SIGN(v_float)",
+        "SQRT(ABS(v_float))",
+        "CBRT(v_float)",
+        "LN(ABS(v_float) + 1)",
+        "LOG10(ABS(v_int) + 1)",
+        "EXP(v_float / 1000)",
+        "POWER(v_float, 2)",
+        "MOD(v_int, 7)",
+        "GREATEST(v_int, k_int)",
+        "LEAST(v_float, v_int, k_int)",
+        "REPLACE(k_str, 's', 'x')",
+        "LEFT(k_str, 1)",
+        "RIGHT(k_str, -1)",
+        "REVERSE(k_str)",
+        "LPAD(k_str, 4, '*')",
+        "RPAD(k_str, 1, '-')",
+        "STRPOS(k_str, '1')",
+        "SPLIT_PART(k_str, 's', 2)",
+        "REPEAT(k_str, 2)",
+        "STARTS_WITH(k_str, 's1')",
+        "CONTAINS(k_str, '3')",
+        "ENDS_WITH(k_str, '4')",
+    ];
+    let count = rng.gen_range(1..=4);
+    let items: Vec<String> = (0..count)
+        .map(|i| format!("{} AS e{i}", menu[rng.gen_range(0..menu.len())]))
+        .collect();
+    let mut sql = format!("SELECT k_str, v_int, {} FROM t", items.join(", "));
+    if rng.gen_bool(0.4) {
+        sql.push_str(" WHERE v_float > 0 OR k_int = 1");
     }
     sql
 }

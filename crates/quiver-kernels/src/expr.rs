@@ -470,7 +470,7 @@ pub fn plain(array: &ArrayRef) -> Result<ArrayRef> {
 }
 
 /// `array` cast to `to` exactly: a value that does not fit is an error, not a NULL.
-fn cast_exact(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
+pub(crate) fn cast_exact(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
     let options = arrow::compute::CastOptions {
         safe: false,
         ..Default::default()

@@ -1,5 +1,6 @@
 //! Scalar SQL functions over whole arrays: strings (`UPPER`, `LOWER`, `LENGTH`, `SUBSTRING`,
-//! `CONCAT`, `||`, `TRIM`), date/time (`EXTRACT`, `DATE_TRUNC`) and `ABS`.
+//! `CONCAT`, `||`, `TRIM`, and those of [`crate::string_functions`]), date/time (`EXTRACT`,
+//! `DATE_TRUNC`), `ABS` and the numeric functions of [`crate::math`].
 //!
 //! Strings are Unicode-aware: `LENGTH` counts characters and `SUBSTRING` positions are
 //! 1-based characters, as in PostgreSQL. `CONCAT` skips NULLs; `||` is NULL when an operand is.
@@ -15,6 +16,9 @@ use arrow::compute::kernels::temporal::{date_part, DatePart};
 use arrow::compute::{cast, kernels::numeric};
 use arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use quiver_core::{QuiverError, Result};
+
+use crate::math::{FloatFunction, Rounding};
+use crate::string_functions::StringFunction;
 
 /// Which side `TRIM` strips.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,9 +125,23 @@ pub enum ScalarFunction {
     DateTrunc(TruncUnit),
     /// `ABS(x)` (checked: `ABS` of the smallest integer is an overflow error).
     Abs,
+    /// `ROUND` / `TRUNC` / `FLOOR` / `CEIL` to a constant number of decimal digits.
+    Round(Rounding, i32),
+    /// `SIGN(x)`.
+    Sign,
+    /// `SQRT`, `EXP`, `LN`, ... as `DOUBLE`.
+    Float(FloatFunction),
+    /// `POWER(base, exponent)` as `DOUBLE`.
+    Power,
+    /// `REPLACE`, `LEFT`, `LPAD`, `SPLIT_PART`, ...
+    Text(StringFunction),
+    /// `GREATEST(a, b, ...)`: the largest non-NULL argument (NULL when all are).
+    Greatest,
+    /// `LEAST(a, b, ...)`: the smallest non-NULL argument (NULL when all are).
+    Least,
 }
 
-fn strings(array: &ArrayRef, function: &str) -> Result<StringArray> {
+pub(crate) fn strings(array: &ArrayRef, function: &str) -> Result<StringArray> {
     match array.data_type() {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
             let utf8 = cast(array, &DataType::Utf8)?;
@@ -135,7 +153,7 @@ fn strings(array: &ArrayRef, function: &str) -> Result<StringArray> {
     }
 }
 
-fn integers(array: &ArrayRef, function: &str) -> Result<Int64Array> {
+pub(crate) fn integers(array: &ArrayRef, function: &str) -> Result<Int64Array> {
     if array.data_type().is_integer() || array.data_type() == &DataType::Null {
         Ok(cast(array, &DataType::Int64)?
             .as_primitive::<Int64Type>()
@@ -321,7 +339,68 @@ pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef>
                 &negative, &negated, value,
             )?)
         }
+        ScalarFunction::Round(rounding, digits) => {
+            arity(function, args, &[1])?;
+            crate::math::round(&args[0], rounding, digits)
+        }
+        ScalarFunction::Sign => {
+            arity(function, args, &[1])?;
+            crate::math::sign(&args[0])
+        }
+        ScalarFunction::Float(float) => {
+            arity(function, args, &[1])?;
+            crate::math::float_function(float, &args[0])
+        }
+        ScalarFunction::Power => {
+            arity(function, args, &[2])?;
+            crate::math::power(&args[0], &args[1])
+        }
+        ScalarFunction::Text(text) => crate::string_functions::evaluate(text, args),
+        ScalarFunction::Greatest | ScalarFunction::Least => {
+            extreme(args, function == ScalarFunction::Greatest)
+        }
     }
+}
+
+/// `GREATEST` / `LEAST`: the arguments coerced to one type as comparison operands are (exactly),
+/// then folded left to right, NULLs skipped; NaN is above every number, as in PostgreSQL.
+fn extreme(args: &[ArrayRef], greatest: bool) -> Result<ArrayRef> {
+    let name = if greatest { "GREATEST" } else { "LEAST" };
+    let Some(first) = args.first() else {
+        return Err(QuiverError::Unsupported(format!(
+            "{name} without arguments"
+        )));
+    };
+    let mut common = first.data_type().clone();
+    for arg in &args[1..] {
+        common = crate::expr::coerce(&common, crate::expr::BinaryOp::Eq, arg.data_type()).map_err(
+            |_| {
+                QuiverError::Unsupported(format!(
+                    "{name} of {common} and {}; no common type",
+                    arg.data_type()
+                ))
+            },
+        )?;
+    }
+    let mut result = crate::expr::cast_exact(first, &common)?;
+    for arg in &args[1..] {
+        let next = crate::expr::cast_exact(arg, &common)?;
+        let beats = if greatest {
+            arrow::compute::kernels::cmp::gt(&next, &result)?
+        } else {
+            arrow::compute::kernels::cmp::lt(&next, &result)?
+        };
+        let take_next: arrow::array::BooleanArray = (0..result.len())
+            .map(|row| {
+                Some(
+                    result.is_null(row)
+                        || (next.is_valid(row) && beats.is_valid(row) && beats.value(row)),
+                )
+            })
+            .collect();
+        result = arrow::compute::kernels::zip::zip(&take_next, &next, &result)?;
+    }
+    Ok(result)
 }
 
 fn timestamp_unit(array: &ArrayRef, function: &str) -> Result<TimeUnit> {

@@ -15,9 +15,11 @@ pub mod fused;
 pub mod fuzz;
 pub mod group_values;
 pub mod hash;
+pub mod math;
 pub mod more_accumulators;
 pub mod onebrc;
 pub mod reference;
+pub mod string_functions;
 pub mod window;
 
 pub use aggregate::{AggregateExpr, AggregateFunction, HashAggregator};

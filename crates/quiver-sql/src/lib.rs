@@ -18,6 +18,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use quiver_core::{QuiverError, Result};
 use quiver_kernels::expr::{BinaryOp, Expr, Literal, ScalarFunction};
 use quiver_kernels::functions::{TimeField, TrimSide, TruncUnit};
+use quiver_kernels::math::{FloatFunction, Rounding};
+use quiver_kernels::string_functions::{PadSide, StringFunction};
 use quiver_kernels::AggregateFunction;
 use sqlparser::ast;
 use sqlparser::ast::Spanned;
@@ -1154,29 +1156,38 @@ fn scalar_expr(
         ast::Expr::Extract {
             field, expr: value, ..
         } => {
-            let name = field.to_string().to_ascii_uppercase();
-            let field = match name.trim_end_matches('S') {
-                "YEAR" => TimeField::Year,
-                "QUARTER" => TimeField::Quarter,
-                "MONTH" => TimeField::Month,
-                "WEEK" => TimeField::Week,
-                "DAY" => TimeField::Day,
-                "DOW" | "DAYOFWEEK" => TimeField::DayOfWeek,
-                "DOY" | "DAYOFYEAR" => TimeField::DayOfYear,
-                "HOUR" => TimeField::Hour,
-                "MINUTE" => TimeField::Minute,
-                "SECOND" => TimeField::Second,
-                "MILLISECOND" => TimeField::Millisecond,
-                "EPOCH" => TimeField::Epoch,
-                _ => {
-                    return Err(unsupported(
-                        format!("EXTRACT field {name}"),
-                        expr_span(expr),
-                    ))
-                }
-            };
+            let name = field.to_string();
+            let field = time_field(&name)
+                .ok_or_else(|| unsupported(format!("EXTRACT field {name}"), expr_span(expr)))?;
             Expr::Function(ScalarFunction::Extract(field), vec![recurse(value)?])
         }
+        ast::Expr::Ceil { expr: value, field } | ast::Expr::Floor { expr: value, field } => {
+            let rounding = if matches!(expr, ast::Expr::Ceil { .. }) {
+                Rounding::Up
+            } else {
+                Rounding::Down
+            };
+            let digits = match field {
+                ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime) => 0,
+                ast::CeilFloorKind::Scale(scale) => {
+                    constant_digits(Expr::Literal(literal(&scale.value, scale.span)?), expr)?
+                }
+                ast::CeilFloorKind::DateTimeField(_) => {
+                    return Err(unsupported(format!("`{expr}`"), expr_span(expr)))
+                }
+            };
+            Expr::Function(
+                ScalarFunction::Round(rounding, digits),
+                vec![recurse(value)?],
+            )
+        }
+        ast::Expr::Position {
+            expr: needle,
+            r#in: haystack,
+        } => Expr::Function(
+            ScalarFunction::Text(StringFunction::Position),
+            vec![recurse(haystack)?, recurse(needle)?],
+        ),
         ast::Expr::Function(f) => scalar_function(f, expr, &mut recurse)?,
         other => {
             return Err(unsupported(
@@ -1268,6 +1279,80 @@ fn scalar_function(
         "ltrim" => (ScalarFunction::Trim(TrimSide::Leading), &[1, 2][..]),
         "rtrim" => (ScalarFunction::Trim(TrimSide::Trailing), &[1, 2][..]),
         "abs" => (ScalarFunction::Abs, &[1][..]),
+        "round" | "trunc" | "truncate" => {
+            expect(&[1, 2])?;
+            let rounding = if name == "round" {
+                Rounding::HalfAwayFromZero
+            } else {
+                Rounding::TowardZero
+            };
+            let digits = match raw.get(1) {
+                Some(d) => constant_digits(recurse(d)?, whole)?,
+                None => 0,
+            };
+            return Ok(Expr::Function(
+                ScalarFunction::Round(rounding, digits),
+                vec![recurse(raw[0])?],
+            ));
+        }
+        "floor" => (ScalarFunction::Round(Rounding::Down, 0), &[1][..]),
+        "ceil" | "ceiling" => (ScalarFunction::Round(Rounding::Up, 0), &[1][..]),
+        "sign" => (ScalarFunction::Sign, &[1][..]),
+        "sqrt" => (ScalarFunction::Float(FloatFunction::Sqrt), &[1][..]),
+        "cbrt" => (ScalarFunction::Float(FloatFunction::Cbrt), &[1][..]),
+        "exp" => (ScalarFunction::Float(FloatFunction::Exp), &[1][..]),
+        "ln" => (ScalarFunction::Float(FloatFunction::Ln), &[1][..]),
+        "log" | "log10" => (ScalarFunction::Float(FloatFunction::Log10), &[1][..]),
+        "log2" => (ScalarFunction::Float(FloatFunction::Log2), &[1][..]),
+        "power" | "pow" => (ScalarFunction::Power, &[2][..]),
+        "mod" => {
+            expect(&[2])?;
+            let (a, b) = (recurse(raw[0])?, recurse(raw[1])?);
+            return Ok(Expr::Binary(Box::new(a), BinaryOp::Modulo, Box::new(b)));
+        }
+        "greatest" => (ScalarFunction::Greatest, &[][..]),
+        "least" => (ScalarFunction::Least, &[][..]),
+        "replace" => (ScalarFunction::Text(StringFunction::Replace), &[3][..]),
+        "strpos" | "instr" => (ScalarFunction::Text(StringFunction::Position), &[2][..]),
+        "left" => (ScalarFunction::Text(StringFunction::Left), &[2][..]),
+        "right" => (ScalarFunction::Text(StringFunction::Right), &[2][..]),
+        "reverse" => (ScalarFunction::Text(StringFunction::Reverse), &[1][..]),
+        "lpad" => (
+            ScalarFunction::Text(StringFunction::Pad(PadSide::Left)),
+            &[2, 3][..],
+        ),
+        "rpad" => (
+            ScalarFunction::Text(StringFunction::Pad(PadSide::Right)),
+            &[2, 3][..],
+        ),
+        "repeat" => (ScalarFunction::Text(StringFunction::Repeat), &[2][..]),
+        "split_part" => (ScalarFunction::Text(StringFunction::SplitPart), &[3][..]),
+        "starts_with" => (ScalarFunction::Text(StringFunction::StartsWith), &[2][..]),
+        "ends_with" => (ScalarFunction::Text(StringFunction::EndsWith), &[2][..]),
+        "contains" => (ScalarFunction::Text(StringFunction::Contains), &[2][..]),
+        "date_part" | "datepart" => {
+            expect(&[2])?;
+            let field = match raw[0] {
+                ast::Expr::Value(v) => match &v.value {
+                    ast::Value::SingleQuotedString(f) => time_field(f),
+                    _ => None,
+                },
+                _ => None,
+            }
+            .ok_or_else(|| {
+                unsupported(
+                    format!(
+                        "DATE_PART field `{}`; a quoted field name is expected",
+                        raw[0]
+                    ),
+                    span,
+                )
+            })?;
+            return Ok(Expr::Function(
+                ScalarFunction::Extract(field),
+                vec![recurse(raw[1])?],
+            ));
+        }
         "date_trunc" => {
             expect(&[2])?;
             let unit = match raw[0] {
@@ -1309,6 +1394,38 @@ fn scalar_function(
     }
     let args = raw.iter().map(|e| recurse(e)).collect::<Result<Vec<_>>>()?;
     Ok(Expr::Function(function, args))
+}
+
+/// An `EXTRACT` / `DATE_PART` field by name (case-insensitive, singular or plural).
+fn time_field(name: &str) -> Option<TimeField> {
+    let name = name.to_ascii_uppercase();
+    Some(match name.trim_end_matches('S') {
+        "YEAR" => TimeField::Year,
+        "QUARTER" => TimeField::Quarter,
+        "MONTH" => TimeField::Month,
+        "WEEK" => TimeField::Week,
+        "DAY" => TimeField::Day,
+        "DOW" | "DAYOFWEEK" => TimeField::DayOfWeek,
+        "DOY" | "DAYOFYEAR" => TimeField::DayOfYear,
+        "HOUR" => TimeField::Hour,
+        "MINUTE" => TimeField::Minute,
+        "SECOND" => TimeField::Second,
+        "MILLISECOND" => TimeField::Millisecond,
+        "EPOCH" => TimeField::Epoch,
+        _ => return None,
+    })
+}
+
+/// The digits argument of `ROUND` / `TRUNC` / `FLOOR` / `CEIL`: a constant integer, since a
+/// decimal result's scale depends on it. Beyond ±1000 digits nothing changes any more.
+fn constant_digits(digits: Expr, whole: &ast::Expr) -> Result<i32> {
+    match digits.fold() {
+        Expr::Literal(Literal::Int64(n)) => Ok(n.clamp(-1_000, 1_000) as i32),
+        _ => Err(unsupported(
+            format!("the digits of `{whole}`: a constant integer is expected"),
+            expr_span(whole),
+        )),
+    }
 }
 
 /// A WHERE, HAVING or FILTER condition: a bare NULL keeps no row, as FALSE does (it has no

@@ -1,0 +1,514 @@
+//! String scalar functions beyond the basic set: `REPLACE`, `POSITION`/`STRPOS`, `LEFT`,
+//! `RIGHT`, `REVERSE`, `LPAD`/`RPAD`, `REPEAT`, `SPLIT_PART`, `STARTS_WITH`, `ENDS_WITH`,
+//! `CONTAINS`.
+//!
+//! Positions and lengths count characters, as in PostgreSQL, whose semantics these follow at
+//! the edges: negative `LEFT`/`RIGHT` lengths drop characters from the other end, padding
+//! truncates a longer string to the requested length, `SPLIT_PART` counts fields from the end
+//! for a negative index, and a NULL argument gives NULL. A result past Arrow's 2 GiB per-array
+//! limit is an error rather than a panic.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, StringArray, StringBuilder};
+use quiver_core::{QuiverError, Result};
+
+use crate::functions::{integers, strings};
+
+/// Which end padding goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PadSide {
+    /// `LPAD`.
+    Left,
+    /// `RPAD`.
+    Right,
+}
+
+/// String functions of this module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringFunction {
+    /// `REPLACE(s, from, to)`: every occurrence of `from` (an empty `from` changes nothing).
+    Replace,
+    /// `POSITION(sub IN s)` / `STRPOS(s, sub)`: 1-based character position, 0 when absent.
+    Position,
+    /// `LEFT(s, n)`: the first `n` characters (all but the last `-n` when negative).
+    Left,
+    /// `RIGHT(s, n)`: the last `n` characters (all but the first `-n` when negative).
+    Right,
+    /// `REVERSE(s)`, by characters.
+    Reverse,
+    /// `LPAD(s, n [, fill])` / `RPAD(...)`: pads with `fill` (a space by default) to `n`
+    /// characters, or truncates to `n`.
+    Pad(PadSide),
+    /// `REPEAT(s, n)`.
+    Repeat,
+    /// `SPLIT_PART(s, delimiter, n)`: the `n`-th field (1-based; negative from the end).
+    SplitPart,
+    /// `STARTS_WITH(s, prefix)`.
+    StartsWith,
+    /// `ENDS_WITH(s, suffix)`.
+    EndsWith,
+    /// `CONTAINS(s, sub)`.
+    Contains,
+}
+
+impl StringFunction {
+    /// The argument counts the function takes.
+    pub fn arities(self) -> &'static [usize] {
+        match self {
+            StringFunction::Reverse => &[1],
+            StringFunction::Replace | StringFunction::SplitPart => &[3],
+            StringFunction::Pad(_) => &[2, 3],
+            _ => &[2],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            StringFunction::Replace => "REPLACE",
+            StringFunction::Position => "POSITION",
+            StringFunction::Left => "LEFT",
+            StringFunction::Right => "RIGHT",
+            StringFunction::Reverse => "REVERSE",
+            StringFunction::Pad(PadSide::Left) => "LPAD",
+            StringFunction::Pad(PadSide::Right) => "RPAD",
+            StringFunction::Repeat => "REPEAT",
+            StringFunction::SplitPart => "SPLIT_PART",
+            StringFunction::StartsWith => "STARTS_WITH",
+            StringFunction::EndsWith => "ENDS_WITH",
+            StringFunction::Contains => "CONTAINS",
+        }
+    }
+}
+
+/// Arrow's `Utf8` arrays address their bytes with `i32` offsets.
+const MAX_ARRAY_BYTES: usize = i32::MAX as usize;
+
+/// Builds a string column row by row; `row` writes the value into the buffer and returns
+/// `Ok(false)` for NULL.
+fn build_strings(
+    rows: usize,
+    name: &str,
+    mut row: impl FnMut(usize, &mut String) -> Result<bool>,
+) -> Result<ArrayRef> {
+    let mut builder = StringBuilder::with_capacity(rows, 0);
+    let mut value = String::new();
+    let mut bytes = 0_usize;
+    for index in 0..rows {
+        value.clear();
+        if row(index, &mut value)? {
+            bytes += value.len();
+            if bytes > MAX_ARRAY_BYTES {
+                return Err(too_large(name));
+            }
+            builder.append_value(&value);
+        } else {
+            builder.append_null();
+        }
+    }
+    Ok(Arc::new(builder.finish()))
+}
+
+fn too_large(name: &str) -> QuiverError {
+    QuiverError::ResourceExhausted(format!(
+        "{name} result exceeds {MAX_ARRAY_BYTES} bytes in one batch"
+    ))
+}
+
+/// The first `count` characters of `s` (all of it when shorter).
+fn prefix_chars(s: &str, count: usize) -> &str {
+    match s.char_indices().nth(count) {
+        Some((end, _)) => &s[..end],
+        None => s,
+    }
+}
+
+/// `s` without its first `count` characters.
+fn skip_chars(s: &str, count: usize) -> &str {
+    match s.char_indices().nth(count) {
+        Some((start, _)) => &s[start..],
+        None => "",
+    }
+}
+
+fn char_count(value: i64) -> usize {
+    usize::try_from(value.unsigned_abs()).unwrap_or(usize::MAX)
+}
+
+/// Applies `function` to argument arrays of equal length.
+pub fn evaluate(function: StringFunction, args: &[ArrayRef]) -> Result<ArrayRef> {
+    let name = function.name();
+    if !function.arities().contains(&args.len()) {
+        return Err(QuiverError::Unsupported(format!(
+            "{name} with {} arguments; it takes {:?}",
+            args.len(),
+            function.arities()
+        )));
+    }
+    let text = strings(&args[0], name)?;
+    let rows = text.len();
+    let valid = |arrays: &[&dyn Array], row: usize| arrays.iter().all(|a| a.is_valid(row));
+    match function {
+        StringFunction::Replace => {
+            let from = strings(&args[1], name)?;
+            let to = strings(&args[2], name)?;
+            build_strings(rows, name, |row, out| {
+                if !valid(&[&text, &from, &to], row) {
+                    return Ok(false);
+                }
+                let (s, f, t) = (text.value(row), from.value(row), to.value(row));
+                if f.is_empty() {
+                    out.push_str(s);
+                } else {
+                    let matches = s.matches(f).count();
+                    if s.len() - matches * f.len() + matches * t.len() > MAX_ARRAY_BYTES {
+                        return Err(too_large(name));
+                    }
+                    out.push_str(&s.replace(f, t));
+                }
+                Ok(true)
+            })
+        }
+        StringFunction::Position => {
+            let needle = strings(&args[1], name)?;
+            let positions: Int64Array = (0..rows)
+                .map(|row| {
+                    valid(&[&text, &needle], row).then(|| {
+                        let s = text.value(row);
+                        s.find(needle.value(row))
+                            .map_or(0, |byte| s[..byte].chars().count() as i64 + 1)
+                    })
+                })
+                .collect();
+            Ok(Arc::new(positions))
+        }
+        StringFunction::Left | StringFunction::Right => {
+            let counts = integers(&args[1], name)?;
+            build_strings(rows, name, |row, out| {
+                if !valid(&[&text, &counts], row) {
+                    return Ok(false);
+                }
+                let s = text.value(row);
+                let n = counts.value(row);
+                let total = s.chars().count();
+                // How many characters to keep from the chosen end.
+                let keep = if n >= 0 {
+                    char_count(n).min(total)
+                } else {
+                    total.saturating_sub(char_count(n))
+                };
+                out.push_str(if function == StringFunction::Left {
+                    prefix_chars(s, keep)
+                } else {
+                    skip_chars(s, total - keep)
+                });
+                Ok(true)
+            })
+        }
+        StringFunction::Reverse => build_strings(rows, name, |row, out| {
+            if text.is_null(row) {
+                return Ok(false);
+            }
+            out.extend(text.value(row).chars().rev());
+            Ok(true)
+        }),
+        StringFunction::Pad(side) => {
+            let lengths = integers(&args[1], name)?;
+            let fills = args.get(2).map(|a| strings(a, name)).transpose()?;
+            let space = StringArray::from(vec![" "; 1]);
+            build_strings(rows, name, |row, out| {
+                let (fill_array, fill_row) = match &fills {
+                    Some(f) => (f, row),
+                    None => (&space, 0),
+                };
+                if !valid(&[&text, &lengths], row) || fill_array.is_null(fill_row) {
+                    return Ok(false);
+                }
+                let s = text.value(row);
+                let fill = fill_array.value(fill_row);
+                let target = lengths.value(row).max(0);
+                let target = usize::try_from(target).unwrap_or(usize::MAX);
+                let length = s.chars().count();
+                if length >= target || fill.is_empty() {
+                    out.push_str(prefix_chars(s, target));
+                    return Ok(true);
+                }
+                let missing = target - length;
+                let max_char_bytes = fill.chars().map(char::len_utf8).max().unwrap_or(1);
+                if missing.saturating_mul(max_char_bytes) > MAX_ARRAY_BYTES {
+                    return Err(too_large(name));
+                }
+                let padding = fill.chars().cycle().take(missing);
+                if side == PadSide::Left {
+                    out.extend(padding);
+                    out.push_str(s);
+                } else {
+                    out.push_str(s);
+                    out.extend(padding);
+                }
+                Ok(true)
+            })
+        }
+        StringFunction::Repeat => {
+            let counts = integers(&args[1], name)?;
+            build_strings(rows, name, |row, out| {
+                if !valid(&[&text, &counts], row) {
+                    return Ok(false);
+                }
+                let s = text.value(row);
+                let times = usize::try_from(counts.value(row).max(0)).unwrap_or(usize::MAX);
+                if s.len().saturating_mul(times) > MAX_ARRAY_BYTES {
+                    return Err(too_large(name));
+                }
+                for _ in 0..times {
+                    out.push_str(s);
+                }
+                Ok(true)
+            })
+        }
+        StringFunction::SplitPart => {
+            let delimiters = strings(&args[1], name)?;
+            let indices = integers(&args[2], name)?;
+            build_strings(rows, name, |row, out| {
+                if !valid(&[&text, &delimiters, &indices], row) {
+                    return Ok(false);
+                }
+                let (s, delimiter, index) =
+                    (text.value(row), delimiters.value(row), indices.value(row));
+                if index == 0 {
+                    return Err(QuiverError::Unsupported(
+                        "SPLIT_PART field position 0; fields count from 1 (from the end when \
+                         negative)"
+                            .into(),
+                    ));
+                }
+                // An empty delimiter leaves the whole string as the only field.
+                let field = if delimiter.is_empty() {
+                    (index.unsigned_abs() == 1).then_some(s)
+                } else if index > 0 {
+                    s.split(delimiter).nth(char_count(index) - 1)
+                } else {
+                    s.rsplit(delimiter).nth(char_count(index) - 1)
+                };
+                out.push_str(field.unwrap_or(""));
+                Ok(true)
+            })
+        }
+        StringFunction::StartsWith | StringFunction::EndsWith | StringFunction::Contains => {
+            let other = strings(&args[1], name)?;
+            let result: BooleanArray = (0..rows)
+                .map(|row| {
+                    valid(&[&text, &other], row).then(|| {
+                        let (s, o) = (text.value(row), other.value(row));
+                        match function {
+                            StringFunction::StartsWith => s.starts_with(o),
+                            StringFunction::EndsWith => s.ends_with(o),
+                            _ => s.contains(o),
+                        }
+                    })
+                })
+                .collect();
+            Ok(Arc::new(result))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::AsArray;
+
+    fn text(values: &[Option<&str>]) -> ArrayRef {
+        Arc::new(StringArray::from(values.to_vec()))
+    }
+
+    fn ints(values: &[Option<i64>]) -> ArrayRef {
+        Arc::new(Int64Array::from(values.to_vec()))
+    }
+
+    fn run(function: StringFunction, args: &[ArrayRef]) -> Vec<Option<String>> {
+        let out = evaluate(function, args).unwrap();
+        out.as_string::<i32>()
+            .iter()
+            .map(|v| v.map(String::from))
+            .collect()
+    }
+
+    fn owned(values: &[Option<&str>]) -> Vec<Option<String>> {
+        values.iter().map(|v| v.map(String::from)).collect()
+    }
+
+    #[test]
+    fn left_right_and_reverse_count_characters() {
+        let s = text(&[
+            Some("héllo"),
+            Some("héllo"),
+            Some("héllo"),
+            None,
+            Some("ab"),
+        ]);
+        let n = ints(&[Some(2), Some(-1), Some(9), Some(1), None]);
+        assert_eq!(
+            run(StringFunction::Left, &[s.clone(), n.clone()]),
+            owned(&[Some("hé"), Some("héll"), Some("héllo"), None, None])
+        );
+        assert_eq!(
+            run(StringFunction::Right, &[s.clone(), n]),
+            owned(&[Some("lo"), Some("éllo"), Some("héllo"), None, None])
+        );
+        assert_eq!(
+            run(StringFunction::Reverse, &[s]),
+            owned(&[
+                Some("olléh"),
+                Some("olléh"),
+                Some("olléh"),
+                None,
+                Some("ba")
+            ])
+        );
+    }
+
+    #[test]
+    fn padding_follows_postgresql() {
+        let s = text(&[
+            Some("ab"),
+            Some("abcdef"),
+            Some("ab"),
+            Some("ab"),
+            Some("é"),
+        ]);
+        let n = ints(&[Some(5), Some(3), Some(-1), Some(4), Some(3)]);
+        let fill = text(&[Some("xy"), Some("x"), Some("x"), Some(""), Some("ü")]);
+        assert_eq!(
+            run(
+                StringFunction::Pad(PadSide::Left),
+                &[s.clone(), n.clone(), fill.clone()]
+            ),
+            owned(&[
+                Some("xyxab"),
+                Some("abc"),
+                Some(""),
+                Some("ab"),
+                Some("üüé")
+            ])
+        );
+        assert_eq!(
+            run(
+                StringFunction::Pad(PadSide::Right),
+                &[s.clone(), n.clone(), fill]
+            ),
+            owned(&[
+                Some("abxyx"),
+                Some("abc"),
+                Some(""),
+                Some("ab"),
+                Some("éüü")
+            ])
+        );
+        assert_eq!(
+            run(StringFunction::Pad(PadSide::Right), &[s, n]),
+            owned(&[
+                Some("ab   "),
+                Some("abc"),
+                Some(""),
+                Some("ab  "),
+                Some("é  ")
+            ])
+        );
+    }
+
+    #[test]
+    fn replace_position_split_and_repeat() {
+        let s = text(&[Some("a,b,,c"), Some("héllo"), None, Some("")]);
+        assert_eq!(
+            run(
+                StringFunction::Replace,
+                &[
+                    s.clone(),
+                    text(&[Some(","), Some(""), Some("x"), Some("")]),
+                    text(&[Some("; "), Some("z"), Some("y"), Some("q")])
+                ]
+            ),
+            owned(&[Some("a; b; ; c"), Some("héllo"), None, Some("")])
+        );
+        let positions = evaluate(
+            StringFunction::Position,
+            &[
+                s.clone(),
+                text(&[Some(",c"), Some("l"), Some("a"), Some("")]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            positions
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .iter()
+                .collect::<Vec<_>>(),
+            [Some(5), Some(3), None, Some(1)]
+        );
+        let comma = text(&[Some(","), Some("l"), Some(","), Some(",")]);
+        assert_eq!(
+            run(
+                StringFunction::SplitPart,
+                &[
+                    s.clone(),
+                    comma.clone(),
+                    ints(&[Some(4), Some(-1), Some(1), Some(2)])
+                ]
+            ),
+            owned(&[Some("c"), Some("o"), None, Some("")])
+        );
+        assert_eq!(
+            run(
+                StringFunction::SplitPart,
+                &[
+                    s.clone(),
+                    comma.clone(),
+                    ints(&[Some(3), Some(9), Some(1), Some(1)])
+                ]
+            ),
+            owned(&[Some(""), Some(""), None, Some("")])
+        );
+        let zero = evaluate(
+            StringFunction::SplitPart,
+            &[s.clone(), comma, ints(&[Some(0); 4])],
+        );
+        assert!(zero.unwrap_err().to_string().contains("position 0"));
+        assert_eq!(
+            run(
+                StringFunction::Repeat,
+                &[s.clone(), ints(&[Some(2), Some(0), Some(3), Some(-2)])]
+            ),
+            owned(&[Some("a,b,,ca,b,,c"), Some(""), None, Some("")])
+        );
+        let huge = evaluate(StringFunction::Repeat, &[s, ints(&[Some(i64::MAX); 4])]);
+        assert!(huge.unwrap_err().to_string().contains("exceeds"));
+    }
+
+    #[test]
+    fn predicates() {
+        let s = text(&[Some("quiver"), Some("quiver"), None]);
+        let other = text(&[Some("qui"), Some("ver"), Some("x")]);
+        let get = |f| {
+            evaluate(f, &[s.clone(), other.clone()])
+                .unwrap()
+                .as_boolean()
+                .iter()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            get(StringFunction::StartsWith),
+            [Some(true), Some(false), None]
+        );
+        assert_eq!(
+            get(StringFunction::EndsWith),
+            [Some(false), Some(true), None]
+        );
+        assert_eq!(
+            get(StringFunction::Contains),
+            [Some(true), Some(true), None]
+        );
+        let number: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
+        assert!(evaluate(StringFunction::Contains, &[number, other]).is_err());
+    }
+}
