@@ -23,7 +23,7 @@ use std::sync::Arc;
 use arrow::array::{new_null_array, Array, ArrayRef, AsArray, BooleanArray, Datum, RecordBatch};
 use arrow::compute::kernels::{boolean, cmp, numeric};
 use arrow::compute::{cast, is_not_null, is_null};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use quiver_core::{QuiverError, Result};
 
 pub use crate::functions::ScalarFunction;
@@ -556,6 +556,17 @@ pub fn coerce(left: &DataType, op: BinaryOp, right: &DataType) -> Result<DataTyp
         }
         (l, r) if l.is_integer() && r.is_integer() => T::Int64,
         (l, r) if is_string(l) && is_string(r) => T::Utf8,
+        // Instants compare in the finer unit; every timestamp is read in UTC, so the zone
+        // is dropped (the operands are reinterpreted, not shifted: see `binary`).
+        (T::Timestamp(u1, _), T::Timestamp(u2, _)) if is_comparison(op) => {
+            T::Timestamp(finer_unit(*u1, *u2), None)
+        }
+        (T::Timestamp(unit, _), T::Date32 | T::Date64)
+        | (T::Date32 | T::Date64, T::Timestamp(unit, _))
+            if is_comparison(op) =>
+        {
+            T::Timestamp(*unit, None)
+        }
         (T::Timestamp(..) | T::Date32 | T::Date64, T::Utf8)
         | (T::Utf8, T::Timestamp(..) | T::Date32 | T::Date64)
             if is_comparison(op) =>
@@ -572,6 +583,38 @@ pub fn coerce(left: &DataType, op: BinaryOp, right: &DataType) -> Result<DataTyp
             )))
         }
     })
+}
+
+fn finer_unit(a: TimeUnit, b: TimeUnit) -> TimeUnit {
+    let rank = |u: TimeUnit| match u {
+        TimeUnit::Second => 0,
+        TimeUnit::Millisecond => 1,
+        TimeUnit::Microsecond => 2,
+        TimeUnit::Nanosecond => 3,
+    };
+    if rank(a) >= rank(b) {
+        a
+    } else {
+        b
+    }
+}
+
+/// `array` cast to `to`, an operand's common type; a zoned timestamp going to a zoneless
+/// common type keeps its instants (Arrow's cast would read them as local times).
+pub(crate) fn cast_operand(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
+    if array.data_type() == to {
+        return Ok(Arc::clone(array));
+    }
+    if matches!(
+        (array.data_type(), to),
+        (
+            DataType::Timestamp(_, Some(_)),
+            DataType::Timestamp(_, None)
+        )
+    ) {
+        return cast_exact(&crate::functions::in_utc(array)?, to);
+    }
+    cast_exact(array, to)
 }
 
 fn is_string(t: &DataType) -> bool {
@@ -607,16 +650,8 @@ pub fn binary(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<ArrayRe
         }
     }
     let common = coerce(left.data_type(), op, right.data_type())?;
-    let l = if left.data_type() == &common {
-        Arc::clone(left)
-    } else {
-        cast_exact(left, &common)?
-    };
-    let r = if right.data_type() == &common {
-        Arc::clone(right)
-    } else {
-        cast_exact(right, &common)?
-    };
+    let l = cast_operand(left, &common)?;
+    let r = cast_operand(right, &common)?;
     if matches!(op, BinaryOp::Divide | BinaryOp::Modulo)
         && common.is_floating()
         && !right.data_type().is_floating()

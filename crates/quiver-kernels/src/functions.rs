@@ -56,8 +56,48 @@ pub enum TimeField {
     Second,
     /// Milliseconds within the minute, including seconds (PostgreSQL).
     Millisecond,
-    /// Seconds since the epoch (whole seconds, rounded down).
+    /// Microseconds within the minute, including seconds (PostgreSQL).
+    Microsecond,
+    /// Seconds since the epoch, with the fraction, as a double.
     Epoch,
+    /// ISO day of the week, Monday = 1 .. Sunday = 7 (`ISODOW`).
+    IsoDayOfWeek,
+    /// ISO 8601 week-numbering year (`ISOYEAR`).
+    IsoYear,
+    /// Year / 10 (`DECADE`).
+    Decade,
+    /// Century: 2000 is in the 20th, 2001 in the 21st (`CENTURY`).
+    Century,
+    /// Millennium: 2000 is in the 2nd, 2001 in the 3rd (`MILLENNIUM`).
+    Millennium,
+}
+
+impl TimeField {
+    /// Parses an `EXTRACT` / `DATE_PART` field name (case-insensitive; PostgreSQL's plurals and
+    /// abbreviations).
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "y" | "yr" | "yrs" | "year" | "years" => TimeField::Year,
+            "qtr" | "quarter" | "quarters" => TimeField::Quarter,
+            "mon" | "mons" | "month" | "months" => TimeField::Month,
+            "w" | "week" | "weeks" => TimeField::Week,
+            "d" | "day" | "days" => TimeField::Day,
+            "dow" | "dayofweek" => TimeField::DayOfWeek,
+            "isodow" => TimeField::IsoDayOfWeek,
+            "doy" | "dayofyear" => TimeField::DayOfYear,
+            "h" | "hr" | "hrs" | "hour" | "hours" => TimeField::Hour,
+            "m" | "min" | "mins" | "minute" | "minutes" => TimeField::Minute,
+            "s" | "sec" | "secs" | "second" | "seconds" => TimeField::Second,
+            "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => TimeField::Millisecond,
+            "us" | "usec" | "usecs" | "microsecond" | "microseconds" => TimeField::Microsecond,
+            "epoch" => TimeField::Epoch,
+            "isoyear" => TimeField::IsoYear,
+            "dec" | "decade" | "decades" => TimeField::Decade,
+            "c" | "cent" | "century" | "centuries" => TimeField::Century,
+            "mil" | "millennium" | "millennia" | "millenniums" => TimeField::Millennium,
+            _ => return None,
+        })
+    }
 }
 
 /// Units `DATE_TRUNC` rounds down to.
@@ -133,6 +173,8 @@ pub enum ScalarFunction {
     Float(FloatFunction),
     /// `POWER(base, exponent)` as `DOUBLE`.
     Power,
+    /// `LOG(base, x)` as `DOUBLE`.
+    LogBase,
     /// `REPLACE`, `LEFT`, `LPAD`, `SPLIT_PART`, ...
     Text(StringFunction),
     /// `GREATEST(a, b, ...)`: the largest non-NULL argument (NULL when all are).
@@ -334,7 +376,8 @@ pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef>
             )?;
             let negative =
                 arrow::compute::kernels::cmp::lt(value, &arrow::array::Scalar::new(zero))?;
-            let negated = numeric::neg(value)?;
+            let negated =
+                numeric::neg(value).map_err(|_| QuiverError::overflow("ABS", value.data_type()))?;
             Ok(arrow::compute::kernels::zip::zip(
                 &negative, &negated, value,
             )?)
@@ -354,6 +397,10 @@ pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef>
         ScalarFunction::Power => {
             arity(function, args, &[2])?;
             crate::math::power(&args[0], &args[1])
+        }
+        ScalarFunction::LogBase => {
+            arity(function, args, &[2])?;
+            crate::math::log_base(&args[0], &args[1])
         }
         ScalarFunction::Text(text) => crate::string_functions::evaluate(text, args),
         ScalarFunction::Greatest | ScalarFunction::Least => {
@@ -382,9 +429,9 @@ fn extreme(args: &[ArrayRef], greatest: bool) -> Result<ArrayRef> {
             },
         )?;
     }
-    let mut result = crate::expr::cast_exact(first, &common)?;
+    let mut result = crate::expr::cast_operand(first, &common)?;
     for arg in &args[1..] {
-        let next = crate::expr::cast_exact(arg, &common)?;
+        let next = crate::expr::cast_operand(arg, &common)?;
         let beats = if greatest {
             arrow::compute::kernels::cmp::gt(&next, &result)?
         } else {
@@ -424,7 +471,7 @@ fn per_second(unit: TimeUnit) -> i64 {
 /// A timestamp with a time zone as the same instants without one, so that its fields are
 /// read in UTC (as every timestamp is, and as `DATE_TRUNC` works); Arrow would read them in the
 /// zone's local time.
-fn in_utc(value: &ArrayRef) -> Result<ArrayRef> {
+pub(crate) fn in_utc(value: &ArrayRef) -> Result<ArrayRef> {
     Ok(match value.data_type() {
         DataType::Timestamp(unit, Some(_)) => arrow::array::make_array(
             value
@@ -439,7 +486,35 @@ fn in_utc(value: &ArrayRef) -> Result<ArrayRef> {
 }
 
 fn extract(field: TimeField, value: &ArrayRef) -> Result<ArrayRef> {
+    if !matches!(
+        value.data_type(),
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 | DataType::Null
+    ) {
+        return Err(QuiverError::Unsupported(format!(
+            "EXTRACT / DATE_PART of {}; it takes dates and timestamps",
+            value.data_type()
+        )));
+    }
+    if value.data_type() == &DataType::Null {
+        let data_type = if field == TimeField::Epoch {
+            DataType::Float64
+        } else {
+            DataType::Int64
+        };
+        return Ok(arrow::array::new_null_array(&data_type, value.len()));
+    }
     let value = &in_utc(value)?;
+    let year_based = |scale: fn(i64) -> i64| -> Result<ArrayRef> {
+        let years = cast(
+            &date_part(value.as_ref(), DatePart::Year)?,
+            &DataType::Int64,
+        )?;
+        Ok(Arc::new(
+            years
+                .as_primitive::<Int64Type>()
+                .unary::<_, Int64Type>(scale),
+        ))
+    };
     let part = match field {
         TimeField::Year => DatePart::Year,
         TimeField::Quarter => DatePart::Quarter,
@@ -451,6 +526,42 @@ fn extract(field: TimeField, value: &ArrayRef) -> Result<ArrayRef> {
         TimeField::Hour => DatePart::Hour,
         TimeField::Minute => DatePart::Minute,
         TimeField::Second => DatePart::Second,
+        TimeField::IsoDayOfWeek => DatePart::DayOfWeekMonday1,
+        TimeField::IsoYear => DatePart::YearISO,
+        TimeField::Decade => return year_based(|y| y.div_euclid(10)),
+        // PostgreSQL: year 1 starts the first century; there is no year 0 to count.
+        TimeField::Century => {
+            return year_based(|y| {
+                if y > 0 {
+                    (y - 1) / 100 + 1
+                } else {
+                    y / 100 - 1
+                }
+            })
+        }
+        TimeField::Millennium => {
+            return year_based(|y| {
+                if y > 0 {
+                    (y - 1) / 1000 + 1
+                } else {
+                    y / 1000 - 1
+                }
+            })
+        }
+        TimeField::Microsecond => {
+            let seconds = cast(
+                &date_part(value.as_ref(), DatePart::Second)?,
+                &DataType::Int64,
+            )?;
+            let micros = cast(
+                &date_part(value.as_ref(), DatePart::Microsecond)?,
+                &DataType::Int64,
+            )?;
+            let million = Int64Array::new_scalar(1_000_000);
+            let whole = numeric::mul(&seconds, &million)?;
+            let fraction = numeric::rem(&micros, &million)?;
+            return Ok(numeric::add(&whole, &fraction)?);
+        }
         TimeField::Millisecond => {
             let seconds = date_part(value.as_ref(), DatePart::Second)?;
             let millis = date_part(value.as_ref(), DatePart::Millisecond)?;

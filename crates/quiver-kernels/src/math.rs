@@ -4,10 +4,11 @@
 //!
 //! Rounding is exact on integers and decimals: the digits are dropped from the `i128` mantissa
 //! (ties away from zero for `ROUND`), and a result that no longer fits the input's integer type
-//! is an overflow error. Floats follow DuckDB bit for bit: `ROUND(x, d)` is
-//! `round(x · 10^d) / 10^d` (ties away from zero), falling back to `x` where that overflows.
-//! The floating-point functions return `DOUBLE` and follow IEEE 754 outside their domain
-//! (`SQRT(-1)` is NaN, `LN(0)` is −∞), as DuckDB does.
+//! is an overflow error. A double rounds (`ROUND`) as its exact binary value does, as in DuckDB
+//! (`ROUND(2.675, 2)` is 2.67: the double is 2.67499999…), while `TRUNC`, `FLOOR` and `CEIL`
+//! to digits take the double as the decimal it prints as (`TRUNC(2.675, 3)` is 2.675, not
+//! 2.674), as PostgreSQL's numeric functions do. The floating-point functions return `DOUBLE`
+//! and follow IEEE 754 outside their domain (`SQRT(-1)` is NaN, `LN(0)` is −∞), as DuckDB does.
 
 use std::sync::Arc;
 
@@ -164,11 +165,12 @@ pub fn round(value: &ArrayRef, rounding: Rounding, digits: i32) -> Result<ArrayR
     }
 }
 
-/// A float rounded to `digits` decimal places as its exact binary value would round: the
-/// result is the double nearest that decimal (`ROUND(2.675, 2)` is 2.67, since 2.675 is
-/// 2.67499999… in binary; `ROUND(0.125, 2)` is 0.13). The scaled value decides in one float
-/// operation unless it lies within its rounding error of the decision point; then the exact
-/// decimal expansion does.
+/// A float rounded to `digits` decimal places: the result is the double nearest the rounded
+/// decimal. `ROUND` rounds the exact binary value (`ROUND(2.675, 2)` is 2.67, since 2.675 is
+/// 2.67499999… in binary; `ROUND(0.125, 2)` is 0.13); the directed roundings round the
+/// shortest decimal that reads back as `x` (`TRUNC(2.675, 3)` is 2.675). The scaled value
+/// decides in one float operation unless it lies within its rounding error of the decision
+/// point; then the decimal digits do.
 fn round_float(x: f64, rounding: Rounding, digits: i32) -> f64 {
     if digits == 0 || !x.is_finite() {
         return rounding.float(x);
@@ -201,10 +203,16 @@ fn round_float(x: f64, rounding: Rounding, digits: i32) -> f64 {
     }
 }
 
-/// `round_float` through the exact decimal expansion of `x` (every finite double has at most
-/// 1074 fraction digits), rounded as a digit string and parsed back.
+/// `round_float` through decimal digits of `x`, rounded as a digit string and parsed back:
+/// the exact expansion for `ROUND` (every finite double has at most 1074 fraction digits),
+/// the shortest round-trip form for the directed roundings.
 fn round_float_exactly(x: f64, rounding: Rounding, digits: i32) -> f64 {
-    let expansion = format!("{:.1100}", x.abs());
+    let expansion = if rounding == Rounding::HalfAwayFromZero {
+        format!("{:.1100}", x.abs())
+    } else {
+        // Rust's `Display` of a double is its shortest round-trip form, without an exponent.
+        format!("{}", x.abs())
+    };
     let (integer, fraction) = expansion.split_once('.').unwrap_or((&expansion, ""));
     let all: Vec<u8> = integer.bytes().chain(fraction.bytes()).collect();
     // Digits kept: the integer digits plus `digits` fraction digits (fewer when negative).
@@ -213,8 +221,15 @@ fn round_float_exactly(x: f64, rounding: Rounding, digits: i32) -> f64 {
         let zeros = std::iter::repeat_n(b'0', keep.unsigned_abs() as usize);
         (Vec::new(), zeros.chain(all.iter().copied()).collect())
     } else {
-        let keep = (keep as usize).min(all.len());
-        (all[..keep].to_vec(), all[keep..].to_vec())
+        let keep = keep as usize;
+        if keep >= all.len() {
+            // Fewer digits than kept (a short round-trip form): nothing to drop.
+            let mut kept = all.clone();
+            kept.resize(keep, b'0');
+            (kept, Vec::new())
+        } else {
+            (all[..keep].to_vec(), all[keep..].to_vec())
+        }
     };
     let rest_nonzero = rest.iter().any(|&d| d != b'0');
     let away_from_zero = match (rounding, x < 0.0) {
@@ -354,6 +369,18 @@ pub fn float_function(function: FloatFunction, value: &ArrayRef) -> Result<Array
     Ok(Arc::new(
         doubles.unary::<_, Float64Type>(|x| function.apply(x)),
     ))
+}
+
+/// `LOG(base, x)` as `DOUBLE`: `log10(x) / log10(base)`, DuckDB's formula (`LOG(10, 1000)`
+/// is exactly 3).
+pub fn log_base(base: &ArrayRef, value: &ArrayRef) -> Result<ArrayRef> {
+    let base = as_doubles(base, "LOG")?;
+    let value = as_doubles(value, "LOG")?;
+    Ok(Arc::new(arrow::compute::binary::<_, _, _, Float64Type>(
+        &base,
+        &value,
+        |b, x| x.log10() / b.log10(),
+    )?))
 }
 
 /// `POWER(base, exponent)` as `DOUBLE`.
@@ -590,6 +617,26 @@ mod tests {
             at(Rounding::TowardZero, 1),
             strings(&["2.5", "-2.5", "2.6", "1234.5", "NaN"])
         );
+        // Directed roundings take the double as the decimal it prints as.
+        for (x, rounding, digits, want) in [
+            (2.675, Rounding::TowardZero, 3, 2.675),
+            (9.995, Rounding::Down, 3, 9.995),
+            (8.345, Rounding::Up, 3, 8.345),
+            (-1.45, Rounding::Up, 2, -1.45),
+            (-1.45, Rounding::Down, 1, -1.5),
+            (1.45, Rounding::TowardZero, 1, 1.4),
+            (0.1 + 0.2, Rounding::Down, 1, 0.3),
+            (0.1 + 0.2, Rounding::Up, 1, 0.4),
+            (-2.5, Rounding::TowardZero, 3, -2.5),
+            (1234.5, Rounding::Down, 3, 1234.5),
+            (7.0, Rounding::Up, 2, 7.0),
+        ] {
+            assert_eq!(
+                round_float(x, rounding, digits),
+                want,
+                "{rounding:?}({x}, {digits})"
+            );
+        }
         let big: ArrayRef = Arc::new(Float64Array::from(vec![1e308, 1.5]));
         let far = round(&big, Rounding::HalfAwayFromZero, 400).unwrap();
         assert_eq!(far.as_primitive::<Float64Type>().values(), &[1e308, 1.5]);
@@ -624,19 +671,27 @@ mod tests {
             let bits = rng.next_u64();
             // Short decimals (ties and near-ties), then arbitrary doubles of many magnitudes.
             let x = if i % 2 == 0 {
-                (bits % 2_000_001) as f64 / 1_000.0 - 1_000.0
+                let mantissa = (bits % 2_000_001) as i64 - 1_000_000;
+                format!("{mantissa}e-3").parse().unwrap()
             } else {
                 let exponent = (bits % 60) as i32 - 30;
                 (bits >> 11) as f64 / (1_u64 << 53) as f64 * 10_f64.powi(exponent)
             };
             let digits = (rng.next_u64() % 15) as i32 - 5;
-            let rounding = modes[i % 4];
+            let rounding = modes[(i / 2) % 4];
             let fast = round_float(x, rounding, digits);
             let exact = round_float_exactly(x, rounding, digits);
             assert!(
                 fast == exact || (fast == 0.0 && exact == 0.0),
                 "{rounding:?}({x}, {digits}): {fast} vs {exact}"
             );
+            if i % 2 == 0 && rounding != Rounding::HalfAwayFromZero {
+                // A short decimal is its own shortest form: directed rounding is the decimal's.
+                let mantissa = (bits % 2_000_001) as i128 - 1_000_000;
+                let (m, scale) = reference(mantissa, 3, rounding, digits);
+                let want: f64 = format!("{m}e-{scale}").parse().unwrap();
+                assert_eq!(fast, want, "{rounding:?}({x}, {digits})");
+            }
         }
     }
 

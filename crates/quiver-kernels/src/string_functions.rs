@@ -84,6 +84,10 @@ impl StringFunction {
 /// Arrow's `Utf8` arrays address their bytes with `i32` offsets.
 const MAX_ARRAY_BYTES: usize = i32::MAX as usize;
 
+/// The longest string one function call may build: 1 GiB, PostgreSQL's limit on a value
+/// (a constant argument is folded into one value that is then repeated on every row).
+const MAX_VALUE_BYTES: usize = 1 << 30;
+
 /// Builds a string column row by row; `row` writes the value into the buffer and returns
 /// `Ok(false)` for NULL.
 fn build_strings(
@@ -112,6 +116,12 @@ fn build_strings(
 fn too_large(name: &str) -> QuiverError {
     QuiverError::ResourceExhausted(format!(
         "{name} result exceeds {MAX_ARRAY_BYTES} bytes in one batch"
+    ))
+}
+
+fn value_too_large(name: &str) -> QuiverError {
+    QuiverError::ResourceExhausted(format!(
+        "{name} result exceeds {MAX_VALUE_BYTES} bytes, the limit of one value"
     ))
 }
 
@@ -161,8 +171,8 @@ pub fn evaluate(function: StringFunction, args: &[ArrayRef]) -> Result<ArrayRef>
                     out.push_str(s);
                 } else {
                     let matches = s.matches(f).count();
-                    if s.len() - matches * f.len() + matches * t.len() > MAX_ARRAY_BYTES {
-                        return Err(too_large(name));
+                    if s.len() - matches * f.len() + matches * t.len() > MAX_VALUE_BYTES {
+                        return Err(value_too_large(name));
                     }
                     out.push_str(&s.replace(f, t));
                 }
@@ -235,8 +245,8 @@ pub fn evaluate(function: StringFunction, args: &[ArrayRef]) -> Result<ArrayRef>
                 }
                 let missing = target - length;
                 let max_char_bytes = fill.chars().map(char::len_utf8).max().unwrap_or(1);
-                if missing.saturating_mul(max_char_bytes) > MAX_ARRAY_BYTES {
-                    return Err(too_large(name));
+                if missing.saturating_mul(max_char_bytes) > MAX_VALUE_BYTES {
+                    return Err(value_too_large(name));
                 }
                 let padding = fill.chars().cycle().take(missing);
                 if side == PadSide::Left {
@@ -257,8 +267,8 @@ pub fn evaluate(function: StringFunction, args: &[ArrayRef]) -> Result<ArrayRef>
                 }
                 let s = text.value(row);
                 let times = usize::try_from(counts.value(row).max(0)).unwrap_or(usize::MAX);
-                if s.len().saturating_mul(times) > MAX_ARRAY_BYTES {
-                    return Err(too_large(name));
+                if s.len().saturating_mul(times) > MAX_VALUE_BYTES {
+                    return Err(value_too_large(name));
                 }
                 for _ in 0..times {
                     out.push_str(s);
@@ -482,7 +492,7 @@ mod tests {
             owned(&[Some("a,b,,ca,b,,c"), Some(""), None, Some("")])
         );
         let huge = evaluate(StringFunction::Repeat, &[s, ints(&[Some(i64::MAX); 4])]);
-        assert!(huge.unwrap_err().to_string().contains("exceeds"));
+        assert!(huge.unwrap_err().to_string().contains("limit of one value"));
     }
 
     #[test]

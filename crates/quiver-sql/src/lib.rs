@@ -994,7 +994,13 @@ fn scalar_expr(
         }
         ast::Expr::UnaryOp { op, expr: inner } => match op {
             ast::UnaryOperator::Not => Expr::Not(Box::new(recurse(inner)?)),
-            ast::UnaryOperator::Minus => Expr::Negate(Box::new(recurse(inner)?)),
+            ast::UnaryOperator::Minus => match inner.as_ref() {
+                // -9223372036854775808 is the smallest BIGINT, not a negated DECIMAL.
+                ast::Expr::Value(v) if matches!(&v.value, ast::Value::Number(t, _) if t == "9223372036854775808") => {
+                    Expr::Literal(Literal::Int64(i64::MIN))
+                }
+                _ => Expr::Negate(Box::new(recurse(inner)?)),
+            },
             ast::UnaryOperator::Plus => recurse(inner)?,
             other => return Err(unsupported(format!("operator `{other}`"), expr_span(expr))),
         },
@@ -1157,7 +1163,7 @@ fn scalar_expr(
             field, expr: value, ..
         } => {
             let name = field.to_string();
-            let field = time_field(&name)
+            let field = TimeField::parse(&name)
                 .ok_or_else(|| unsupported(format!("EXTRACT field {name}"), expr_span(expr)))?;
             Expr::Function(ScalarFunction::Extract(field), vec![recurse(value)?])
         }
@@ -1170,7 +1176,11 @@ fn scalar_expr(
             let digits = match field {
                 ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime) => 0,
                 ast::CeilFloorKind::Scale(scale) => {
-                    constant_digits(Expr::Literal(literal(&scale.value, scale.span)?), expr)?
+                    match constant_digits(Expr::Literal(literal(&scale.value, scale.span)?), expr)?
+                    {
+                        Some(digits) => digits,
+                        None => return Ok(Expr::Literal(Literal::Null)),
+                    }
                 }
                 ast::CeilFloorKind::DateTimeField(_) => {
                     return Err(unsupported(format!("`{expr}`"), expr_span(expr)))
@@ -1279,15 +1289,20 @@ fn scalar_function(
         "ltrim" => (ScalarFunction::Trim(TrimSide::Leading), &[1, 2][..]),
         "rtrim" => (ScalarFunction::Trim(TrimSide::Trailing), &[1, 2][..]),
         "abs" => (ScalarFunction::Abs, &[1][..]),
-        "round" | "trunc" | "truncate" => {
+        "round" | "trunc" | "truncate" | "floor" | "ceil" | "ceiling" => {
             expect(&[1, 2])?;
-            let rounding = if name == "round" {
-                Rounding::HalfAwayFromZero
-            } else {
-                Rounding::TowardZero
+            let rounding = match name.as_str() {
+                "round" => Rounding::HalfAwayFromZero,
+                "floor" => Rounding::Down,
+                "ceil" | "ceiling" => Rounding::Up,
+                _ => Rounding::TowardZero,
             };
             let digits = match raw.get(1) {
-                Some(d) => constant_digits(recurse(d)?, whole)?,
+                Some(d) => match constant_digits(recurse(d)?, whole)? {
+                    Some(digits) => digits,
+                    // ROUND(x, NULL) is NULL.
+                    None => return Ok(Expr::Literal(Literal::Null)),
+                },
                 None => 0,
             };
             return Ok(Expr::Function(
@@ -1295,13 +1310,12 @@ fn scalar_function(
                 vec![recurse(raw[0])?],
             ));
         }
-        "floor" => (ScalarFunction::Round(Rounding::Down, 0), &[1][..]),
-        "ceil" | "ceiling" => (ScalarFunction::Round(Rounding::Up, 0), &[1][..]),
         "sign" => (ScalarFunction::Sign, &[1][..]),
         "sqrt" => (ScalarFunction::Float(FloatFunction::Sqrt), &[1][..]),
         "cbrt" => (ScalarFunction::Float(FloatFunction::Cbrt), &[1][..]),
         "exp" => (ScalarFunction::Float(FloatFunction::Exp), &[1][..]),
         "ln" => (ScalarFunction::Float(FloatFunction::Ln), &[1][..]),
+        "log" if raw.len() == 2 => (ScalarFunction::LogBase, &[2][..]),
         "log" | "log10" => (ScalarFunction::Float(FloatFunction::Log10), &[1][..]),
         "log2" => (ScalarFunction::Float(FloatFunction::Log2), &[1][..]),
         "power" | "pow" => (ScalarFunction::Power, &[2][..]),
@@ -1334,7 +1348,10 @@ fn scalar_function(
             expect(&[2])?;
             let field = match raw[0] {
                 ast::Expr::Value(v) => match &v.value {
-                    ast::Value::SingleQuotedString(f) => time_field(f),
+                    ast::Value::SingleQuotedString(f) => Some(
+                        TimeField::parse(f)
+                            .ok_or_else(|| unsupported(format!("DATE_PART field '{f}'"), span))?,
+                    ),
                     _ => None,
                 },
                 _ => None,
@@ -1396,35 +1413,26 @@ fn scalar_function(
     Ok(Expr::Function(function, args))
 }
 
-/// An `EXTRACT` / `DATE_PART` field by name (case-insensitive, singular or plural).
-fn time_field(name: &str) -> Option<TimeField> {
-    let name = name.to_ascii_uppercase();
-    Some(match name.trim_end_matches('S') {
-        "YEAR" => TimeField::Year,
-        "QUARTER" => TimeField::Quarter,
-        "MONTH" => TimeField::Month,
-        "WEEK" => TimeField::Week,
-        "DAY" => TimeField::Day,
-        "DOW" | "DAYOFWEEK" => TimeField::DayOfWeek,
-        "DOY" | "DAYOFYEAR" => TimeField::DayOfYear,
-        "HOUR" => TimeField::Hour,
-        "MINUTE" => TimeField::Minute,
-        "SECOND" => TimeField::Second,
-        "MILLISECOND" => TimeField::Millisecond,
-        "EPOCH" => TimeField::Epoch,
-        _ => return None,
-    })
-}
-
-/// The digits argument of `ROUND` / `TRUNC` / `FLOOR` / `CEIL`: a constant integer, since a
-/// decimal result's scale depends on it. Beyond ±1000 digits nothing changes any more.
-fn constant_digits(digits: Expr, whole: &ast::Expr) -> Result<i32> {
-    match digits.fold() {
-        Expr::Literal(Literal::Int64(n)) => Ok(n.clamp(-1_000, 1_000) as i32),
-        _ => Err(unsupported(
+/// The digits argument of `ROUND` / `TRUNC` / `FLOOR` / `CEIL`: a constant integer (`None`
+/// for NULL), since a decimal result's scale depends on it. Beyond ±1000 digits nothing
+/// changes any more.
+fn constant_digits(digits: Expr, whole: &ast::Expr) -> Result<Option<i32>> {
+    let error = || {
+        unsupported(
             format!("the digits of `{whole}`: a constant integer is expected"),
             expr_span(whole),
-        )),
+        )
+    };
+    let integer = match digits {
+        Expr::Literal(Literal::Null) => return Ok(None),
+        Expr::Literal(Literal::Decimal(..) | Literal::Float64(_)) => return Err(error()),
+        other if other.is_constant() => Expr::Cast(Box::new(other), DataType::Int64, false),
+        _ => return Err(error()),
+    };
+    match integer.fold() {
+        Expr::Literal(Literal::Int64(n)) => Ok(Some(n.clamp(-1_000, 1_000) as i32)),
+        Expr::Literal(Literal::Null) => Ok(None),
+        _ => Err(error()),
     }
 }
 
