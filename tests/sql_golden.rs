@@ -132,13 +132,16 @@ fn run(tables: &[Table], options: StreamOptions, sql: &str) -> Result<Vec<String
     }
     let mut query = engine.sql(sql).map_err(|e| e.to_string())?;
     let source = quiver_sql::source_name(sql).map_err(|e| e.to_string())?;
-    let table = tables
-        .iter()
-        .find(|t| t.name.eq_ignore_ascii_case(&source))
-        .ok_or_else(|| format!("no table {source}"))?;
     let mut out = Vec::new();
-    for batch in &table.batches {
-        out.extend(query.push(batch).map_err(|e| e.to_string())?);
+    // A query without FROM reads its one row by itself.
+    if !source.is_empty() {
+        let table = tables
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(&source))
+            .ok_or_else(|| format!("no table {source}"))?;
+        for batch in &table.batches {
+            out.extend(query.push(batch).map_err(|e| e.to_string())?);
+        }
     }
     out.extend(query.finish().map_err(|e| e.to_string())?);
     Ok(csv(query.schema(), &out))

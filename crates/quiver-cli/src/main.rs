@@ -49,8 +49,8 @@ enum Command {
     /// Run a SQL query over files: `--table NAME=PATH` (a file, `-` for stdin, or a directory
     /// whose files are independent partitions aggregated in parallel).
     Run {
-        /// A source: NAME=PATH. Repeatable.
-        #[arg(long = "table", required = true, value_parser = table_spec)]
+        /// A source: NAME=PATH. Repeatable; none for a query without FROM.
+        #[arg(long = "table", value_parser = table_spec)]
         tables: Vec<String>,
         /// The query.
         #[arg(long)]
@@ -70,7 +70,7 @@ enum Command {
     /// Print the plan of a query.
     Explain {
         /// A source: NAME=PATH (read for its schema). Repeatable.
-        #[arg(long = "table", required = true, value_parser = table_spec)]
+        #[arg(long = "table", value_parser = table_spec)]
         tables: Vec<String>,
         /// The query.
         #[arg(long)]
@@ -779,25 +779,32 @@ fn run_query(
         .map(|s| (s.name.clone(), s.schema.clone()))
         .collect();
     let plan = quiver_sql::plan(sql, &tables)?;
-    let source = sources
-        .iter()
-        .find(|s| s.name == plan.source)
-        .ok_or_else(|| {
-            QuiverError::Internal(format!("planned source {} not loaded", plan.source))
-        })?;
+    let no_partitions = Vec::new();
+    let partitions = if plan.has_source() {
+        let source = sources
+            .iter()
+            .find(|s| s.name == plan.source)
+            .ok_or_else(|| {
+                QuiverError::Internal(format!("planned source {} not loaded", plan.source))
+            })?;
+        &source.partitions
+    } else {
+        // Without FROM the plan reads its one row itself.
+        &no_partitions
+    };
     let (schema, batches) = if plan.window.is_some() || plan.emit == quiver_sql::EmitMode::Changes {
         // Streams run in arrival order (file by file) through one operator: the watermark
         // depends on order.
         let mut runner = quiver_exec::query::QueryRunner::try_new_with(plan.clone(), stream)?;
         let mut out = Vec::new();
-        for batch in source.partitions.iter().flatten() {
+        for batch in partitions.iter().flatten() {
             out.extend(runner.push(batch)?);
         }
         out.extend(runner.finish()?);
         report_window_run(&mut runner, verbose);
         (runner.schema().clone(), out)
     } else {
-        let batches = quiver_exec::query::run_partitioned(&plan, &source.partitions)?;
+        let batches = quiver_exec::query::run_partitioned(&plan, partitions)?;
         (plan.output_schema.clone(), batches)
     };
     let (mut sink, context) = open_output(output)?;

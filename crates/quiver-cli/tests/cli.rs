@@ -638,3 +638,33 @@ fn a_filter_over_stdin_answers_before_the_input_ends() {
     assert_eq!(rest, vec!["b,3000"]);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn a_query_without_from_reads_one_row_and_needs_no_table() {
+    let output = quiver()
+        .args([
+            "run",
+            "--format",
+            "csv",
+            "--sql",
+            "SELECT ROUND(2.675, 2) AS d, ROUND(CAST(2.675 AS DOUBLE), 2) AS f, COUNT(*) AS n",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "d,f,n\n2.68,2.67,1\n"
+    );
+    // A FROM naming a table that was not given is still an error.
+    let output = quiver()
+        .args(["run", "--sql", "SELECT a FROM t"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown table `t`"));
+}

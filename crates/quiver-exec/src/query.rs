@@ -280,6 +280,11 @@ impl QueryRunner {
     /// Adds one source batch; returns output that is final already (projections without
     /// ORDER BY), otherwise nothing until [`QueryRunner::finish`].
     pub fn push(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+        if !self.plan.has_source() && batch.num_columns() > 0 {
+            return Err(QuiverError::Config(
+                "a query without FROM reads no input: push nothing, call finish".into(),
+            ));
+        }
         let filtered = self.filtered(batch)?;
         let rows_before = self.rows_pushed;
         self.rows_pushed += batch.num_rows() as u64;
@@ -368,6 +373,16 @@ impl QueryRunner {
 
     /// Ends the input; returns the remaining output.
     pub fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        if !self.plan.has_source() && !self.plan.explain && self.rows_pushed == 0 {
+            // A query without FROM reads its one row here, unless the caller pushed it.
+            let mut output = self.push(&Plan::single_row_input()?)?;
+            output.extend(self.finish_input()?);
+            return Ok(output);
+        }
+        self.finish_input()
+    }
+
+    fn finish_input(&mut self) -> Result<Vec<RecordBatch>> {
         let output = match &mut self.state {
             State::Explain { done } => {
                 if std::mem::replace(done, true) {
@@ -613,6 +628,9 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
     if plan.explain {
         return Ok(vec![explain_batch(plan)?]);
     }
+    if !plan.has_source() {
+        return run(plan, &[Plan::single_row_input()?]);
+    }
     if plan.window.is_some() || plan.emit == EmitMode::Changes {
         let all: Vec<RecordBatch> = partitions.iter().flatten().cloned().collect();
         return run(plan, &all);
@@ -677,6 +695,26 @@ impl PostProcess<'_> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_query_without_from_reads_one_row_once() {
+        let plan = quiver_sql::plan("SELECT 1 + 1 AS two, COUNT(*) AS n", &[]).unwrap();
+        assert!(!plan.has_source());
+        let mut runner = QueryRunner::try_new(plan.clone()).unwrap();
+        let out = runner.finish().unwrap();
+        let rows: usize = out.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, 1);
+        let two = out[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(two.value(0), 2);
+        // The partitioned path ignores partitions it is handed.
+        let out = run_partitioned(&plan, &[]).unwrap();
+        assert_eq!(out.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+        let projection = quiver_sql::plan("SELECT 'x' AS s WHERE 1 > 2", &[]).unwrap();
+        let out = run_partitioned(&projection, &[]).unwrap();
+        assert_eq!(out.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
+    }
 
     #[test]
     fn repeated_arguments_and_filters_share_one_input_column() {

@@ -15,6 +15,7 @@
 use std::fmt::Write as _;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
 use quiver_core::{QuiverError, Result};
 use quiver_kernels::expr::{BinaryOp, Expr, Literal, ScalarFunction};
 use quiver_kernels::functions::{TimeField, TrimSide, TruncUnit};
@@ -86,7 +87,8 @@ pub struct SortKey {
 /// A planned query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// The source named in `FROM`.
+    /// The source named in `FROM`; empty for a query without `FROM`, which reads one row
+    /// of no columns (`SELECT 1 + 1`).
     pub source: String,
     /// The source schema the plan was resolved against.
     pub source_schema: SchemaRef,
@@ -116,6 +118,20 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether the query reads a source (`false` without `FROM`).
+    pub fn has_source(&self) -> bool {
+        !self.source.is_empty()
+    }
+
+    /// The input of a query without `FROM`: one row of no columns.
+    pub fn single_row_input() -> Result<RecordBatch> {
+        Ok(RecordBatch::try_new_with_options(
+            std::sync::Arc::new(Schema::empty()),
+            Vec::new(),
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+        )?)
+    }
+
     /// Whether the output ends with the `change` column (insert / update / delete).
     pub fn has_change_column(&self) -> bool {
         self.output_schema
@@ -161,12 +177,16 @@ impl Plan {
     /// A readable description (for `EXPLAIN`).
     pub fn explain(&self) -> String {
         let mut text = String::new();
-        let _ = writeln!(
-            text,
-            "Scan: {} ({} columns)",
-            self.source,
-            self.source_schema.fields().len()
-        );
+        if self.has_source() {
+            let _ = writeln!(
+                text,
+                "Scan: {} ({} columns)",
+                self.source,
+                self.source_schema.fields().len()
+            );
+        } else {
+            let _ = writeln!(text, "Values: one row (no FROM)");
+        }
         if let Some(filter) = &self.filter {
             let _ = writeln!(text, "  Filter: {filter:?}");
         }
@@ -246,6 +266,10 @@ pub fn source_name(sql: &str) -> Result<String> {
     };
     if let Some(ast::Statement::Query(query)) = statement {
         if let ast::SetExpr::Select(select) = query.body.as_ref() {
+            if select.from.is_empty() {
+                // A query without FROM reads no source.
+                return Ok(String::new());
+            }
             if let [from] = select.from.as_slice() {
                 if let ast::TableFactor::Table { name, .. } = &from.relation {
                     return Ok(name.to_string());
@@ -798,6 +822,9 @@ fn resolve_source(
     select: &ast::Select,
     tables: &[(String, SchemaRef)],
 ) -> Result<(String, SchemaRef)> {
+    if select.from.is_empty() {
+        return Ok((String::new(), std::sync::Arc::new(Schema::empty())));
+    }
     let [from] = select.from.as_slice() else {
         return Err(QuiverError::Unsupported(format!(
             "FROM with {} sources; exactly one table or stream (joins are not supported yet)",

@@ -58,8 +58,12 @@ impl Engine {
         Ok(quiver_sql::plan(sql, &self.tables)?.explain())
     }
 
-    /// Runs `sql` once over `batches`; the `FROM` source takes the batches' schema.
+    /// Runs `sql` once over `batches`; the `FROM` source takes the batches' schema (a query
+    /// without `FROM` ignores them).
     pub fn query_batches(sql: &str, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+        if quiver_sql::source_name(sql)?.is_empty() {
+            return Engine::new().sql(sql)?.finish();
+        }
         let schema = batches.first().map(RecordBatch::schema).ok_or_else(|| {
             QuiverError::Config("query_batches needs at least one batch (for the schema)".into())
         })?;
