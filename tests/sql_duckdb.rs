@@ -99,6 +99,10 @@ fn random_query(rng: &mut StdRng) -> String {
         "ROUND(SUM(v_float), -2)",
         "FLOOR(AVG(v_int))",
         "CEIL(MAX(v_float))",
+        "CORR(v_float, v_int)",
+        "COVAR_SAMP(v_int, v_float)",
+        "REGR_SLOPE(v_float, v_int)",
+        "REGR_INTERCEPT(v_float, v_int)",
     ];
     let aggregate_count = rng.gen_range(1..=4);
     let aggregates: Vec<String> = (0..aggregate_count)

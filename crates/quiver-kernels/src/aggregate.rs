@@ -19,8 +19,9 @@ use crate::approx_percentile::ApproxPercentileAccumulator;
 use crate::fused::{self, new_fused, FusedAccumulator, NumericRole};
 use crate::group_values::{new_group_values, GroupValues};
 use crate::more_accumulators::{
-    ApproxDistinctAccumulator, BoolAccumulator, CountDistinctAccumulator, FirstLastAccumulator,
-    PercentileAccumulator, StringAggAccumulator, VarianceAccumulator, VarianceKind,
+    ApproxDistinctAccumulator, BoolAccumulator, CountDistinctAccumulator, CovarianceAccumulator,
+    CovarianceKind, FirstLastAccumulator, PercentileAccumulator, StringAggAccumulator,
+    VarianceAccumulator, VarianceKind,
 };
 use crate::EmitTo;
 
@@ -67,6 +68,9 @@ pub enum AggregateFunction {
     FirstValue,
     /// `LAST_VALUE(col)`: the last row's value in arrival order (NULL included).
     LastValue,
+    /// `CORR(y, x)`, `COVAR_POP`, `COVAR_SAMP`, `REGR_SLOPE`, `REGR_INTERCEPT`, `REGR_R2` over
+    /// a `(y, x)` struct column.
+    Covariance(CovarianceKind),
 }
 
 impl fmt::Display for AggregateFunction {
@@ -91,6 +95,7 @@ impl fmt::Display for AggregateFunction {
             AggregateFunction::ApproxPercentile(_) => "APPROX_PERCENTILE",
             AggregateFunction::FirstValue => "FIRST_VALUE",
             AggregateFunction::LastValue => "LAST_VALUE",
+            AggregateFunction::Covariance(kind) => kind.name(),
         })
     }
 }
@@ -693,6 +698,14 @@ fn own_accumulator(
                     DataType::Boolean,
                     true,
                 )],
+            )
+        }
+        AggregateFunction::Covariance(kind) => {
+            CovarianceAccumulator::check_input(&aggregate.name, &input_type)?;
+            (
+                Box::new(CovarianceAccumulator::new(kind)),
+                DataType::Float64,
+                CovarianceAccumulator::state_fields(&aggregate.name),
             )
         }
         function @ (AggregateFunction::Median | AggregateFunction::PercentileCont(_)) => {

@@ -177,6 +177,8 @@ pub enum ScalarFunction {
     LogBase,
     /// `REPLACE`, `LEFT`, `LPAD`, `SPLIT_PART`, ...
     Text(StringFunction),
+    /// The `(y, x)` struct a two-variable aggregate (`CORR(y, x)`) reads; not callable by name.
+    Pair,
     /// `GREATEST(a, b, ...)`: the largest non-NULL argument (NULL when all are).
     Greatest,
     /// `LEAST(a, b, ...)`: the smallest non-NULL argument (NULL when all are).
@@ -403,6 +405,19 @@ pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef>
             crate::math::log_base(&args[0], &args[1])
         }
         ScalarFunction::Text(text) => crate::string_functions::evaluate(text, args),
+        ScalarFunction::Pair => {
+            arity(function, args, &[2])?;
+            let fields = ["y", "x"]
+                .iter()
+                .zip(args)
+                .map(|(name, a)| arrow::datatypes::Field::new(*name, a.data_type().clone(), true))
+                .collect::<Vec<_>>();
+            Ok(Arc::new(arrow::array::StructArray::try_new(
+                fields.into(),
+                args.to_vec(),
+                None,
+            )?))
+        }
         ScalarFunction::Greatest | ScalarFunction::Least => {
             extreme(args, function == ScalarFunction::Greatest)
         }

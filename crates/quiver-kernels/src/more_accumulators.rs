@@ -1,5 +1,6 @@
 //! Accumulators beyond the basic five: variance and standard deviation (Welford, mergeable by
-//! Chan's formula), BOOL_AND / BOOL_OR, exact MEDIAN / PERCENTILE_CONT, STRING_AGG and
+//! Chan's formula), the two-variable CORR / COVAR / REGR family (the same, for co-moments),
+//! BOOL_AND / BOOL_OR, exact MEDIAN / PERCENTILE_CONT, STRING_AGG and
 //! COUNT(DISTINCT).
 
 use std::sync::Arc;
@@ -201,6 +202,260 @@ impl GroupsAccumulator for VarianceAccumulator {
 
     fn size(&self) -> usize {
         self.counts.capacity() * 8 + self.means.capacity() * 8 + self.m2s.capacity() * 8
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CORR, COVAR_POP, COVAR_SAMP, REGR_SLOPE, REGR_INTERCEPT, REGR_R2
+
+/// Which statistic of two variables a [`CovarianceAccumulator`] reports; the input is a
+/// two-field struct `(y, x)` (dependent first, as SQL writes `REGR_SLOPE(y, x)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CovarianceKind {
+    /// Pearson's correlation coefficient; NULL when either variable is constant.
+    Corr,
+    /// Population covariance.
+    CovarPop,
+    /// Sample covariance; NULL for fewer than 2 pairs.
+    CovarSamp,
+    /// Least-squares slope of y on x; NULL when x is constant.
+    RegrSlope,
+    /// Least-squares intercept; NULL when x is constant.
+    RegrIntercept,
+    /// Coefficient of determination; NULL when x is constant, 1 when only y is.
+    RegrR2,
+}
+
+impl CovarianceKind {
+    /// The SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CovarianceKind::Corr => "CORR",
+            CovarianceKind::CovarPop => "COVAR_POP",
+            CovarianceKind::CovarSamp => "COVAR_SAMP",
+            CovarianceKind::RegrSlope => "REGR_SLOPE",
+            CovarianceKind::RegrIntercept => "REGR_INTERCEPT",
+            CovarianceKind::RegrR2 => "REGR_R2",
+        }
+    }
+
+    /// The statistic from a summary of `n` pairs (PostgreSQL's definitions and NULL cases).
+    pub fn finish(self, summary: &CoMoments) -> Option<f64> {
+        let n = summary.count as f64;
+        let (sxx, syy, sxy) = (summary.m2_x, summary.m2_y, summary.c_xy);
+        if summary.count == 0 {
+            return None;
+        }
+        match self {
+            CovarianceKind::CovarPop => Some(sxy / n),
+            CovarianceKind::CovarSamp => (summary.count > 1).then(|| sxy / (n - 1.0)),
+            CovarianceKind::Corr => (sxx != 0.0 && syy != 0.0)
+                .then(|| (sxy / (sxx.sqrt() * syy.sqrt())).clamp(-1.0, 1.0)),
+            CovarianceKind::RegrSlope => (sxx != 0.0).then(|| sxy / sxx),
+            CovarianceKind::RegrIntercept => {
+                (sxx != 0.0).then(|| summary.mean_y - summary.mean_x * (sxy / sxx))
+            }
+            CovarianceKind::RegrR2 => match (sxx != 0.0, syy != 0.0) {
+                (false, _) => None,
+                (true, false) => Some(1.0),
+                (true, true) => Some((sxy * sxy) / (sxx * syy)),
+            },
+        }
+    }
+}
+
+/// Count, means, and sums of squared and cross deviations of `n` pairs: enough for every
+/// [`CovarianceKind`], and mergeable.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CoMoments {
+    /// Pairs seen.
+    pub count: i64,
+    /// Mean of x.
+    pub mean_x: f64,
+    /// Mean of y.
+    pub mean_y: f64,
+    /// Σ (x − mean_x)².
+    pub m2_x: f64,
+    /// Σ (y − mean_y)².
+    pub m2_y: f64,
+    /// Σ (x − mean_x)(y − mean_y).
+    pub c_xy: f64,
+}
+
+impl CoMoments {
+    /// Adds one pair (Welford's update for two variables).
+    pub fn add(&mut self, x: f64, y: f64) {
+        self.count += 1;
+        let n = self.count as f64;
+        let dx = x - self.mean_x;
+        let dy = y - self.mean_y;
+        self.mean_x += dx / n;
+        self.mean_y += dy / n;
+        self.m2_x += dx * (x - self.mean_x);
+        self.m2_y += dy * (y - self.mean_y);
+        self.c_xy += dx * (y - self.mean_y);
+    }
+
+    /// Adds another summary (Chan et al.'s combination).
+    pub fn merge(&mut self, other: &CoMoments) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = *other;
+            return;
+        }
+        let (na, nb) = (self.count as f64, other.count as f64);
+        let n = na + nb;
+        let dx = other.mean_x - self.mean_x;
+        let dy = other.mean_y - self.mean_y;
+        let weight = na * nb / n;
+        self.mean_x += dx * nb / n;
+        self.mean_y += dy * nb / n;
+        self.m2_x += other.m2_x + dx * dx * weight;
+        self.m2_y += other.m2_y + dy * dy * weight;
+        self.c_xy += other.c_xy + dx * dy * weight;
+        self.count += other.count;
+    }
+}
+
+/// Two-variable statistics per group over a `(y, x)` struct input; pairs with a NULL are
+/// skipped, as SQL defines.
+#[derive(Debug)]
+pub struct CovarianceAccumulator {
+    kind: CovarianceKind,
+    groups: Vec<CoMoments>,
+}
+
+impl CovarianceAccumulator {
+    /// An accumulator of `kind`.
+    pub fn new(kind: CovarianceKind) -> Self {
+        CovarianceAccumulator {
+            kind,
+            groups: Vec::new(),
+        }
+    }
+
+    /// Checks the input: a struct of two numeric fields.
+    pub fn check_input(name: &str, input_type: &DataType) -> Result<()> {
+        match input_type {
+            DataType::Struct(fields)
+                if fields.len() == 2
+                    && fields.iter().all(|f| {
+                        f.data_type().is_numeric() || f.data_type() == &DataType::Null
+                    }) =>
+            {
+                Ok(())
+            }
+            other => Err(QuiverError::Unsupported(format!(
+                "{name} of {other}; it takes two numbers"
+            ))),
+        }
+    }
+
+    /// State fields: count, the two means, the two sums of squares, the cross sum.
+    pub fn state_fields(name: &str) -> Vec<Field> {
+        let float = |part: &str| Field::new(format!("{name}[{part}]"), DataType::Float64, false);
+        vec![
+            Field::new(format!("{name}[count]"), DataType::Int64, false),
+            float("mean_x"),
+            float("mean_y"),
+            float("m2_x"),
+            float("m2_y"),
+            float("c_xy"),
+        ]
+    }
+}
+
+impl GroupsAccumulator for CovarianceAccumulator {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_ids: &[u32],
+        filter: Option<&BooleanArray>,
+        total_groups: usize,
+    ) -> Result<()> {
+        self.groups.resize(total_groups, CoMoments::default());
+        let input = first_input(values)?;
+        let pair = input
+            .as_struct_opt()
+            .filter(|s| s.num_columns() == 2)
+            .ok_or_else(|| {
+                QuiverError::Internal(format!("two-variable aggregate of {}", input.data_type()))
+            })?;
+        let y = as_f64(pair.column(0))?;
+        let x = as_f64(pair.column(1))?;
+        let (y, x) = (
+            y.as_primitive::<Float64Type>(),
+            x.as_primitive::<Float64Type>(),
+        );
+        let both = NullBuffer::union(
+            NullBuffer::union(x.nulls(), y.nulls()).as_ref(),
+            pair.nulls(),
+        );
+        let mask = selected_rows(both.as_ref(), filter);
+        let (xs, ys) = (x.values(), y.values());
+        let mut add = |row: usize| self.groups[group_ids[row] as usize].add(xs[row], ys[row]);
+        match mask {
+            None => (0..xs.len()).for_each(&mut add),
+            Some(mask) => mask.valid_indices().for_each(&mut add),
+        }
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        states: &[ArrayRef],
+        group_ids: &[u32],
+        total_groups: usize,
+    ) -> Result<()> {
+        self.groups.resize(total_groups, CoMoments::default());
+        let counts = state_column::<arrow::datatypes::Int64Type>(states, 0)?;
+        let parts = (1..6)
+            .map(|i| state_column::<Float64Type>(states, i))
+            .collect::<Result<Vec<_>>>()?;
+        for (row, &g) in group_ids.iter().enumerate() {
+            let other = CoMoments {
+                count: counts.value(row),
+                mean_x: parts[0].value(row),
+                mean_y: parts[1].value(row),
+                m2_x: parts[2].value(row),
+                m2_y: parts[3].value(row),
+                c_xy: parts[4].value(row),
+            };
+            self.groups[g as usize].merge(&other);
+        }
+        Ok(())
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let groups = take_front(&mut self.groups, emit_to);
+        let column = |f: fn(&CoMoments) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from_iter_values(groups.iter().map(f)))
+        };
+        Ok(vec![
+            Arc::new(Int64Array::from_iter_values(groups.iter().map(|g| g.count))),
+            column(|g| g.mean_x),
+            column(|g| g.mean_y),
+            column(|g| g.m2_x),
+            column(|g| g.m2_y),
+            column(|g| g.c_xy),
+        ])
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let groups = take_front(&mut self.groups, emit_to);
+        let kind = self.kind;
+        Ok(Arc::new(
+            groups
+                .iter()
+                .map(|g| kind.finish(g))
+                .collect::<Float64Array>(),
+        ))
+    }
+
+    fn size(&self) -> usize {
+        self.groups.capacity() * std::mem::size_of::<CoMoments>()
     }
 }
 
@@ -1039,6 +1294,128 @@ impl GroupsAccumulator for FirstLastAccumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Random (y, x) pairs with NULLs in either, grouped, through two partitions and a merge,
+    /// against the row-at-a-time reference's two-pass sums.
+    #[test]
+    fn two_variable_statistics_match_the_reference_across_partitions() {
+        use crate::aggregate::{AggregateExpr, AggregateFunction};
+        use arrow::array::{Decimal128Array, StructArray, UInt32Array};
+        use arrow::record_batch::RecordBatch;
+        let mut rng = quiver_core::rng::SplitMix64::new(17);
+        let rows = 5_000;
+        let groups: Vec<u32> = (0..rows).map(|_| (rng.next_u64() % 40) as u32).collect();
+        let ys: ArrayRef = Arc::new(
+            (0..rows)
+                .map(|_| {
+                    let v = rng.next_u64();
+                    (v % 10 != 0).then(|| (v % 200_001) as i128 - 100_000)
+                })
+                .collect::<Decimal128Array>()
+                .with_precision_and_scale(12, 2)
+                .unwrap(),
+        );
+        let xs: ArrayRef = Arc::new(
+            (0..rows)
+                .map(|_| {
+                    let v = rng.next_u64();
+                    (v % 10 != 1).then(|| (v % 1_000) as f64 / 7.0)
+                })
+                .collect::<Float64Array>(),
+        );
+        let input: ArrayRef = Arc::new(StructArray::from(vec![
+            (Arc::new(Field::new("y", ys.data_type().clone(), true)), ys),
+            (Arc::new(Field::new("x", DataType::Float64, true)), xs),
+        ]));
+        let kinds = [
+            CovarianceKind::Corr,
+            CovarianceKind::CovarPop,
+            CovarianceKind::CovarSamp,
+            CovarianceKind::RegrSlope,
+            CovarianceKind::RegrIntercept,
+            CovarianceKind::RegrR2,
+        ];
+        let split = rows / 3;
+        for kind in kinds {
+            let mut parts = [
+                CovarianceAccumulator::new(kind),
+                CovarianceAccumulator::new(kind),
+            ];
+            for (i, range) in [(0, 0..split), (1, split..rows)] {
+                let slice = input.slice(range.start, range.len());
+                for chunk in (0..range.len()).step_by(700) {
+                    let end = (chunk + 700).min(range.len());
+                    parts[i]
+                        .update_batch(
+                            &[slice.slice(chunk, end - chunk)],
+                            &groups[range.start + chunk..range.start + end],
+                            None,
+                            40,
+                        )
+                        .unwrap();
+                }
+            }
+            let mut merged = CovarianceAccumulator::new(kind);
+            let ids: Vec<u32> = (0..40).collect();
+            for part in &mut parts {
+                let state = part.state(EmitTo::All).unwrap();
+                merged.merge_batch(&state, &ids, 40).unwrap();
+            }
+            let out = merged.evaluate(EmitTo::All).unwrap();
+            let out = out.as_primitive::<Float64Type>();
+
+            let batch = RecordBatch::try_from_iter(vec![
+                ("g", Arc::new(UInt32Array::from(groups.clone())) as ArrayRef),
+                ("pair", Arc::clone(&input)),
+            ])
+            .unwrap();
+            let aggregate = AggregateExpr::new(AggregateFunction::Covariance(kind), Some(1), "s");
+            let expected = crate::reference::aggregate(&[batch], &[0], &[aggregate]).unwrap();
+            assert_eq!(expected.len(), 40);
+            for row in expected {
+                let g = match row.0[0] {
+                    crate::reference::RefValue::Int(g) => g as usize,
+                    ref other => panic!("{other:?}"),
+                };
+                match &row.1[0] {
+                    crate::reference::RefValue::Float(want) => {
+                        let got = out.value(g);
+                        assert!(
+                            out.is_valid(g) && (got - want).abs() <= 1e-9 * want.abs().max(1e-9),
+                            "{kind:?} group {g}: {got} vs {want}"
+                        );
+                    }
+                    crate::reference::RefValue::Null => assert!(out.is_null(g), "{kind:?} {g}"),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_variable_statistics_are_null_where_postgresql_says() {
+        let mut one = CoMoments::default();
+        one.add(1.0, 5.0);
+        assert_eq!(CovarianceKind::CovarPop.finish(&one), Some(0.0));
+        for kind in [
+            CovarianceKind::Corr,
+            CovarianceKind::CovarSamp,
+            CovarianceKind::RegrSlope,
+            CovarianceKind::RegrIntercept,
+            CovarianceKind::RegrR2,
+        ] {
+            assert_eq!(kind.finish(&one), None, "{kind:?}");
+            assert_eq!(kind.finish(&CoMoments::default()), None, "{kind:?}");
+        }
+        // y constant, x varying: slope 0, intercept y, R² 1, correlation undefined.
+        let mut flat = CoMoments::default();
+        flat.add(1.0, 2.0);
+        flat.add(3.0, 2.0);
+        assert_eq!(CovarianceKind::RegrSlope.finish(&flat), Some(0.0));
+        assert_eq!(CovarianceKind::RegrIntercept.finish(&flat), Some(2.0));
+        assert_eq!(CovarianceKind::RegrR2.finish(&flat), Some(1.0));
+        assert_eq!(CovarianceKind::Corr.finish(&flat), None);
+    }
 
     fn estimate_of(values: Vec<i64>, groups: &[u32]) -> Vec<i64> {
         let mut hll = ApproxDistinctAccumulator::try_new(&DataType::Int64).unwrap();

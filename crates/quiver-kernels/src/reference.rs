@@ -153,6 +153,25 @@ enum State {
     Text(Option<String>),
     /// FIRST_VALUE / LAST_VALUE: the picked value, once a row was seen.
     Pick(Option<RefValue>),
+    /// The (x, y) pairs of a two-variable statistic.
+    Pairs(Vec<(f64, f64)>),
+}
+
+/// A numeric value as `f64` (decimals by their scale); `None` for NULL.
+fn number(value: RefValue, data_type: &DataType) -> Result<Option<f64>> {
+    Ok(match value {
+        RefValue::Null => None,
+        RefValue::Int(v) => Some(match data_type {
+            DataType::Decimal128(_, scale) => v as f64 / 10f64.powi(i32::from(*scale)),
+            _ => v as f64,
+        }),
+        RefValue::Float(v) => Some(v),
+        other => {
+            return Err(QuiverError::Unsupported(format!(
+                "reference statistic of {other:?}"
+            )))
+        }
+    })
 }
 
 /// Aggregates `batches` row by row. Rows come back in order of first appearance of their key.
@@ -190,6 +209,7 @@ pub fn aggregate(
                 AggregateFunction::BoolAnd | AggregateFunction::BoolOr => State::Bool(None),
                 AggregateFunction::StringAgg => State::Text(None),
                 AggregateFunction::FirstValue | AggregateFunction::LastValue => State::Pick(None),
+                AggregateFunction::Covariance(_) => State::Pairs(Vec::new()),
             })
             .collect()
     };
@@ -216,6 +236,20 @@ pub fn aggregate(
                         continue;
                     }
                 }
+                if let State::Pairs(pairs) = state {
+                    // The input is a (y, x) struct; a pair with a NULL is skipped.
+                    let column = aggregate.input.map(|c| batch.column(c));
+                    let Some(pair) = column.and_then(|c| c.as_struct_opt()) else {
+                        return Err(QuiverError::Unsupported("reference pair input".into()));
+                    };
+                    let (ys, xs) = (pair.column(0), pair.column(1));
+                    let y = number(value_at(ys, row)?, ys.data_type())?;
+                    let x = number(value_at(xs, row)?, xs.data_type())?;
+                    if let (Some(x), Some(y), true) = (x, y, pair.is_valid(row)) {
+                        pairs.push((x, y));
+                    }
+                    continue;
+                }
                 let value = match aggregate.input {
                     Some(c) if aggregate.function != AggregateFunction::CountStar => {
                         value_at(batch.column(c), row)?
@@ -234,7 +268,7 @@ pub fn aggregate(
                 }
                 match state {
                     // Handled above, NULLs included.
-                    State::Pick(_) => {}
+                    State::Pick(_) | State::Pairs(_) => {}
                     State::Count(n) => *n += 1,
                     State::Distinct(set) => {
                         set.insert(value.key());
@@ -350,6 +384,27 @@ fn finish(
         State::Bool(value) => value.map_or(RefValue::Null, RefValue::Bool),
         State::Text(value) => value.map_or(RefValue::Null, |t| RefValue::Bytes(t.into_bytes())),
         State::Pick(value) => value.unwrap_or(RefValue::Null),
+        State::Pairs(pairs) => {
+            let AggregateFunction::Covariance(kind) = aggregate.function else {
+                return Err(QuiverError::Internal(
+                    "pairs of a one-variable aggregate".into(),
+                ));
+            };
+            // Two passes: means first, then the sums of deviations (not Welford).
+            let n = pairs.len() as f64;
+            let mean_x = pairs.iter().map(|p| p.0).sum::<f64>() / n;
+            let mean_y = pairs.iter().map(|p| p.1).sum::<f64>() / n;
+            let summary = crate::more_accumulators::CoMoments {
+                count: pairs.len() as i64,
+                mean_x,
+                mean_y,
+                m2_x: pairs.iter().map(|p| (p.0 - mean_x).powi(2)).sum(),
+                m2_y: pairs.iter().map(|p| (p.1 - mean_y).powi(2)).sum(),
+                c_xy: pairs.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum(),
+            };
+            kind.finish(&summary)
+                .map_or(RefValue::Null, RefValue::Float)
+        }
         State::Values(mut values) => match aggregate.function {
             AggregateFunction::ApproxPercentile(fraction) => {
                 crate::approx_percentile::approx_percentile_of(&values, fraction)

@@ -20,6 +20,7 @@ use quiver_core::{QuiverError, Result};
 use quiver_kernels::expr::{BinaryOp, Expr, Literal, ScalarFunction};
 use quiver_kernels::functions::{TimeField, TrimSide, TruncUnit};
 use quiver_kernels::math::{FloatFunction, Rounding};
+use quiver_kernels::more_accumulators::CovarianceKind;
 use quiver_kernels::string_functions::{PadSide, StringFunction};
 use quiver_kernels::AggregateFunction;
 use sqlparser::ast;
@@ -894,6 +895,12 @@ fn aggregate_function(name: &str) -> Option<AggregateFunction> {
         "string_agg" => AggregateFunction::StringAgg,
         "approx_count_distinct" | "approx_distinct" => AggregateFunction::ApproxCountDistinct,
         "approx_median" => AggregateFunction::ApproxPercentile(0.5),
+        "corr" => AggregateFunction::Covariance(CovarianceKind::Corr),
+        "covar_pop" => AggregateFunction::Covariance(CovarianceKind::CovarPop),
+        "covar_samp" => AggregateFunction::Covariance(CovarianceKind::CovarSamp),
+        "regr_slope" => AggregateFunction::Covariance(CovarianceKind::RegrSlope),
+        "regr_intercept" => AggregateFunction::Covariance(CovarianceKind::RegrIntercept),
+        "regr_r2" => AggregateFunction::Covariance(CovarianceKind::RegrR2),
         // The fraction comes from the call's arguments (see `plan_call`).
         "approx_percentile_cont" | "approx_percentile" | "approx_quantile" => {
             AggregateFunction::ApproxPercentile(f64::NAN)
@@ -902,29 +909,16 @@ fn aggregate_function(name: &str) -> Option<AggregateFunction> {
     })
 }
 
+/// Whether an aggregate call appears anywhere in `expr` (inside CASE, BETWEEN, CEIL, function
+/// arguments, ...).
 fn contains_aggregate(expr: &ast::Expr) -> bool {
-    match expr {
-        ast::Expr::Function(f) => {
-            aggregate_function(&f.name.to_string()).is_some()
-                || match &f.args {
-                    ast::FunctionArguments::List(list) => list.args.iter().any(|a| match a {
-                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
-                            contains_aggregate(e)
-                        }
-                        _ => false,
-                    }),
-                    _ => false,
-                }
+    ast::visit_expressions(expr, |e| match e {
+        ast::Expr::Function(f) if aggregate_function(&f.name.to_string()).is_some() => {
+            std::ops::ControlFlow::Break(())
         }
-        ast::Expr::BinaryOp { left, right, .. } => {
-            contains_aggregate(left) || contains_aggregate(right)
-        }
-        ast::Expr::UnaryOp { expr, .. }
-        | ast::Expr::Nested(expr)
-        | ast::Expr::Cast { expr, .. } => contains_aggregate(expr),
-        ast::Expr::IsNull(e) | ast::Expr::IsNotNull(e) => contains_aggregate(e),
-        _ => false,
-    }
+        _ => std::ops::ControlFlow::Continue(()),
+    })
+    .is_break()
 }
 
 /// Name resolution against one schema.
@@ -1805,6 +1799,19 @@ fn plan_call(
                 ));
             };
             (Some(columns.scalar(value)?), separator.clone())
+        }
+        (AggregateFunction::Covariance(_), false, [y, x]) => (
+            Some(Expr::Function(
+                ScalarFunction::Pair,
+                vec![columns.scalar(y)?, columns.scalar(x)?],
+            )),
+            String::new(),
+        ),
+        (AggregateFunction::Covariance(kind), _, _) => {
+            return Err(unsupported(
+                format!("`{whole}`: {} takes two arguments (y, x)", kind.name()),
+                span,
+            ))
         }
         (_, false, [value]) => (Some(columns.scalar(value)?), String::new()),
         _ => return Err(unsupported(format!("arguments of `{whole}`"), span)),
