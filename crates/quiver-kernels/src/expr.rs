@@ -254,12 +254,20 @@ impl Expr {
                 binary(&left, *op, &right)
             }
             Expr::Not(inner) => {
-                let value = inner.evaluate(batch)?;
+                let value = cast_null_to_bool(&inner.evaluate(batch)?)?;
                 Ok(Arc::new(boolean::not(as_boolean(&value, "NOT")?)?))
             }
             Expr::Negate(inner) => {
                 let value = inner.evaluate(batch)?;
-                Ok(numeric::neg(&value)?)
+                match value.data_type() {
+                    // An untyped NULL negated is NULL.
+                    DataType::Null => Ok(value),
+                    data_type if data_type.is_numeric() => Ok(numeric::neg(&value)
+                        .map_err(|_| QuiverError::overflow("negation", data_type))?),
+                    other => Err(QuiverError::Unsupported(format!(
+                        "negation of {other}; it takes numbers"
+                    ))),
+                }
             }
             Expr::IsNull(inner, negated) => {
                 let value = inner.evaluate(batch)?;
@@ -271,6 +279,20 @@ impl Expr {
             }
             Expr::Cast(inner, to, safe) => {
                 let mut value = plain(&inner.evaluate(batch)?)?;
+                if is_string(value.data_type())
+                    && matches!(
+                        to,
+                        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)
+                    )
+                {
+                    // ' 2024-01-05 ' reads as a date, as numbers and booleans with spaces do.
+                    value = trimmed(&value)?;
+                }
+                if to == &DataType::Utf8 {
+                    if let DataType::Timestamp(..) = value.data_type() {
+                        return timestamp_text(&value);
+                    }
+                }
                 if to.is_integer() && matches!(value.data_type(), DataType::Decimal128(_, 1..)) {
                     // Decimals round to the nearest integer, ties away from zero (PostgreSQL's
                     // numeric rounding); Arrow's cast would truncate. Rescaling rounds.
@@ -300,6 +322,7 @@ impl Expr {
             } => {
                 let value = text(&value.evaluate(batch)?, "LIKE")?;
                 let pattern = text(&pattern.evaluate(batch)?, "LIKE pattern")?;
+                check_like_patterns(&pattern)?;
                 use arrow::compute::kernels::comparison::{ilike, like, nilike, nlike};
                 let result = match (negated, case_insensitive) {
                     (false, false) => like(&value, &pattern)?,
@@ -318,6 +341,110 @@ impl Expr {
             }
         }
     }
+}
+
+/// PostgreSQL's date arithmetic: `date - date` is a number of days, `date ± days` a date.
+fn date_arithmetic(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<Option<ArrayRef>> {
+    let (l, r) = (left.data_type(), right.data_type());
+    let days = |a: &ArrayRef| -> Result<ArrayRef> {
+        if a.data_type() == &DataType::Date32 {
+            Ok(cast(&cast(a, &DataType::Int32)?, &DataType::Int64)?)
+        } else {
+            cast_exact(a, &DataType::Int64)
+        }
+    };
+    let checked = |result: std::result::Result<ArrayRef, arrow::error::ArrowError>| {
+        result.map_err(|_| QuiverError::overflow(format!("date {op}"), "Date32"))
+    };
+    let as_date = |days: ArrayRef| -> Result<ArrayRef> {
+        let narrow = cast_exact(&days, &DataType::Int32)
+            .map_err(|_| QuiverError::overflow(format!("date {op}"), "Date32"))?;
+        Ok(cast(&narrow, &DataType::Date32)?)
+    };
+    Ok(Some(match (l, op, r) {
+        (DataType::Date32, BinaryOp::Minus, DataType::Date32) => {
+            checked(numeric::sub(&days(left)?, &days(right)?))?
+        }
+        (DataType::Date32, BinaryOp::Plus | BinaryOp::Minus, i) if i.is_integer() => {
+            let sum = if op == BinaryOp::Plus {
+                numeric::add(&days(left)?, &days(right)?)
+            } else {
+                numeric::sub(&days(left)?, &days(right)?)
+            };
+            as_date(checked(sum)?)?
+        }
+        (i, BinaryOp::Plus, DataType::Date32) if i.is_integer() => {
+            as_date(checked(numeric::add(&days(left)?, &days(right)?))?)?
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// Strings without their leading and trailing whitespace.
+fn trimmed(array: &ArrayRef) -> Result<ArrayRef> {
+    let strings = cast(array, &DataType::Utf8)?;
+    let strings = strings.as_string::<i32>();
+    Ok(Arc::new(
+        strings
+            .iter()
+            .map(|v| v.map(str::trim))
+            .collect::<arrow::array::StringArray>(),
+    ))
+}
+
+/// Timestamps as text the way PostgreSQL and DuckDB print them: `2024-01-05 10:20:30.5`
+/// (a space, the fraction without trailing zeros, the UTC clock).
+fn timestamp_text(value: &ArrayRef) -> Result<ArrayRef> {
+    let DataType::Timestamp(unit, _) = value.data_type() else {
+        return Err(QuiverError::Internal(
+            "timestamp_text of a non-timestamp".into(),
+        ));
+    };
+    let per_second: i64 = match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    };
+    let digits = per_second.ilog10() as usize;
+    let raw = cast(&crate::functions::in_utc(value)?, &DataType::Int64)?;
+    let raw = raw.as_primitive::<arrow::datatypes::Int64Type>();
+    let mut out = arrow::array::StringBuilder::with_capacity(raw.len(), raw.len() * 24);
+    for v in raw.iter() {
+        let Some(v) = v else {
+            out.append_null();
+            continue;
+        };
+        let (seconds, fraction) = (v.div_euclid(per_second), v.rem_euclid(per_second));
+        let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+        let (year, month, day) = crate::functions::civil_from_days(days);
+        let mut text = format!(
+            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+            second_of_day / 3_600,
+            second_of_day / 60 % 60,
+            second_of_day % 60
+        );
+        if fraction != 0 {
+            let fraction = format!("{fraction:0digits$}");
+            text.push('.');
+            text.push_str(fraction.trim_end_matches('0'));
+        }
+        out.append_value(text);
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// PostgreSQL's check: a LIKE pattern may not end with an unfinished escape (`'ab\'`).
+fn check_like_patterns(patterns: &ArrayRef) -> Result<()> {
+    for pattern in patterns.as_string::<i32>().iter().flatten() {
+        let trailing = pattern.bytes().rev().take_while(|&b| b == b'\\').count();
+        if trailing % 2 == 1 {
+            return Err(QuiverError::Unsupported(format!(
+                "LIKE pattern '{pattern}' ends with the escape character"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A string operand as `Utf8` (NULL literals included).
@@ -644,6 +771,9 @@ pub fn binary(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<ArrayRe
         }));
     }
     let (left, right) = (&plain(left)?, &plain(right)?);
+    if let Some(result) = date_arithmetic(left, op, right)? {
+        return Ok(result);
+    }
     if op == BinaryOp::Multiply {
         if let Some((l, r)) = exact_factors(left, right)? {
             return Ok(numeric::mul(&l, &r)?);

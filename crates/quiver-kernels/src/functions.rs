@@ -362,6 +362,9 @@ pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef>
         ScalarFunction::Abs => {
             arity(function, args, &[1])?;
             let value = &args[0];
+            if value.data_type() == &DataType::Null {
+                return Ok(Arc::clone(value));
+            }
             if !value.data_type().is_numeric() {
                 return Err(QuiverError::Unsupported(format!(
                     "ABS of {}; it takes numbers",

@@ -1027,6 +1027,58 @@ fn scalar_expr(
         },
         ast::Expr::IsNull(inner) => Expr::IsNull(Box::new(recurse(inner)?), false),
         ast::Expr::IsNotNull(inner) => Expr::IsNull(Box::new(recurse(inner)?), true),
+        ast::Expr::IsUnknown(inner) => Expr::IsNull(Box::new(recurse(inner)?), false),
+        ast::Expr::IsNotUnknown(inner) => Expr::IsNull(Box::new(recurse(inner)?), true),
+        // `x IS TRUE` is never NULL: CASE WHEN x THEN TRUE ELSE FALSE END, and so on.
+        ast::Expr::IsTrue(inner)
+        | ast::Expr::IsNotTrue(inner)
+        | ast::Expr::IsFalse(inner)
+        | ast::Expr::IsNotFalse(inner) => {
+            let value = recurse(inner)?;
+            let (condition, when) = match expr {
+                ast::Expr::IsTrue(_) => (value, true),
+                ast::Expr::IsNotTrue(_) => (value, false),
+                ast::Expr::IsFalse(_) => (Expr::Not(Box::new(value)), true),
+                _ => (Expr::Not(Box::new(value)), false),
+            };
+            Expr::Case(
+                vec![(condition, Expr::Literal(Literal::Bool(when)))],
+                Some(Box::new(Expr::Literal(Literal::Bool(!when)))),
+            )
+        }
+        // NULL is not distinct from NULL; otherwise `<>`, evaluated only where both are values.
+        ast::Expr::IsDistinctFrom(left, right) | ast::Expr::IsNotDistinctFrom(left, right) => {
+            let distinct = matches!(expr, ast::Expr::IsDistinctFrom(..));
+            let (left, right) = (recurse(left)?, recurse(right)?);
+            let null = |e: &Expr| Expr::IsNull(Box::new(e.clone()), false);
+            let both_null =
+                Expr::Binary(Box::new(null(&left)), BinaryOp::And, Box::new(null(&right)));
+            let one_null =
+                Expr::Binary(Box::new(null(&left)), BinaryOp::Or, Box::new(null(&right)));
+            let op = if distinct {
+                BinaryOp::NotEq
+            } else {
+                BinaryOp::Eq
+            };
+            Expr::Case(
+                vec![
+                    (both_null, Expr::Literal(Literal::Bool(!distinct))),
+                    (one_null, Expr::Literal(Literal::Bool(distinct))),
+                ],
+                Some(Box::new(Expr::Binary(Box::new(left), op, Box::new(right)))),
+            )
+        }
+        // DATE '2024-01-05', TIMESTAMP '2024-01-05 10:00:00': a cast of the string.
+        ast::Expr::TypedString(typed) => {
+            let ast::Value::SingleQuotedString(text) = &typed.value.value else {
+                return Err(unsupported(format!("`{expr}`"), expr_span(expr)));
+            };
+            Expr::Cast(
+                Box::new(Expr::Literal(Literal::Utf8(text.clone()))),
+                arrow_type(&typed.data_type, expr_span(expr))?,
+                false,
+            )
+        }
         ast::Expr::Between {
             expr: inner,
             negated,
@@ -1705,6 +1757,24 @@ fn plan_call(
         list.duplicate_treatment,
         Some(ast::DuplicateTreatment::Distinct)
     );
+    let ordered = list
+        .clauses
+        .iter()
+        .any(|c| matches!(c, ast::FunctionArgumentClause::OrderBy(_)));
+    if ordered
+        && matches!(
+            function,
+            AggregateFunction::StringAgg
+                | AggregateFunction::FirstValue
+                | AggregateFunction::LastValue
+        )
+    {
+        // The result would depend on the order: refuse rather than silently use arrival order.
+        return Err(unsupported(
+            format!("ORDER BY inside `{whole}`: {function} takes values in arrival order"),
+            span,
+        ));
+    }
     let mut arguments = Vec::new();
     let mut star = false;
     for argument in &list.args {
@@ -1812,6 +1882,10 @@ fn plan_call(
                 format!("`{whole}`: {} takes two arguments (y, x)", kind.name()),
                 span,
             ))
+        }
+        // One argument: values joined with a comma, as DuckDB does.
+        (AggregateFunction::StringAgg, false, [value]) => {
+            (Some(columns.scalar(value)?), ",".to_string())
         }
         (_, false, [value]) => (Some(columns.scalar(value)?), String::new()),
         _ => return Err(unsupported(format!("arguments of `{whole}`"), span)),
