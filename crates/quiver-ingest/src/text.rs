@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
 use arrow::compute::concat_batches;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use quiver_core::{DeadLetter, DeadLetterPayload, Position, QuiverError, Result};
@@ -603,7 +603,7 @@ fn infer_json_schema(data: &[u8], spans: &[RecordSpan], max_rows: usize) -> Resu
     };
     let bytes = &data[sample[0].range.start..last.range.end];
     if let Ok((schema, _)) = arrow::json::reader::infer_json_schema(Cursor::new(bytes), None) {
-        return Ok(exact_big_integers(schema, bytes));
+        return Ok(temporal_strings(exact_big_integers(schema, bytes), bytes));
     }
     // A malformed line in the sample: infer from the lines that parse (the others become dead
     // letters when decoded).
@@ -615,7 +615,117 @@ fn infer_json_schema(data: &[u8], spans: &[RecordSpan], max_rows: usize) -> Resu
             merged = Schema::try_merge([merged, schema])?;
         }
     }
-    Ok(exact_big_integers(merged, bytes))
+    Ok(temporal_strings(exact_big_integers(merged, bytes), bytes))
+}
+
+/// What a JSON string reads as, by the patterns `arrow-csv` infers CSV columns with: a date
+/// (`2024-01-05`), or a timestamp with 0, ≤ 3, ≤ 6 or ≤ 9 fraction digits (`T` or a space, an
+/// optional zone suffix such as `Z` or `+02:00`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TemporalText {
+    Date,
+    Timestamp(u8),
+}
+
+fn temporal_text(text: &str) -> Option<TemporalText> {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        bytes
+            .get(range)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    let date = digits(0..4)
+        && bytes.get(4) == Some(&b'-')
+        && digits(5..7)
+        && bytes.get(7) == Some(&b'-')
+        && digits(8..10);
+    if !date {
+        return None;
+    }
+    if bytes.len() == 10 {
+        return Some(TemporalText::Date);
+    }
+    let time = matches!(bytes.get(10), Some(b'T' | b' '))
+        && digits(11..13)
+        && bytes.get(13) == Some(&b':')
+        && digits(14..16)
+        && bytes.get(16) == Some(&b':')
+        && digits(17..19);
+    if !time {
+        return None;
+    }
+    let rest = &bytes[19..];
+    let fraction = match rest.first() {
+        Some(b'.') => rest[1..].iter().take_while(|b| b.is_ascii_digit()).count(),
+        _ => 0,
+    };
+    let after = rest
+        .get(usize::from(fraction > 0) + fraction..)
+        .unwrap_or_default();
+    // A fraction point needs digits; whatever follows (a zone) must not start with a digit.
+    if (rest.first() == Some(&b'.') && fraction == 0)
+        || fraction > 9
+        || after.first().is_some_and(u8::is_ascii_digit)
+    {
+        return None;
+    }
+    Some(TemporalText::Timestamp(fraction as u8))
+}
+
+/// `arrow-json` infers every string as text; a string column whose sampled values in `bytes`
+/// are all dates becomes `Date32`, all dates or timestamps `Timestamp` in the finest unit
+/// written (as `arrow-csv` infers CSV columns), so that JSON event times can drive windows.
+fn temporal_strings(schema: Schema, bytes: &[u8]) -> Schema {
+    let texts: Vec<Field> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.data_type() == &DataType::Utf8)
+        .map(|f| f.as_ref().clone())
+        .collect();
+    if texts.is_empty() {
+        return schema;
+    }
+    let decoded = arrow::json::ReaderBuilder::new(Arc::new(Schema::new(texts)))
+        .with_coerce_primitive(true)
+        .build(Cursor::new(bytes))
+        .and_then(|reader| reader.collect::<Result<Vec<_>, _>>());
+    let Ok(batches) = decoded else {
+        return schema;
+    };
+    let kind_of = |name: &str| -> Option<TemporalText> {
+        let mut widest: Option<TemporalText> = None;
+        for column in batches.iter().filter_map(|b| b.column_by_name(name)) {
+            for text in column.as_string_opt::<i32>()?.iter().flatten() {
+                let kind = temporal_text(text)?;
+                widest = Some(widest.map_or(kind, |w| w.max(kind)));
+            }
+        }
+        widest
+    };
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let field = field.as_ref().clone();
+            if field.data_type() != &DataType::Utf8 {
+                return field;
+            }
+            match kind_of(field.name()) {
+                Some(TemporalText::Date) => field.with_data_type(DataType::Date32),
+                Some(TemporalText::Timestamp(fraction)) => {
+                    let unit = match fraction {
+                        0 => TimeUnit::Second,
+                        1..=3 => TimeUnit::Millisecond,
+                        4..=6 => TimeUnit::Microsecond,
+                        _ => TimeUnit::Nanosecond,
+                    };
+                    field.with_data_type(DataType::Timestamp(unit, None))
+                }
+                None => field,
+            }
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 /// Digits of the whole numbers [`exact_big_integers`] types as `Decimal128(20, 0)`: every
@@ -688,6 +798,43 @@ mod tests {
             Field::new("symbol", DataType::Utf8, false),
             Field::new("quantity", DataType::Int64, true),
         ]))
+    }
+
+    #[test]
+    fn json_strings_of_dates_and_timestamps_infer_as_such() {
+        let data = concat!(
+            "{\"d\":\"2024-01-05\",\"t\":\"2026-01-01T00:00:10Z\",\"u\":\"2026-01-01 00:00:10.5\",\"s\":\"2024-01-05\"}\n",
+            "{\"d\":null,\"t\":\"2026-01-01T00:01:00+02:00\",\"u\":\"2026-01-01 00:00:11.123456\",\"s\":\"soon\"}\n",
+        );
+        let config = IngestConfig::default().with_source_name("e.jsonl");
+        let schema = infer_json_lines_schema(data.as_bytes(), &config).unwrap();
+        let type_of = |name: &str| schema.field_with_name(name).unwrap().data_type().clone();
+        assert_eq!(type_of("d"), DataType::Date32);
+        assert_eq!(type_of("t"), DataType::Timestamp(TimeUnit::Second, None));
+        assert_eq!(
+            type_of("u"),
+            DataType::Timestamp(TimeUnit::Microsecond, None)
+        );
+        assert_eq!(type_of("s"), DataType::Utf8);
+        let out = read_json_lines(data.as_bytes(), None, &config).unwrap();
+        assert_eq!((out.accepted_rows, out.rejected_rows), (2, 0));
+        let batch = &out.batches[0];
+        let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
+        let t = column("t");
+        let t = t.as_primitive::<arrow::datatypes::TimestampSecondType>();
+        // The zone is applied: 00:01:00+02:00 is 22:01:00 UTC the day before.
+        assert_eq!(t.values(), &[1_767_225_610, 1_767_218_460]);
+        let u = column("u");
+        let u = u.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        assert_eq!(u.value(1) - u.value(0), 623_456);
+        for text in [
+            "2024-1-05",
+            "2024-01-05T10:00",
+            "2024-01-05T10:00:00.",
+            "2024-01-05T10:00:001",
+        ] {
+            assert_eq!(temporal_text(text), None, "{text}");
+        }
     }
 
     #[test]
