@@ -637,6 +637,11 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 }
 
 fn date_trunc(unit: TruncUnit, value: &ArrayRef) -> Result<ArrayRef> {
+    if matches!(value.data_type(), DataType::Date32 | DataType::Date64) {
+        // A date truncates to a date (DuckDB's type; PostgreSQL's timestamp at midnight).
+        let midnight = cast(value, &DataType::Timestamp(TimeUnit::Second, None))?;
+        return Ok(cast(&date_trunc(unit, &midnight)?, value.data_type())?);
+    }
     let time_unit = timestamp_unit(value, "DATE_TRUNC")?;
     let scale = per_second(time_unit);
     let day = 86_400 * scale;

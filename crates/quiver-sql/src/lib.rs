@@ -446,9 +446,10 @@ fn plan_query(
     if group_exprs.is_empty() && !has_aggregates && window.is_none() {
         for item in &select.projection {
             match item {
-                ast::SelectItem::Wildcard(_) => {
-                    for (i, field) in source_schema.fields().iter().enumerate() {
-                        plan_output.push((Expr::Column(i), field.name().clone()));
+                ast::SelectItem::Wildcard(options) => {
+                    for i in wildcard_columns(options, &source_schema)? {
+                        let name = source_schema.field(i).name().clone();
+                        plan_output.push((Expr::Column(i), name));
                     }
                 }
                 ast::SelectItem::UnnamedExpr(e) => {
@@ -796,8 +797,9 @@ fn distinct_as_group_by(select: &ast::Select, source_schema: &Schema) -> Result<
     let mut keys = Vec::new();
     for item in &select.projection {
         match item {
-            ast::SelectItem::Wildcard(_) => {
-                for field in source_schema.fields() {
+            ast::SelectItem::Wildcard(options) => {
+                for i in wildcard_columns(options, source_schema)? {
+                    let field = source_schema.field(i);
                     let column = ast::Expr::Identifier(ast::Ident::with_quote('"', field.name()));
                     keys.push(column.clone());
                     projection.push(ast::SelectItem::UnnamedExpr(column));
@@ -862,6 +864,48 @@ fn resolve_source(
                 }
             ))
         })
+}
+
+/// The source columns `*` stands for: all, or all but those of `EXCLUDE (...)` / `EXCEPT (...)`.
+fn wildcard_columns(
+    options: &ast::WildcardAdditionalOptions,
+    schema: &Schema,
+) -> Result<Vec<usize>> {
+    if options.opt_ilike.is_some()
+        || options.opt_replace.is_some()
+        || options.opt_rename.is_some()
+        || options.opt_alias.is_some()
+    {
+        return Err(QuiverError::Unsupported(format!(
+            "`*{options}`; only EXCLUDE (...) / EXCEPT (...) are supported after *"
+        )));
+    }
+    let mut excluded: Vec<String> = Vec::new();
+    match &options.opt_exclude {
+        Some(ast::ExcludeSelectItem::Single(name)) => excluded.push(name.to_string()),
+        Some(ast::ExcludeSelectItem::Multiple(names)) => {
+            excluded.extend(names.iter().map(|n| n.to_string()))
+        }
+        None => {}
+    }
+    if let Some(except) = &options.opt_except {
+        excluded.push(except.first_element.value.clone());
+        excluded.extend(except.additional_elements.iter().map(|i| i.value.clone()));
+    }
+    let matches = |field: &Field, name: &str| {
+        let name = name.trim_matches('"');
+        field.name() == name || field.name().eq_ignore_ascii_case(name)
+    };
+    for name in &excluded {
+        if !schema.fields().iter().any(|f| matches(f, name)) {
+            return Err(QuiverError::Unsupported(format!(
+                "EXCLUDE of unknown column `{name}`"
+            )));
+        }
+    }
+    Ok((0..schema.fields().len())
+        .filter(|&i| !excluded.iter().any(|name| matches(schema.field(i), name)))
+        .collect())
 }
 
 fn display_name(expr: &ast::Expr) -> String {
