@@ -50,6 +50,8 @@ pub struct QueryRunner {
     dead_letters: Vec<DeadLetter>,
     /// Source rows pushed so far (positions of dead letters count from here).
     rows_pushed: u64,
+    /// The subquery in `FROM`: pushed batches go through it first.
+    inner: Option<Box<QueryRunner>>,
 }
 
 enum State {
@@ -183,8 +185,16 @@ impl QueryRunner {
                 state: State::Explain { done: false },
                 dead_letters: Vec::new(),
                 rows_pushed: 0,
+                inner: None,
             });
         }
+        let inner = match &plan.input {
+            Some(input) => Some(Box::new(QueryRunner::try_new_with(
+                input.as_ref().clone(),
+                stream,
+            )?)),
+            None => None,
+        };
         let streaming = plan.window.is_some() || plan.emit == EmitMode::Changes;
         if streaming && matches!(stream.late_policy, LatePolicy::UpdateClosed { .. }) {
             // Corrections of closed windows are updates: the output says so.
@@ -231,13 +241,19 @@ impl QueryRunner {
             state,
             dead_letters: Vec::new(),
             rows_pushed: 0,
+            inner,
         })
     }
 
     /// Rows rejected so far (late or without event time, in windowed queries), each with the
     /// source row as a JSON line.
     pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
-        std::mem::take(&mut self.dead_letters)
+        let mut all = match &mut self.inner {
+            Some(inner) => inner.take_dead_letters(),
+            None => Vec::new(),
+        };
+        all.append(&mut self.dead_letters);
+        all
     }
 
     /// Row accounting of a windowed or `EMIT CHANGES` query.
@@ -263,6 +279,11 @@ impl QueryRunner {
         finish_window_batches(&self.plan, batches, emitted_rows)
     }
 
+    /// The subquery's runner, if `FROM` is one.
+    pub fn inner(&self) -> Option<&QueryRunner> {
+        self.inner.as_deref()
+    }
+
     /// The output schema.
     pub fn schema(&self) -> &SchemaRef {
         &self.plan.output_schema
@@ -280,7 +301,24 @@ impl QueryRunner {
     /// Adds one source batch; returns output that is final already (projections without
     /// ORDER BY), otherwise nothing until [`QueryRunner::finish`].
     pub fn push(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
-        if !self.plan.has_source() && batch.num_columns() > 0 {
+        if let Some(inner) = &mut self.inner {
+            // The subquery's rows, as it produces them, are this query's source rows.
+            let produced = inner.push(batch)?;
+            return self.push_produced(produced);
+        }
+        self.push_own(batch)
+    }
+
+    fn push_produced(&mut self, produced: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for batch in &produced {
+            out.extend(self.push_own(batch)?);
+        }
+        Ok(out)
+    }
+
+    fn push_own(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+        if !self.plan.has_source() && self.inner.is_none() && batch.num_columns() > 0 {
             return Err(QuiverError::Config(
                 "a query without FROM reads no input: push nothing, call finish".into(),
             ));
@@ -373,6 +411,12 @@ impl QueryRunner {
 
     /// Ends the input; returns the remaining output.
     pub fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        if let Some(inner) = &mut self.inner {
+            let produced = inner.finish()?;
+            let mut out = self.push_produced(produced)?;
+            out.extend(self.finish_input()?);
+            return Ok(out);
+        }
         if !self.plan.has_source() && !self.plan.explain && self.rows_pushed == 0 {
             // A query without FROM reads its one row here, unless the caller pushed it.
             let mut output = self.push(&Plan::single_row_input()?)?;
@@ -628,6 +672,21 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
     if plan.explain {
         return Ok(vec![explain_batch(plan)?]);
     }
+    if let Some(input) = &plan.input {
+        // The subquery runs over the partitions in parallel; this query over its result.
+        let produced = run_partitioned(input, partitions)?;
+        let own = Plan {
+            input: None,
+            // Its source is the subquery's rows, even when the subquery reads no table.
+            source: if plan.source.is_empty() {
+                "(subquery)".to_string()
+            } else {
+                plan.source.clone()
+            },
+            ..plan.clone()
+        };
+        return run(&own, &produced);
+    }
     if !plan.has_source() {
         return run(plan, &[Plan::single_row_input()?]);
     }
@@ -695,6 +754,48 @@ impl PostProcess<'_> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_subquery_over_partitions_equals_one_pass_over_all_rows() {
+        use arrow::array::{Int64Array, StringArray};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        let mut rng = quiver_core::rng::SplitMix64::new(3);
+        let batch = |rng: &mut quiver_core::rng::SplitMix64| {
+            let keys: StringArray = (0..500)
+                .map(|_| Some(format!("k{}", rng.next_u64() % 13)))
+                .collect();
+            let values: Int64Array = (0..500)
+                .map(|_| Some((rng.next_u64() % 1_000) as i64 - 500))
+                .collect();
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(keys), Arc::new(values)]).unwrap()
+        };
+        let partitions: Vec<Vec<RecordBatch>> = (0..3)
+            .map(|_| (0..4).map(|_| batch(&mut rng)).collect())
+            .collect();
+        let tables = [("t".to_string(), schema.clone())];
+        for sql in [
+            "SELECT COUNT(*) AS n, SUM(total) AS s, MIN(total) AS lo FROM \
+             (SELECT k, SUM(v) AS total FROM t GROUP BY k) AS per_key",
+            "WITH per AS (SELECT k, SUM(v) AS total FROM t GROUP BY k) \
+             SELECT k, total FROM per WHERE total > 0 ORDER BY k",
+            "SELECT k, COUNT(*) AS n FROM (SELECT k, v FROM t WHERE v > 100) GROUP BY k ORDER BY k",
+        ] {
+            let plan = quiver_sql::plan(sql, &tables).unwrap();
+            assert_eq!(plan.source, "t");
+            assert_eq!(plan.input_schema(), &schema);
+            let all: Vec<RecordBatch> = partitions.iter().flatten().cloned().collect();
+            let one_pass = run(&plan, &all).unwrap();
+            let parallel = run_partitioned(&plan, &partitions).unwrap();
+            let concat = |batches: &[RecordBatch]| {
+                arrow::compute::concat_batches(&plan.output_schema, batches).unwrap()
+            };
+            assert_eq!(concat(&one_pass), concat(&parallel), "{sql}");
+            assert!(concat(&one_pass).num_rows() > 0, "{sql}");
+        }
+    }
 
     #[test]
     fn a_query_without_from_reads_one_row_once() {

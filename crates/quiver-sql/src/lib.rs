@@ -88,11 +88,15 @@ pub struct SortKey {
 /// A planned query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// The source named in `FROM`; empty for a query without `FROM`, which reads one row
-    /// of no columns (`SELECT 1 + 1`).
+    /// The table the caller feeds: the one named in `FROM` (or in the innermost query when
+    /// `FROM` is a subquery); empty for a query without `FROM`, which reads one row of no
+    /// columns (`SELECT 1 + 1`).
     pub source: String,
-    /// The source schema the plan was resolved against.
+    /// The schema this plan's own expressions were resolved against: the table's, or the
+    /// subquery's output.
     pub source_schema: SchemaRef,
+    /// `FROM (SELECT ...)` or a `WITH` query: its output rows are this plan's source rows.
+    pub input: Option<Box<Plan>>,
     /// `WHERE`, over source rows, applied first.
     pub filter: Option<Expr>,
     /// Projection or aggregation.
@@ -122,6 +126,14 @@ impl Plan {
     /// Whether the query reads a source (`false` without `FROM`).
     pub fn has_source(&self) -> bool {
         !self.source.is_empty()
+    }
+
+    /// The schema of the batches the caller pushes: the table's, through any subqueries.
+    pub fn input_schema(&self) -> &SchemaRef {
+        match &self.input {
+            Some(inner) => inner.input_schema(),
+            None => &self.source_schema,
+        }
     }
 
     /// The input of a query without `FROM`: one row of no columns.
@@ -178,7 +190,17 @@ impl Plan {
     /// A readable description (for `EXPLAIN`).
     pub fn explain(&self) -> String {
         let mut text = String::new();
-        if self.has_source() {
+        if let Some(input) = &self.input {
+            let _ = writeln!(text, "Subquery:");
+            for line in input.explain().lines() {
+                let _ = writeln!(text, "    {line}");
+            }
+            let _ = writeln!(
+                text,
+                "Scan: the subquery's rows ({} columns)",
+                self.source_schema.fields().len()
+            );
+        } else if self.has_source() {
             let _ = writeln!(
                 text,
                 "Scan: {} ({} columns)",
@@ -266,21 +288,51 @@ pub fn source_name(sql: &str) -> Result<String> {
         _ => None,
     };
     if let Some(ast::Statement::Query(query)) = statement {
-        if let ast::SetExpr::Select(select) = query.body.as_ref() {
-            if select.from.is_empty() {
-                // A query without FROM reads no source.
-                return Ok(String::new());
-            }
-            if let [from] = select.from.as_slice() {
-                if let ast::TableFactor::Table { name, .. } = &from.relation {
-                    return Ok(name.to_string());
-                }
-            }
+        if let Some(name) = table_read(query, &[]) {
+            return Ok(name);
         }
     }
     Err(QuiverError::Unsupported(
         "a single SELECT ... FROM <name> query is expected".into(),
     ))
+}
+
+/// The table `query` reads, through subqueries in FROM and WITH queries; empty when it reads
+/// none (no FROM).
+fn table_read(query: &ast::Query, outer_ctes: &[(String, &ast::Query)]) -> Option<String> {
+    let mut ctes: Vec<(String, &ast::Query)> = outer_ctes.to_vec();
+    if let Some(with) = &query.with {
+        ctes.extend(
+            with.cte_tables
+                .iter()
+                .map(|c| (c.alias.name.value.clone(), c.query.as_ref())),
+        );
+    }
+    let ast::SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    if select.from.is_empty() {
+        // A query without FROM reads no source.
+        return Some(String::new());
+    }
+    let [from] = select.from.as_slice() else {
+        return None;
+    };
+    match &from.relation {
+        ast::TableFactor::Derived { subquery, .. } => table_read(subquery, &ctes),
+        ast::TableFactor::Table { name, .. } => {
+            let wanted = name.to_string();
+            match ctes
+                .iter()
+                .rposition(|(n, _)| n.eq_ignore_ascii_case(&wanted))
+            {
+                // A WITH query sees only the ones named before it.
+                Some(i) => table_read(ctes[i].1, &ctes[..i]),
+                None => Some(wanted),
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Parses and plans `sql` against the source tables (`name`, schema).
@@ -309,7 +361,7 @@ pub fn plan(sql: &str, tables: &[(String, SchemaRef)]) -> Result<Plan> {
             "statement `{statement}`; only SELECT queries (and EXPLAIN SELECT ...) run"
         )));
     };
-    let mut plan = plan_query(query, tables, &parsed)?;
+    let mut plan = plan_query(query, tables, &parsed, &[])?;
     if explain {
         plan.explain = true;
         plan.output_schema =
@@ -318,15 +370,48 @@ pub fn plan(sql: &str, tables: &[(String, SchemaRef)]) -> Result<Plan> {
     Ok(plan)
 }
 
+/// A query named by `WITH name AS (...)`, with the queries named before it (which it may read).
+struct NamedQuery<'a> {
+    name: String,
+    query: &'a ast::Query,
+    earlier: Vec<NamedQuery<'a>>,
+}
+
+impl Clone for NamedQuery<'_> {
+    fn clone(&self) -> Self {
+        NamedQuery {
+            name: self.name.clone(),
+            query: self.query,
+            earlier: self.earlier.clone(),
+        }
+    }
+}
+
 fn plan_query(
     query: &ast::Query,
     tables: &[(String, SchemaRef)],
     parsed: &streaming::Parsed,
+    outer_ctes: &[NamedQuery<'_>],
 ) -> Result<Plan> {
-    if query.with.is_some() {
-        return Err(QuiverError::Unsupported(
-            "WITH (common table expressions)".into(),
-        ));
+    let mut ctes: Vec<NamedQuery<'_>> = outer_ctes.to_vec();
+    if let Some(with) = &query.with {
+        if with.recursive {
+            return Err(QuiverError::Unsupported("WITH RECURSIVE".into()));
+        }
+        for cte in &with.cte_tables {
+            if !cte.alias.columns.is_empty() {
+                return Err(QuiverError::Unsupported(format!(
+                    "column names in `WITH {}`; name the columns in its SELECT",
+                    cte.alias
+                )));
+            }
+            let earlier = ctes.clone();
+            ctes.push(NamedQuery {
+                name: cte.alias.name.value.clone(),
+                query: &cte.query,
+                earlier,
+            });
+        }
     }
     let ast::SetExpr::Select(select) = query.body.as_ref() else {
         return Err(QuiverError::Unsupported(format!(
@@ -334,7 +419,23 @@ fn plan_query(
             query.body
         )));
     };
-    let (source, source_schema) = resolve_source(select, tables)?;
+    // A subquery in FROM, or a WITH query named there, runs first; its rows are the source.
+    let (input, source, source_schema) = match subquery_source(select, &ctes)? {
+        Some((subquery, scope)) => {
+            let inner = plan_query(subquery, tables, &streaming::Parsed::default(), &scope)?;
+            if inner.explain || inner.window.is_some() || inner.emit == EmitMode::Changes {
+                return Err(QuiverError::Unsupported(
+                    "a window or EMIT CHANGES inside a subquery; put it in the outer query".into(),
+                ));
+            }
+            let (source, schema) = (inner.source.clone(), inner.output_schema.clone());
+            (Some(Box::new(inner)), source, schema)
+        }
+        None => {
+            let (source, schema) = resolve_source(select, tables)?;
+            (None, source, schema)
+        }
+    };
     let select = &distinct_as_group_by(select, &source_schema)?;
     let columns = Columns::new(&source_schema);
     let filter = select
@@ -693,6 +794,7 @@ fn plan_query(
     Ok(Plan {
         source,
         source_schema,
+        input,
         filter,
         kind,
         output: plan_output,
@@ -819,6 +921,37 @@ fn distinct_as_group_by(select: &ast::Select, source_schema: &Schema) -> Result<
     select.projection = projection;
     select.group_by = ast::GroupByExpr::Expressions(keys, Vec::new());
     Ok(select)
+}
+
+/// The query `FROM` reads when it is a subquery (`FROM (SELECT ...) [AS] x`) or names a `WITH`
+/// query, with the `WITH` queries in scope for it.
+fn subquery_source<'a>(
+    select: &'a ast::Select,
+    ctes: &[NamedQuery<'a>],
+) -> Result<Option<(&'a ast::Query, Vec<NamedQuery<'a>>)>> {
+    let [from] = select.from.as_slice() else {
+        return Ok(None);
+    };
+    if !from.joins.is_empty() {
+        return Ok(None);
+    }
+    match &from.relation {
+        ast::TableFactor::Derived {
+            lateral: false,
+            subquery,
+            ..
+        } => Ok(Some((subquery.as_ref(), ctes.to_vec()))),
+        ast::TableFactor::Table { name, .. } => {
+            let wanted = name.to_string();
+            // The latest definition of a name wins; it sees only the queries named before it.
+            Ok(ctes
+                .iter()
+                .rev()
+                .find(|c| c.name.eq_ignore_ascii_case(&wanted))
+                .map(|c| (c.query, c.earlier.clone())))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn resolve_source(

@@ -36,7 +36,7 @@ pub struct WindowClause {
 }
 
 /// Statements with the streaming clauses taken out.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Parsed {
     /// The SQL statements.
     pub statements: Vec<ast::Statement>,

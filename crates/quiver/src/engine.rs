@@ -107,7 +107,7 @@ impl Query {
                 ..IngestConfig::default()
             };
             self.batcher = Some(RecordBatcher::with_schema(
-                self.runner.plan().source_schema.clone(),
+                self.runner.plan().input_schema().clone(),
                 config,
             )?);
         }
