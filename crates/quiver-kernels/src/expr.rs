@@ -43,6 +43,16 @@ pub enum Literal {
     Decimal(i128, i8),
     /// A string.
     Utf8(String),
+    /// An interval (`INTERVAL '1 day'`): calendar months, days and nanoseconds, added to
+    /// dates and timestamps field by field as in PostgreSQL.
+    Interval {
+        /// Months (a year is 12).
+        months: i32,
+        /// Days.
+        days: i32,
+        /// Nanoseconds (hours, minutes, seconds and fractions).
+        nanos: i64,
+    },
 }
 
 impl Literal {
@@ -53,6 +63,13 @@ impl Literal {
             Literal::Bool(v) => Arc::new(BooleanArray::from(vec![*v])),
             Literal::Int64(v) => Arc::new(arrow::array::Int64Array::from(vec![*v])),
             Literal::Float64(v) => Arc::new(arrow::array::Float64Array::from(vec![*v])),
+            Literal::Interval {
+                months,
+                days,
+                nanos,
+            } => Arc::new(arrow::array::IntervalMonthDayNanoArray::from(vec![
+                arrow::datatypes::IntervalMonthDayNano::new(*months, *days, *nanos),
+            ])),
             Literal::Decimal(m, s) => Arc::new(
                 arrow::array::Decimal128Array::from(vec![*m]).with_precision_and_scale(38, *s)?,
             ),
@@ -361,6 +378,49 @@ fn date_arithmetic(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<Op
             .map_err(|_| QuiverError::overflow(format!("date {op}"), "Date32"))?;
         Ok(cast(&narrow, &DataType::Date32)?)
     };
+    let interval = |t: &DataType| matches!(t, DataType::Interval(_));
+    let temporal = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)
+        )
+    };
+    let shifted = |result: std::result::Result<ArrayRef, arrow::error::ArrowError>| {
+        result.map_err(|e| QuiverError::Arithmetic {
+            context: format!("date/time {op} interval"),
+            message: e.to_string(),
+        })
+    };
+    if (temporal(l) && interval(r)) || (interval(l) && temporal(r)) {
+        // A date with an interval is a timestamp (at midnight), as in PostgreSQL and DuckDB;
+        // months and days move on the calendar, then the time.
+        let as_timestamp = |a: &ArrayRef| -> Result<ArrayRef> {
+            Ok(match a.data_type() {
+                DataType::Date32 | DataType::Date64 => {
+                    cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?
+                }
+                _ => Arc::clone(a),
+            })
+        };
+        let (left, right) = (&as_timestamp(left)?, &as_timestamp(right)?);
+        let (l, r) = (left.data_type(), right.data_type());
+        return Ok(Some(match (l, op, r) {
+            (t, BinaryOp::Plus, i) if temporal(t) && interval(i) => {
+                shifted(numeric::add(left, right))?
+            }
+            (t, BinaryOp::Minus, i) if temporal(t) && interval(i) => {
+                shifted(numeric::sub(left, right))?
+            }
+            (i, BinaryOp::Plus, t) if temporal(t) && interval(i) => {
+                shifted(numeric::add(right, left))?
+            }
+            _ => {
+                return Err(QuiverError::Unsupported(format!(
+                    "{l} {op} {r}; an interval is added to or subtracted from a date or timestamp"
+                )))
+            }
+        }));
+    }
     Ok(Some(match (l, op, r) {
         (DataType::Date32, BinaryOp::Minus, DataType::Date32) => {
             checked(numeric::sub(&days(left)?, &days(right)?))?

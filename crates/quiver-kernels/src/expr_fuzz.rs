@@ -296,7 +296,7 @@ fn eval_row(expr: &Expr, batch: &RecordBatch, row: usize) -> Result<Scalar, RowE
             Literal::Int64(v) => Scalar::Int(*v),
             Literal::Float64(v) => Scalar::Float(*v),
             Literal::Utf8(v) => Scalar::Text(v.clone()),
-            Literal::Decimal(..) => return Err(RowError),
+            Literal::Decimal(..) | Literal::Interval { .. } => return Err(RowError),
         },
         Expr::Binary(left, op, right) => {
             let l = eval_row(left, batch, row)?;

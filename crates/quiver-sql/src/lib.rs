@@ -1245,6 +1245,7 @@ fn scalar_expr(
                 Some(Box::new(Expr::Binary(Box::new(left), op, Box::new(right)))),
             )
         }
+        ast::Expr::Interval(interval) => Expr::Literal(interval_literal(interval, expr)?),
         // DATE '2024-01-05', TIMESTAMP '2024-01-05 10:00:00': a cast of the string.
         ast::Expr::TypedString(typed) => {
             let ast::Value::SingleQuotedString(text) = &typed.value.value else {
@@ -1661,6 +1662,100 @@ fn scalar_function(
     }
     let args = raw.iter().map(|e| recurse(e)).collect::<Result<Vec<_>>>()?;
     Ok(Expr::Function(function, args))
+}
+
+/// `INTERVAL '1' DAY`, `INTERVAL '1 day 2 hours'`, `INTERVAL '-1.5 seconds'`: months (years,
+/// months), days (weeks, days) and nanoseconds (hours down to microseconds), kept apart as
+/// PostgreSQL keeps them, so that a month added is a calendar month.
+fn interval_literal(interval: &ast::Interval, whole: &ast::Expr) -> Result<Literal> {
+    let bad = |why: &str| {
+        unsupported(
+            format!("interval `{whole}`: {why}; write e.g. INTERVAL '1 day' or INTERVAL '2' HOUR"),
+            expr_span(whole),
+        )
+    };
+    if interval.last_field.is_some() || interval.fractional_seconds_precision.is_some() {
+        return Err(bad("interval ranges are not supported"));
+    }
+    let text = match interval.value.as_ref() {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) => s.clone(),
+            ast::Value::Number(n, _) => n.clone(),
+            _ => return Err(bad("a quoted amount is expected")),
+        },
+        _ => return Err(bad("a quoted amount is expected")),
+    };
+    let text = match &interval.leading_field {
+        Some(field) => format!("{text} {field}"),
+        None => text,
+    };
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.is_empty() || words.len() % 2 != 0 {
+        return Err(bad("amount and unit pairs are expected"));
+    }
+    let (mut months, mut days, mut nanos) = (0_i64, 0_i64, 0_i128);
+    for pair in words.chunks(2) {
+        let (amount, unit) = (pair[0], pair[1].to_ascii_lowercase());
+        let (negative, digits) = match amount.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, amount.strip_prefix('+').unwrap_or(amount)),
+        };
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        if whole.is_empty() && fraction.is_empty()
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !fraction.bytes().all(|b| b.is_ascii_digit())
+            || fraction.len() > 9
+        {
+            return Err(bad(&format!("`{amount}` is not a number")));
+        }
+        let whole: i128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| bad("amount too large"))?
+        };
+        let scale = 10_i128.pow(fraction.len() as u32);
+        let fraction: i128 = if fraction.is_empty() {
+            0
+        } else {
+            fraction.parse().map_err(|_| bad("bad fraction"))?
+        };
+        let sign = if negative { -1 } else { 1 };
+        // Amount × unit in nanoseconds, exactly: (whole · scale + fraction) · unit / scale.
+        let nanos_of = |unit_nanos: i128| -> Result<i128> {
+            let total = (whole * scale + fraction)
+                .checked_mul(unit_nanos)
+                .ok_or_else(|| bad("amount too large"))?;
+            if total % scale != 0 {
+                return Err(bad("finer than a nanosecond"));
+            }
+            Ok(sign * total / scale)
+        };
+        let whole_units = |what: &str| -> Result<i64> {
+            if fraction != 0 {
+                return Err(bad(&format!("a whole number of {what} is expected")));
+            }
+            i64::try_from(sign * whole).map_err(|_| bad("amount too large"))
+        };
+        match unit.as_str() {
+            "y" | "yr" | "yrs" | "year" | "years" => months += whole_units("years")? * 12,
+            "mon" | "mons" | "month" | "months" => months += whole_units("months")?,
+            "w" | "week" | "weeks" => days += whole_units("weeks")? * 7,
+            "d" | "day" | "days" => days += whole_units("days")?,
+            "h" | "hr" | "hrs" | "hour" | "hours" => nanos += nanos_of(3_600_000_000_000)?,
+            "m" | "min" | "mins" | "minute" | "minutes" => nanos += nanos_of(60_000_000_000)?,
+            "s" | "sec" | "secs" | "second" | "seconds" => nanos += nanos_of(1_000_000_000)?,
+            "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => {
+                nanos += nanos_of(1_000_000)?
+            }
+            "us" | "usec" | "usecs" | "microsecond" | "microseconds" => nanos += nanos_of(1_000)?,
+            _ => return Err(bad(&format!("unit `{unit}` is not supported"))),
+        }
+    }
+    Ok(Literal::Interval {
+        months: i32::try_from(months).map_err(|_| bad("amount too large"))?,
+        days: i32::try_from(days).map_err(|_| bad("amount too large"))?,
+        nanos: i64::try_from(nanos).map_err(|_| bad("amount too large"))?,
+    })
 }
 
 /// The digits argument of `ROUND` / `TRUNC` / `FLOOR` / `CEIL`: a constant integer (`None`
