@@ -103,6 +103,8 @@ fn random_query(rng: &mut StdRng) -> String {
         "COVAR_SAMP(v_int, v_float)",
         "REGR_SLOPE(v_float, v_int)",
         "REGR_INTERCEPT(v_float, v_int)",
+        "SUM(DISTINCT v_int % 100)",
+        "AVG(DISTINCT k_int)",
     ];
     let aggregate_count = rng.gen_range(1..=4);
     let aggregates: Vec<String> = (0..aggregate_count)

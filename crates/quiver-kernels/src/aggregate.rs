@@ -20,8 +20,8 @@ use crate::fused::{self, new_fused, FusedAccumulator, NumericRole};
 use crate::group_values::{new_group_values, GroupValues};
 use crate::more_accumulators::{
     ApproxDistinctAccumulator, BoolAccumulator, CountDistinctAccumulator, CovarianceAccumulator,
-    CovarianceKind, FirstLastAccumulator, PercentileAccumulator, StringAggAccumulator,
-    VarianceAccumulator, VarianceKind,
+    CovarianceKind, DistinctNumericAccumulator, FirstLastAccumulator, PercentileAccumulator,
+    StringAggAccumulator, VarianceAccumulator, VarianceKind,
 };
 use crate::EmitTo;
 
@@ -71,6 +71,10 @@ pub enum AggregateFunction {
     /// `CORR(y, x)`, `COVAR_POP`, `COVAR_SAMP`, `REGR_SLOPE`, `REGR_INTERCEPT`, `REGR_R2` over
     /// a `(y, x)` struct column.
     Covariance(CovarianceKind),
+    /// `SUM(DISTINCT col)`: the sum of the group's distinct values.
+    SumDistinct,
+    /// `AVG(DISTINCT col)`: the mean of the group's distinct values.
+    AvgDistinct,
 }
 
 impl fmt::Display for AggregateFunction {
@@ -96,6 +100,8 @@ impl fmt::Display for AggregateFunction {
             AggregateFunction::FirstValue => "FIRST_VALUE",
             AggregateFunction::LastValue => "LAST_VALUE",
             AggregateFunction::Covariance(kind) => kind.name(),
+            AggregateFunction::SumDistinct => "SUM DISTINCT",
+            AggregateFunction::AvgDistinct => "AVG DISTINCT",
         })
     }
 }
@@ -698,6 +704,23 @@ fn own_accumulator(
                     DataType::Boolean,
                     true,
                 )],
+            )
+        }
+        function @ (AggregateFunction::SumDistinct | AggregateFunction::AvgDistinct) => {
+            let role = if function == AggregateFunction::SumDistinct {
+                NumericRole::Sum
+            } else {
+                NumericRole::Avg
+            };
+            if !fused::is_fusable(&input_type) {
+                return Err(QuiverError::Unsupported(format!(
+                    "{function} of {input_type}; it takes integers, decimals and floats"
+                )));
+            }
+            (
+                Box::new(DistinctNumericAccumulator::try_new(role, &input_type)?),
+                fused::output_type(role, &input_type)?,
+                CountDistinctAccumulator::state_fields(&aggregate.name, &input_type),
             )
         }
         AggregateFunction::Covariance(kind) => {

@@ -155,6 +155,30 @@ enum State {
     Pick(Option<RefValue>),
     /// The (x, y) pairs of a two-variable statistic.
     Pairs(Vec<(f64, f64)>),
+    /// SUM / AVG (DISTINCT): the values seen, and the sum of each first occurrence.
+    DistinctSum(std::collections::HashSet<KeyBits>, Box<State>),
+}
+
+/// Adds `value` to a SUM / AVG state.
+fn add_to_sum(state: &mut State, value: RefValue) -> Result<()> {
+    let State::Sum { int, float, count } = state else {
+        return Err(QuiverError::Internal("reference SUM state".into()));
+    };
+    *count += 1;
+    match value {
+        RefValue::Int(v) => {
+            *int = int
+                .checked_add(v)
+                .ok_or_else(|| QuiverError::overflow("reference SUM", "i128"))?
+        }
+        RefValue::Float(v) => *float += v,
+        other => {
+            return Err(QuiverError::Unsupported(format!(
+                "reference SUM of {other:?}"
+            )))
+        }
+    }
+    Ok(())
 }
 
 /// A numeric value as `f64` (decimals by their scale); `None` for NULL.
@@ -210,6 +234,16 @@ pub fn aggregate(
                 AggregateFunction::StringAgg => State::Text(None),
                 AggregateFunction::FirstValue | AggregateFunction::LastValue => State::Pick(None),
                 AggregateFunction::Covariance(_) => State::Pairs(Vec::new()),
+                AggregateFunction::SumDistinct | AggregateFunction::AvgDistinct => {
+                    State::DistinctSum(
+                        Default::default(),
+                        Box::new(State::Sum {
+                            int: 0,
+                            float: 0.0,
+                            count: 0,
+                        }),
+                    )
+                }
             })
             .collect()
     };
@@ -310,20 +344,10 @@ pub fn aggregate(
                             Some(joined) => format!("{joined}{}{text}", aggregate.separator),
                         });
                     }
-                    State::Sum { int, float, count } => {
-                        *count += 1;
-                        match value {
-                            RefValue::Int(v) => {
-                                *int = int
-                                    .checked_add(v)
-                                    .ok_or_else(|| QuiverError::overflow("reference SUM", "i128"))?
-                            }
-                            RefValue::Float(v) => *float += v,
-                            other => {
-                                return Err(QuiverError::Unsupported(format!(
-                                    "reference SUM of {other:?}"
-                                )))
-                            }
+                    State::Sum { .. } => add_to_sum(state, value)?,
+                    State::DistinctSum(seen, sum) => {
+                        if seen.insert(value.key()) {
+                            add_to_sum(sum, value)?;
                         }
                     }
                     State::Extreme(current) => {
@@ -384,6 +408,17 @@ fn finish(
         State::Bool(value) => value.map_or(RefValue::Null, RefValue::Bool),
         State::Text(value) => value.map_or(RefValue::Null, |t| RefValue::Bytes(t.into_bytes())),
         State::Pick(value) => value.unwrap_or(RefValue::Null),
+        State::DistinctSum(_, sum) => {
+            let plain = AggregateExpr {
+                function: if aggregate.function == AggregateFunction::SumDistinct {
+                    AggregateFunction::Sum
+                } else {
+                    AggregateFunction::Avg
+                },
+                ..aggregate.clone()
+            };
+            finish(&plain, *sum, input_type)?
+        }
         State::Pairs(pairs) => {
             let AggregateFunction::Covariance(kind) = aggregate.function else {
                 return Err(QuiverError::Internal(

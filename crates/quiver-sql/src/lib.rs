@@ -2068,9 +2068,13 @@ fn plan_call(
     }
     let function = match (function, distinct) {
         (AggregateFunction::Count, true) => AggregateFunction::CountDistinct,
+        (AggregateFunction::Sum, true) => AggregateFunction::SumDistinct,
+        (AggregateFunction::Avg, true) => AggregateFunction::AvgDistinct,
+        // The extremes of the distinct values are the extremes.
+        (f @ (AggregateFunction::Min | AggregateFunction::Max), true) => f,
         (f, true) => {
             return Err(unsupported(
-                format!("DISTINCT in {f} (only COUNT(DISTINCT ...))"),
+                format!("DISTINCT in {f} (COUNT, SUM, AVG, MIN and MAX take DISTINCT)"),
                 span,
             ))
         }
