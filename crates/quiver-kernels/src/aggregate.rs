@@ -20,8 +20,8 @@ use crate::fused::{self, new_fused, FusedAccumulator, NumericRole};
 use crate::group_values::{new_group_values, GroupValues};
 use crate::more_accumulators::{
     ApproxDistinctAccumulator, BoolAccumulator, CountDistinctAccumulator, CovarianceAccumulator,
-    CovarianceKind, DistinctNumericAccumulator, FirstLastAccumulator, PercentileAccumulator,
-    StringAggAccumulator, VarianceAccumulator, VarianceKind,
+    CovarianceKind, DistinctNumericAccumulator, FirstLastAccumulator, OrderedStringAggAccumulator,
+    PercentileAccumulator, StringAggAccumulator, VarianceAccumulator, VarianceKind,
 };
 use crate::EmitTo;
 
@@ -71,6 +71,13 @@ pub enum AggregateFunction {
     /// `CORR(y, x)`, `COVAR_POP`, `COVAR_SAMP`, `REGR_SLOPE`, `REGR_INTERCEPT`, `REGR_R2` over
     /// a `(y, x)` struct column.
     Covariance(CovarianceKind),
+    /// `STRING_AGG(col, sep ORDER BY key)` over a `(col, key)` struct column.
+    StringAggOrdered {
+        /// `DESC`.
+        descending: bool,
+        /// `NULLS FIRST` (keys).
+        nulls_first: bool,
+    },
     /// `SUM(DISTINCT col)`: the sum of the group's distinct values.
     SumDistinct,
     /// `AVG(DISTINCT col)`: the mean of the group's distinct values.
@@ -101,6 +108,7 @@ impl fmt::Display for AggregateFunction {
             AggregateFunction::LastValue => "LAST_VALUE",
             AggregateFunction::Covariance(kind) => kind.name(),
             AggregateFunction::SumDistinct => "SUM DISTINCT",
+            AggregateFunction::StringAggOrdered { .. } => "STRING_AGG",
             AggregateFunction::AvgDistinct => "AVG DISTINCT",
         })
     }
@@ -704,6 +712,22 @@ fn own_accumulator(
                     DataType::Boolean,
                     true,
                 )],
+            )
+        }
+        AggregateFunction::StringAggOrdered {
+            descending,
+            nulls_first,
+        } => {
+            let key_type = OrderedStringAggAccumulator::key_type(&aggregate.name, &input_type)?;
+            (
+                Box::new(OrderedStringAggAccumulator::try_new(
+                    aggregate.separator.clone(),
+                    &key_type,
+                    descending,
+                    nulls_first,
+                )?),
+                DataType::Utf8,
+                OrderedStringAggAccumulator::state_fields(&aggregate.name),
             )
         }
         function @ (AggregateFunction::SumDistinct | AggregateFunction::AvgDistinct) => {

@@ -155,6 +155,8 @@ enum State {
     Pick(Option<RefValue>),
     /// The (x, y) pairs of a two-variable statistic.
     Pairs(Vec<(f64, f64)>),
+    /// Ordered STRING_AGG: (key, text) in arrival order.
+    OrderedText(Vec<(RefValue, String)>),
     /// SUM / AVG (DISTINCT): the values seen, and the sum of each first occurrence.
     DistinctSum(std::collections::HashSet<KeyBits>, Box<State>),
 }
@@ -234,6 +236,7 @@ pub fn aggregate(
                 AggregateFunction::StringAgg => State::Text(None),
                 AggregateFunction::FirstValue | AggregateFunction::LastValue => State::Pick(None),
                 AggregateFunction::Covariance(_) => State::Pairs(Vec::new()),
+                AggregateFunction::StringAggOrdered { .. } => State::OrderedText(Vec::new()),
                 AggregateFunction::SumDistinct | AggregateFunction::AvgDistinct => {
                     State::DistinctSum(
                         Default::default(),
@@ -270,6 +273,18 @@ pub fn aggregate(
                         continue;
                     }
                 }
+                if let State::OrderedText(entries) = state {
+                    // The input is a (value, key) struct; NULL values are skipped.
+                    let column = aggregate.input.map(|c| batch.column(c));
+                    let Some(pair) = column.and_then(|c| c.as_struct_opt()) else {
+                        return Err(QuiverError::Unsupported("reference ordered input".into()));
+                    };
+                    if let RefValue::Bytes(text) = value_at(pair.column(0), row)? {
+                        let key = value_at(pair.column(1), row)?;
+                        entries.push((key, String::from_utf8_lossy(&text).into_owned()));
+                    }
+                    continue;
+                }
                 if let State::Pairs(pairs) = state {
                     // The input is a (y, x) struct; a pair with a NULL is skipped.
                     let column = aggregate.input.map(|c| batch.column(c));
@@ -302,7 +317,7 @@ pub fn aggregate(
                 }
                 match state {
                     // Handled above, NULLs included.
-                    State::Pick(_) | State::Pairs(_) => {}
+                    State::Pick(_) | State::Pairs(_) | State::OrderedText(_) => {}
                     State::Count(n) => *n += 1,
                     State::Distinct(set) => {
                         set.insert(value.key());
@@ -408,6 +423,33 @@ fn finish(
         State::Bool(value) => value.map_or(RefValue::Null, RefValue::Bool),
         State::Text(value) => value.map_or(RefValue::Null, |t| RefValue::Bytes(t.into_bytes())),
         State::Pick(value) => value.unwrap_or(RefValue::Null),
+        State::OrderedText(mut entries) => {
+            let AggregateFunction::StringAggOrdered {
+                descending,
+                nulls_first,
+            } = aggregate.function
+            else {
+                return Err(QuiverError::Internal(
+                    "ordered text of another aggregate".into(),
+                ));
+            };
+            // Stable: equal keys keep arrival order.
+            entries.sort_by(|(a, _), (b, _)| match (a, b) {
+                (RefValue::Null, RefValue::Null) => Ordering::Equal,
+                (RefValue::Null, _) if nulls_first => Ordering::Less,
+                (RefValue::Null, _) => Ordering::Greater,
+                (_, RefValue::Null) if nulls_first => Ordering::Greater,
+                (_, RefValue::Null) => Ordering::Less,
+                (a, b) if descending => b.total_cmp(a),
+                (a, b) => a.total_cmp(b),
+            });
+            if entries.is_empty() {
+                RefValue::Null
+            } else {
+                let texts: Vec<&str> = entries.iter().map(|(_, t)| t.as_str()).collect();
+                RefValue::Bytes(texts.join(&aggregate.separator).into_bytes())
+            }
+        }
         State::DistinctSum(_, sum) => {
             let plain = AggregateExpr {
                 function: if aggregate.function == AggregateFunction::SumDistinct {

@@ -2029,16 +2029,37 @@ fn plan_call(
         list.duplicate_treatment,
         Some(ast::DuplicateTreatment::Distinct)
     );
-    let ordered = list
-        .clauses
-        .iter()
-        .any(|c| matches!(c, ast::FunctionArgumentClause::OrderBy(_)));
-    if ordered
+    let order_by: Option<&Vec<ast::OrderByExpr>> = list.clauses.iter().find_map(|c| match c {
+        ast::FunctionArgumentClause::OrderBy(keys) => Some(keys),
+        _ => None,
+    });
+    // STRING_AGG(x, sep ORDER BY key): the key travels with the value, sorted per group.
+    let string_order = match (function, order_by.map(Vec::as_slice)) {
+        (AggregateFunction::StringAgg, Some([key])) => {
+            let descending = key.options.asc == Some(false);
+            // PostgreSQL: NULLs sort as if larger than every value.
+            let nulls_first = key.options.nulls_first.unwrap_or(descending);
+            Some((
+                AggregateFunction::StringAggOrdered {
+                    descending,
+                    nulls_first,
+                },
+                &key.expr,
+            ))
+        }
+        (AggregateFunction::StringAgg, Some(_)) => {
+            return Err(unsupported(
+                format!("`{whole}`: STRING_AGG takes one ORDER BY key"),
+                span,
+            ))
+        }
+        _ => None,
+    };
+    if order_by.is_some()
+        && string_order.is_none()
         && matches!(
             function,
-            AggregateFunction::StringAgg
-                | AggregateFunction::FirstValue
-                | AggregateFunction::LastValue
+            AggregateFunction::FirstValue | AggregateFunction::LastValue
         )
     {
         // The result would depend on the order: refuse rather than silently use arrival order.
@@ -2165,6 +2186,16 @@ fn plan_call(
         }
         (_, false, [value]) => (Some(columns.scalar(value)?), String::new()),
         _ => return Err(unsupported(format!("arguments of `{whole}`"), span)),
+    };
+    let (function, argument) = match (string_order, argument) {
+        (Some((ordered, key)), Some(value)) => (
+            ordered,
+            Some(Expr::Function(
+                ScalarFunction::Pair,
+                vec![value, columns.scalar(key)?],
+            )),
+        ),
+        (_, argument) => (function, argument),
     };
     let filter = f
         .filter
