@@ -676,20 +676,7 @@ fn temporal_text(text: &str) -> Option<TemporalText> {
 /// are all dates becomes `Date32`, all dates or timestamps `Timestamp` in the finest unit
 /// written (as `arrow-csv` infers CSV columns), so that JSON event times can drive windows.
 fn temporal_strings(schema: Schema, bytes: &[u8]) -> Schema {
-    let texts: Vec<Field> = schema
-        .fields()
-        .iter()
-        .filter(|f| f.data_type() == &DataType::Utf8)
-        .map(|f| f.as_ref().clone())
-        .collect();
-    if texts.is_empty() {
-        return schema;
-    }
-    let decoded = arrow::json::ReaderBuilder::new(Arc::new(Schema::new(texts)))
-        .with_coerce_primitive(true)
-        .build(Cursor::new(bytes))
-        .and_then(|reader| reader.collect::<Result<Vec<_>, _>>());
-    let Ok(batches) = decoded else {
+    let Some(batches) = sample_as_text(&schema, &DataType::Utf8, bytes) else {
         return schema;
     };
     let kind_of = |name: &str| -> Option<TemporalText> {
@@ -728,6 +715,25 @@ fn temporal_strings(schema: Schema, bytes: &[u8]) -> Schema {
     Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
+/// The sample `bytes` decoded with the columns of `schema` inferred as `inferred` read as text
+/// (values as written); `None` when there are none or the sample does not decode.
+fn sample_as_text(schema: &Schema, inferred: &DataType, bytes: &[u8]) -> Option<Vec<RecordBatch>> {
+    let texts: Vec<Field> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.data_type() == inferred)
+        .map(|f| f.as_ref().clone().with_data_type(DataType::Utf8))
+        .collect();
+    if texts.is_empty() {
+        return None;
+    }
+    arrow::json::ReaderBuilder::new(Arc::new(Schema::new(texts)))
+        .with_coerce_primitive(true)
+        .build(Cursor::new(bytes))
+        .and_then(|reader| reader.collect::<Result<Vec<_>, _>>())
+        .ok()
+}
+
 /// Digits of the whole numbers [`exact_big_integers`] types as `Decimal128(20, 0)`: every
 /// `u64` and `i64`.
 const BIG_INTEGER_DIGITS: u8 = 20;
@@ -737,21 +743,8 @@ const BIG_INTEGER_DIGITS: u8 = 20;
 /// sample `bytes` are all integers as written, of at most 20 digits, becomes
 /// `Decimal128(20, 0)`: exact, and decoded through the same whole-number check as integers.
 fn exact_big_integers(schema: Schema, bytes: &[u8]) -> Schema {
-    let floats: Vec<Field> = schema
-        .fields()
-        .iter()
-        .filter(|f| f.data_type() == &DataType::Float64)
-        .map(|f| f.as_ref().clone().with_data_type(DataType::Utf8))
-        .collect();
-    if floats.is_empty() {
-        return schema;
-    }
     // The numbers as written: text columns keep a number's own digits.
-    let texts = arrow::json::ReaderBuilder::new(Arc::new(Schema::new(floats)))
-        .with_coerce_primitive(true)
-        .build(Cursor::new(bytes))
-        .and_then(|reader| reader.collect::<Result<Vec<_>, _>>());
-    let Ok(batches) = texts else {
+    let Some(batches) = sample_as_text(&schema, &DataType::Float64, bytes) else {
         return schema;
     };
     let integral = |name: &str| -> bool {

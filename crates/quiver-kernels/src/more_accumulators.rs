@@ -1546,13 +1546,67 @@ impl GroupsAccumulator for FirstLastAccumulator {
 mod tests {
     use super::*;
 
+    /// `input` over `groups` through two accumulators (the first third and the rest, in
+    /// updates of 700 rows), their states merged into a third one, evaluated.
+    fn through_two_partitions<A: GroupsAccumulator>(
+        fresh: impl Fn() -> A,
+        input: &ArrayRef,
+        groups: &[u32],
+        total_groups: usize,
+    ) -> ArrayRef {
+        let split = groups.len() / 3;
+        let mut parts = [fresh(), fresh()];
+        for (part, range) in parts.iter_mut().zip([0..split, split..groups.len()]) {
+            for start in range.clone().step_by(700) {
+                let end = (start + 700).min(range.end);
+                part.update_batch(
+                    &[input.slice(start, end - start)],
+                    &groups[start..end],
+                    None,
+                    total_groups,
+                )
+                .unwrap();
+            }
+        }
+        let mut merged = fresh();
+        let ids: Vec<u32> = (0..total_groups as u32).collect();
+        for part in &mut parts {
+            let state = part.state(EmitTo::All).unwrap();
+            merged.merge_batch(&state, &ids, total_groups).unwrap();
+        }
+        merged.evaluate(EmitTo::All).unwrap()
+    }
+
+    /// The row-at-a-time reference's value of `aggregate` (over column 1) per group id.
+    fn reference_per_group(
+        input: &ArrayRef,
+        groups: &[u32],
+        aggregate: crate::aggregate::AggregateExpr,
+    ) -> Vec<(usize, crate::reference::RefValue)> {
+        let batch = arrow::record_batch::RecordBatch::try_from_iter(vec![
+            (
+                "g",
+                Arc::new(arrow::array::UInt32Array::from(groups.to_vec())) as ArrayRef,
+            ),
+            ("input", Arc::clone(input)),
+        ])
+        .unwrap();
+        crate::reference::aggregate(&[batch], &[0], &[aggregate])
+            .unwrap()
+            .into_iter()
+            .map(|(keys, mut values)| match keys[0] {
+                crate::reference::RefValue::Int(g) => (g as usize, values.remove(0)),
+                ref other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
     /// Random (y, x) pairs with NULLs in either, grouped, through two partitions and a merge,
     /// against the row-at-a-time reference's two-pass sums.
     #[test]
     fn two_variable_statistics_match_the_reference_across_partitions() {
         use crate::aggregate::{AggregateExpr, AggregateFunction};
-        use arrow::array::{Decimal128Array, StructArray, UInt32Array};
-        use arrow::record_batch::RecordBatch;
+        use arrow::array::{Decimal128Array, StructArray};
         let mut rng = quiver_core::rng::SplitMix64::new(17);
         let rows = 5_000;
         let groups: Vec<u32> = (0..rows).map(|_| (rng.next_u64() % 40) as u32).collect();
@@ -1578,57 +1632,22 @@ mod tests {
             (Arc::new(Field::new("y", ys.data_type().clone(), true)), ys),
             (Arc::new(Field::new("x", DataType::Float64, true)), xs),
         ]));
-        let kinds = [
+        for kind in [
             CovarianceKind::Corr,
             CovarianceKind::CovarPop,
             CovarianceKind::CovarSamp,
             CovarianceKind::RegrSlope,
             CovarianceKind::RegrIntercept,
             CovarianceKind::RegrR2,
-        ];
-        let split = rows / 3;
-        for kind in kinds {
-            let mut parts = [
-                CovarianceAccumulator::new(kind),
-                CovarianceAccumulator::new(kind),
-            ];
-            for (i, range) in [(0, 0..split), (1, split..rows)] {
-                let slice = input.slice(range.start, range.len());
-                for chunk in (0..range.len()).step_by(700) {
-                    let end = (chunk + 700).min(range.len());
-                    parts[i]
-                        .update_batch(
-                            &[slice.slice(chunk, end - chunk)],
-                            &groups[range.start + chunk..range.start + end],
-                            None,
-                            40,
-                        )
-                        .unwrap();
-                }
-            }
-            let mut merged = CovarianceAccumulator::new(kind);
-            let ids: Vec<u32> = (0..40).collect();
-            for part in &mut parts {
-                let state = part.state(EmitTo::All).unwrap();
-                merged.merge_batch(&state, &ids, 40).unwrap();
-            }
-            let out = merged.evaluate(EmitTo::All).unwrap();
+        ] {
+            let out =
+                through_two_partitions(|| CovarianceAccumulator::new(kind), &input, &groups, 40);
             let out = out.as_primitive::<Float64Type>();
-
-            let batch = RecordBatch::try_from_iter(vec![
-                ("g", Arc::new(UInt32Array::from(groups.clone())) as ArrayRef),
-                ("pair", Arc::clone(&input)),
-            ])
-            .unwrap();
             let aggregate = AggregateExpr::new(AggregateFunction::Covariance(kind), Some(1), "s");
-            let expected = crate::reference::aggregate(&[batch], &[0], &[aggregate]).unwrap();
+            let expected = reference_per_group(&input, &groups, aggregate);
             assert_eq!(expected.len(), 40);
-            for row in expected {
-                let g = match row.0[0] {
-                    crate::reference::RefValue::Int(g) => g as usize,
-                    ref other => panic!("{other:?}"),
-                };
-                match &row.1[0] {
+            for (g, value) in expected {
+                match value {
                     crate::reference::RefValue::Float(want) => {
                         let got = out.value(g);
                         assert!(
@@ -1648,8 +1667,7 @@ mod tests {
     #[test]
     fn ordered_string_agg_matches_the_reference_across_partitions() {
         use crate::aggregate::{AggregateExpr, AggregateFunction};
-        use arrow::array::{StructArray, UInt32Array};
-        use arrow::record_batch::RecordBatch;
+        use arrow::array::StructArray;
         let mut rng = quiver_core::rng::SplitMix64::new(29);
         let rows = 3_000;
         let groups: Vec<u32> = (0..rows).map(|_| (rng.next_u64() % 25) as u32).collect();
@@ -1677,49 +1695,22 @@ mod tests {
                 OrderedStringAggAccumulator::try_new("/", &DataType::Int64, descending, nulls_first)
                     .unwrap()
             };
-            let mut parts = [fresh(), fresh()];
-            let split = rows / 2;
-            for (i, range) in [(0, 0..split), (1, split..rows)] {
-                parts[i]
-                    .update_batch(
-                        &[input.slice(range.start, range.len())],
-                        &groups[range.clone()],
-                        None,
-                        25,
-                    )
-                    .unwrap();
-            }
-            let mut merged = fresh();
-            let ids: Vec<u32> = (0..25).collect();
-            for part in &mut parts {
-                let state = part.state(EmitTo::All).unwrap();
-                merged.merge_batch(&state, &ids, 25).unwrap();
-            }
-            let out = merged.evaluate(EmitTo::All).unwrap();
+            let out = through_two_partitions(fresh, &input, &groups, 25);
             let out = out.as_string::<i32>();
-            let batch = RecordBatch::try_from_iter(vec![
-                ("g", Arc::new(UInt32Array::from(groups.clone())) as ArrayRef),
-                ("pair", Arc::clone(&input)),
-            ])
-            .unwrap();
             let function = AggregateFunction::StringAggOrdered {
                 descending,
                 nulls_first,
             };
             let aggregate = AggregateExpr::new(function, Some(1), "s").with_separator("/");
-            let expected = crate::reference::aggregate(&[batch], &[0], &[aggregate]).unwrap();
+            let expected = reference_per_group(&input, &groups, aggregate);
             assert_eq!(expected.len(), 25);
-            for row in expected {
-                let crate::reference::RefValue::Int(g) = row.0[0] else {
-                    panic!("{:?}", row.0)
-                };
-                let want = match &row.1[0] {
-                    crate::reference::RefValue::Bytes(b) => String::from_utf8(b.clone()).unwrap(),
-                    other => panic!("{other:?}"),
+            for (g, value) in expected {
+                let crate::reference::RefValue::Bytes(want) = value else {
+                    panic!("{value:?}")
                 };
                 assert_eq!(
-                    out.value(g as usize),
-                    want,
+                    out.value(g).as_bytes(),
+                    want.as_slice(),
                     "desc {descending} nulls first {nulls_first}"
                 );
             }

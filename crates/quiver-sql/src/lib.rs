@@ -1696,45 +1696,14 @@ fn interval_literal(interval: &ast::Interval, whole: &ast::Expr) -> Result<Liter
     let (mut months, mut days, mut nanos) = (0_i64, 0_i64, 0_i128);
     for pair in words.chunks(2) {
         let (amount, unit) = (pair[0], pair[1].to_ascii_lowercase());
-        let (negative, digits) = match amount.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, amount.strip_prefix('+').unwrap_or(amount)),
-        };
-        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-        if whole.is_empty() && fraction.is_empty()
-            || !whole.bytes().all(|b| b.is_ascii_digit())
-            || !fraction.bytes().all(|b| b.is_ascii_digit())
-            || fraction.len() > 9
-        {
-            return Err(bad(&format!("`{amount}` is not a number")));
-        }
-        let whole: i128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().map_err(|_| bad("amount too large"))?
-        };
-        let scale = 10_i128.pow(fraction.len() as u32);
-        let fraction: i128 = if fraction.is_empty() {
-            0
-        } else {
-            fraction.parse().map_err(|_| bad("bad fraction"))?
-        };
-        let sign = if negative { -1 } else { 1 };
-        // Amount × unit in nanoseconds, exactly: (whole · scale + fraction) · unit / scale.
         let nanos_of = |unit_nanos: i128| -> Result<i128> {
-            let total = (whole * scale + fraction)
-                .checked_mul(unit_nanos)
-                .ok_or_else(|| bad("amount too large"))?;
-            if total % scale != 0 {
-                return Err(bad("finer than a nanosecond"));
-            }
-            Ok(sign * total / scale)
+            streaming::exact_amount(amount, unit_nanos)
+                .map_err(|why| bad(&format!("`{amount}`: {why}")))
         };
         let whole_units = |what: &str| -> Result<i64> {
-            if fraction != 0 {
-                return Err(bad(&format!("a whole number of {what} is expected")));
-            }
-            i64::try_from(sign * whole).map_err(|_| bad("amount too large"))
+            let count = streaming::exact_amount(amount, 1)
+                .map_err(|_| bad(&format!("a whole number of {what} is expected")))?;
+            i64::try_from(count).map_err(|_| bad("amount too large"))
         };
         match unit.as_str() {
             "y" | "yr" | "yrs" | "year" | "years" => months += whole_units("years")? * 12,

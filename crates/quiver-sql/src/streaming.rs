@@ -322,37 +322,54 @@ pub fn interval_ms(expr: &ast::Expr) -> Result<i64> {
                 "week" | "weeks" => 7 * 86_400_000,
                 _ => return Err(bad(&format!("unit {unit} is not supported"))),
             };
-            // Exact decimal amount: whole and fractional digits, no float rounding.
-            let (whole, fraction) = amount.split_once('.').unwrap_or((&amount, ""));
-            let digits_ok = |s: &str| s.chars().all(|c| c.is_ascii_digit());
-            if whole.is_empty() && fraction.is_empty()
-                || !digits_ok(whole)
-                || !digits_ok(fraction)
-                || fraction.len() > 9
-            {
+            if amount.starts_with(['-', '+']) {
                 return Err(bad("a non-negative decimal amount expected"));
             }
-            let whole: i128 = if whole.is_empty() {
-                0
-            } else {
-                whole.parse().map_err(|_| bad("amount too large"))?
-            };
-            let scale = 10_i128.pow(fraction.len() as u32);
-            let fraction: i128 = if fraction.is_empty() {
-                0
-            } else {
-                fraction.parse().map_err(|_| bad("bad fraction"))?
-            };
-            let total = (whole * scale + fraction)
-                .checked_mul(unit_ms)
-                .ok_or_else(|| bad("amount too large"))?;
-            if total % scale != 0 {
-                return Err(bad("not a whole number of milliseconds"));
-            }
-            i64::try_from(total / scale).map_err(|_| bad("amount too large"))
+            let total = exact_amount(&amount, unit_ms).map_err(bad)?;
+            i64::try_from(total).map_err(|_| bad("amount too large"))
         }
         _ => Err(bad("an interval expected")),
     }
+}
+
+/// `amount` (a decimal with an optional sign and up to 9 fraction digits, as written in an
+/// interval) times `unit`, exactly; an error names what is wrong (not a number, too large, a
+/// fraction of the unit's smallest step).
+pub fn exact_amount(amount: &str, unit: i128) -> std::result::Result<i128, &'static str> {
+    let (negative, digits) = match amount.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, amount.strip_prefix('+').unwrap_or(amount)),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() && fraction.is_empty()
+        || !all_digits(whole)
+        || !all_digits(fraction)
+        || fraction.len() > 9
+    {
+        return Err("a decimal amount expected");
+    }
+    let parse = |s: &str| -> std::result::Result<i128, &'static str> {
+        if s.is_empty() {
+            Ok(0)
+        } else {
+            s.parse().map_err(|_| "amount too large")
+        }
+    };
+    let scale = 10_i128.pow(fraction.len() as u32);
+    let total = parse(whole)?
+        .checked_mul(scale)
+        .and_then(|w| w.checked_add(parse(fraction).ok()?))
+        .and_then(|exact| exact.checked_mul(unit))
+        .ok_or("amount too large")?;
+    if total % scale != 0 {
+        return Err("not a whole number of the smallest unit");
+    }
+    Ok(if negative {
+        -total / scale
+    } else {
+        total / scale
+    })
 }
 
 /// The window of a clause, given the kind and arguments after the time column.
