@@ -763,7 +763,11 @@ fn run_query(
     stream: quiver::StreamOptions,
     verbose: bool,
 ) -> Result<()> {
-    if let Some((name, path, text_format)) = streamable_table(specs, input_format) {
+    // A table is streamed only when the query reads it (a query without FROM reads none).
+    let reads_a_table = quiver_sql::source_name(sql).map_or(true, |name| !name.is_empty());
+    if let Some((name, path, text_format)) =
+        streamable_table(specs, input_format).filter(|_| reads_a_table)
+    {
         let query = StreamedQuery {
             sql,
             format,

@@ -603,7 +603,8 @@ fn infer_json_schema(data: &[u8], spans: &[RecordSpan], max_rows: usize) -> Resu
     };
     let bytes = &data[sample[0].range.start..last.range.end];
     if let Ok((schema, _)) = arrow::json::reader::infer_json_schema(Cursor::new(bytes), None) {
-        return Ok(temporal_strings(exact_big_integers(schema, bytes), bytes));
+        let schema = temporal_strings(exact_big_integers(schema, bytes), bytes);
+        return Ok(in_key_order(schema, data, sample));
     }
     // A malformed line in the sample: infer from the lines that parse (the others become dead
     // letters when decoded).
@@ -615,7 +616,8 @@ fn infer_json_schema(data: &[u8], spans: &[RecordSpan], max_rows: usize) -> Resu
             merged = Schema::try_merge([merged, schema])?;
         }
     }
-    Ok(temporal_strings(exact_big_integers(merged, bytes), bytes))
+    let schema = temporal_strings(exact_big_integers(merged, bytes), bytes);
+    Ok(in_key_order(schema, data, sample))
 }
 
 /// What a JSON string reads as, by the patterns `arrow-csv` infers CSV columns with: a date
@@ -697,22 +699,182 @@ fn temporal_strings(schema: Schema, bytes: &[u8]) -> Schema {
             if field.data_type() != &DataType::Utf8 {
                 return field;
             }
-            match kind_of(field.name()) {
-                Some(TemporalText::Date) => field.with_data_type(DataType::Date32),
-                Some(TemporalText::Timestamp(fraction)) => {
-                    let unit = match fraction {
-                        0 => TimeUnit::Second,
-                        1..=3 => TimeUnit::Millisecond,
-                        4..=6 => TimeUnit::Microsecond,
-                        _ => TimeUnit::Nanosecond,
-                    };
-                    field.with_data_type(DataType::Timestamp(unit, None))
+            let temporal = match kind_of(field.name()) {
+                Some(TemporalText::Date) => DataType::Date32,
+                // Microseconds at least (PostgreSQL's and DuckDB's precision): a finer value
+                // after the sample must not lose its fraction.
+                Some(TemporalText::Timestamp(fraction)) if fraction <= 6 => {
+                    DataType::Timestamp(TimeUnit::Microsecond, None)
                 }
-                None => field,
+                Some(TemporalText::Timestamp(_)) => DataType::Timestamp(TimeUnit::Nanosecond, None),
+                None => return field,
+            };
+            // The pattern is not enough (2024-02-30, 24:00:00): every sampled value must read.
+            if reads_as(&batches, field.name(), &temporal) {
+                field.with_data_type(temporal)
+            } else {
+                field
             }
         })
         .collect();
     Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// Whether every value of text column `name` in `batches` casts to `data_type`.
+fn reads_as(batches: &[RecordBatch], name: &str, data_type: &DataType) -> bool {
+    let options = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    batches
+        .iter()
+        .filter_map(|b| b.column_by_name(name))
+        .all(|column| arrow::compute::cast_with_options(column, data_type, &options).is_ok())
+}
+
+/// `schema`'s fields in the order their keys first appear in the `sample` records of `data`
+/// (as DuckDB orders them); `arrow-json` infers them sorted by name.
+fn in_key_order(schema: Schema, data: &[u8], sample: &[RecordSpan]) -> Schema {
+    let mut order: Vec<String> = Vec::new();
+    for span in sample {
+        if order.len() == schema.fields().len() {
+            break;
+        }
+        for key in json_object_keys(&data[span.range.clone()]).unwrap_or_default() {
+            if !order.contains(&key) {
+                order.push(key);
+            }
+        }
+    }
+    let position = |name: &str| order.iter().position(|k| k == name).unwrap_or(usize::MAX);
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    // Stable: fields whose key was not found keep their relative order, at the end.
+    fields.sort_by_key(|f| position(f.name()));
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// The top-level keys of a JSON object, in order; `None` when `text` is not one.
+fn json_object_keys(text: &[u8]) -> Option<Vec<String>> {
+    let mut at = skip_space(text, 0);
+    if text.get(at) != Some(&b'{') {
+        return None;
+    }
+    at += 1;
+    let mut keys = Vec::new();
+    loop {
+        at = skip_space(text, at);
+        match text.get(at)? {
+            b'}' => return Some(keys),
+            b'"' => {}
+            _ => return None,
+        }
+        let (key, next) = json_string(text, at)?;
+        keys.push(key);
+        at = skip_space(text, next);
+        if text.get(at) != Some(&b':') {
+            return None;
+        }
+        at = skip_json_value(text, at + 1)?;
+        at = skip_space(text, at);
+        match text.get(at)? {
+            b',' => at += 1,
+            b'}' => return Some(keys),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_space(text: &[u8], mut at: usize) -> usize {
+    while text.get(at).is_some_and(u8::is_ascii_whitespace) {
+        at += 1;
+    }
+    at
+}
+
+/// The string starting at the quote at `start` (escapes decoded), and the index after it.
+fn json_string(text: &[u8], start: usize) -> Option<(String, usize)> {
+    let mut at = start + 1;
+    while let Some(&b) = text.get(at) {
+        match b {
+            b'\\' => at += 2,
+            b'"' => {
+                let raw = &text[start + 1..at];
+                let value = if raw.contains(&b'\\') {
+                    decode_json_escapes(std::str::from_utf8(&text[start..=at]).ok()?)?
+                } else {
+                    std::str::from_utf8(raw).ok()?.to_string()
+                };
+                return Some((value, at + 1));
+            }
+            _ => at += 1,
+        }
+    }
+    None
+}
+
+/// A quoted JSON string's text with `\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t` and
+/// `\uXXXX` (basic plane) decoded.
+fn decode_json_escapes(quoted: &str) -> Option<String> {
+    let inner = quoted.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        out.push(match chars.next()? {
+            'b' => '\u{8}',
+            'f' => '\u{c}',
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            'u' => {
+                let hex: String = chars.by_ref().take(4).collect();
+                char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?
+            }
+            other => other,
+        });
+    }
+    Some(out)
+}
+
+/// The index after the JSON value starting at or after `at`.
+fn skip_json_value(text: &[u8], at: usize) -> Option<usize> {
+    let mut at = skip_space(text, at);
+    match text.get(at)? {
+        b'"' => json_string(text, at).map(|(_, next)| next),
+        b'{' | b'[' => {
+            let mut depth = 0_usize;
+            while let Some(&b) = text.get(at) {
+                match b {
+                    b'"' => {
+                        at = json_string(text, at)?.1;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(at + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                at += 1;
+            }
+            None
+        }
+        _ => {
+            while text
+                .get(at)
+                .is_some_and(|b| !matches!(b, b',' | b'}' | b']') && !b.is_ascii_whitespace())
+            {
+                at += 1;
+            }
+            Some(at)
+        }
+    }
 }
 
 /// The sample `bytes` decoded with the columns of `schema` inferred as `inferred` read as text
@@ -803,7 +965,10 @@ mod tests {
         let schema = infer_json_lines_schema(data.as_bytes(), &config).unwrap();
         let type_of = |name: &str| schema.field_with_name(name).unwrap().data_type().clone();
         assert_eq!(type_of("d"), DataType::Date32);
-        assert_eq!(type_of("t"), DataType::Timestamp(TimeUnit::Second, None));
+        assert_eq!(
+            type_of("t"),
+            DataType::Timestamp(TimeUnit::Microsecond, None)
+        );
         assert_eq!(
             type_of("u"),
             DataType::Timestamp(TimeUnit::Microsecond, None)
@@ -814,9 +979,12 @@ mod tests {
         let batch = &out.batches[0];
         let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
         let t = column("t");
-        let t = t.as_primitive::<arrow::datatypes::TimestampSecondType>();
+        let t = t.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
         // The zone is applied: 00:01:00+02:00 is 22:01:00 UTC the day before.
-        assert_eq!(t.values(), &[1_767_225_610, 1_767_218_460]);
+        assert_eq!(t.values(), &[1_767_225_610_000_000, 1_767_218_460_000_000]);
+        // Keys keep the file's order, not arrow-json's sorted one.
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["d", "t", "u", "s"]);
         let u = column("u");
         let u = u.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
         assert_eq!(u.value(1) - u.value(0), 623_456);
@@ -827,6 +995,41 @@ mod tests {
             "2024-01-05T10:00:001",
         ] {
             assert_eq!(temporal_text(text), None, "{text}");
+        }
+        // A value of the pattern that is no date keeps the column text, and every row.
+        let data = "{\"t\":\"2024-02-30\",\"id\":1}\n{\"t\":\"2026-01-01\",\"id\":2}\n";
+        let out = read_json_lines(data.as_bytes(), None, &config).unwrap();
+        assert_eq!((out.accepted_rows, out.rejected_rows), (2, 0));
+        assert_eq!(
+            out.batches[0].schema().field(0).data_type(),
+            &DataType::Utf8
+        );
+        // A finer fraction after the sample keeps its digits.
+        let mut data = "{\"t\":\"2026-01-01T00:00:10Z\"}\n".repeat(1_200);
+        data.push_str("{\"t\":\"2026-01-01T00:00:10.750001Z\"}\n");
+        let out = read_json_lines(data.as_bytes(), None, &config).unwrap();
+        let last = out.batches.last().unwrap();
+        let t = last
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        assert_eq!(t.value(t.len() - 1) % 1_000_000, 750_001);
+    }
+
+    #[test]
+    fn json_object_keys_come_in_order_through_nesting_and_escapes() {
+        let line = br#" { "z": {"a": [1, "}", {"b": 2}]}, "y\"q": "x,y", "\u00e9t\u00e9" : -1.5e3 , "a": null } "#;
+        assert_eq!(
+            json_object_keys(line).unwrap(),
+            ["z", "y\"q", "\u{e9}t\u{e9}", "a"]
+        );
+        assert_eq!(json_object_keys(b"{}").unwrap(), Vec::<String>::new());
+        for bad in [&b"[1]"[..], b"{\"a\" 1}", b"{\"a\":1", b"{\"a\":\"x}"] {
+            assert_eq!(
+                json_object_keys(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

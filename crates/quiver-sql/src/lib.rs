@@ -398,7 +398,16 @@ fn plan_query(
         if with.recursive {
             return Err(QuiverError::Unsupported("WITH RECURSIVE".into()));
         }
-        for cte in &with.cte_tables {
+        for (index, cte) in with.cte_tables.iter().enumerate() {
+            let name = &cte.alias.name.value;
+            if with.cte_tables[..index]
+                .iter()
+                .any(|earlier| earlier.alias.name.value.eq_ignore_ascii_case(name))
+            {
+                return Err(QuiverError::Unsupported(format!(
+                    "WITH query name `{name}` is given more than once"
+                )));
+            }
             if !cte.alias.columns.is_empty() {
                 return Err(QuiverError::Unsupported(format!(
                     "column names in `WITH {}`; name the columns in its SELECT",
