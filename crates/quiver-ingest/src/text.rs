@@ -103,7 +103,24 @@ pub fn infer_csv_schema(data: &[u8], options: CsvOptions, config: &IngestConfig)
             },
             message: format!("cannot infer the CSV schema: {e}"),
         })?;
-    Ok(distinct_names(schema))
+    Ok(distinct_names(microsecond_timestamps(schema)))
+}
+
+/// Inferred timestamps in microseconds at least: `arrow-csv` takes the unit from the sample's
+/// fractions, and a finer value after it would lose its fraction without a word.
+fn microsecond_timestamps(schema: Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| match field.data_type() {
+            DataType::Timestamp(TimeUnit::Second | TimeUnit::Millisecond, zone) => field
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::Timestamp(TimeUnit::Microsecond, zone.clone())),
+            _ => field.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 /// A repeated header name gets a suffix (`k`, `k_1`, `k_2`, as DuckDB names them), so that
@@ -1008,6 +1025,23 @@ mod tests {
         let mut data = "{\"t\":\"2026-01-01T00:00:10Z\"}\n".repeat(1_200);
         data.push_str("{\"t\":\"2026-01-01T00:00:10.750001Z\"}\n");
         let out = read_json_lines(data.as_bytes(), None, &config).unwrap();
+        let last = out.batches.last().unwrap();
+        let t = last
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        assert_eq!(t.value(t.len() - 1) % 1_000_000, 750_001);
+    }
+
+    #[test]
+    fn csv_timestamps_keep_a_finer_fraction_after_the_sample() {
+        let mut data = String::from("t,v\n");
+        for i in 0..1_200 {
+            data.push_str(&format!("2026-01-01T00:00:10Z,{i}\n"));
+        }
+        data.push_str("2026-01-01T00:00:10.750001Z,1\n");
+        let config = IngestConfig::default().with_source_name("t.csv");
+        let out = read_csv(data.as_bytes(), None, CsvOptions::default(), &config).unwrap();
+        assert_eq!(out.rejected_rows, 0);
         let last = out.batches.last().unwrap();
         let t = last
             .column(0)
