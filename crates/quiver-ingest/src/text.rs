@@ -1025,11 +1025,16 @@ mod tests {
         let mut data = "{\"t\":\"2026-01-01T00:00:10Z\"}\n".repeat(1_200);
         data.push_str("{\"t\":\"2026-01-01T00:00:10.750001Z\"}\n");
         let out = read_json_lines(data.as_bytes(), None, &config).unwrap();
+        assert_eq!(last_microseconds(&out) % 1_000_000, 750_001);
+    }
+
+    /// The last value of the first column, a microsecond timestamp.
+    fn last_microseconds(out: &IngestOutput) -> i64 {
         let last = out.batches.last().unwrap();
         let t = last
             .column(0)
             .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
-        assert_eq!(t.value(t.len() - 1) % 1_000_000, 750_001);
+        t.value(t.len() - 1)
     }
 
     #[test]
@@ -1042,11 +1047,7 @@ mod tests {
         let config = IngestConfig::default().with_source_name("t.csv");
         let out = read_csv(data.as_bytes(), None, CsvOptions::default(), &config).unwrap();
         assert_eq!(out.rejected_rows, 0);
-        let last = out.batches.last().unwrap();
-        let t = last
-            .column(0)
-            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
-        assert_eq!(t.value(t.len() - 1) % 1_000_000, 750_001);
+        assert_eq!(last_microseconds(&out) % 1_000_000, 750_001);
     }
 
     #[test]
