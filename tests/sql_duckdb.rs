@@ -13,6 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const QUERIES: usize = 240;
+const WINDOW_QUERIES: usize = 160;
 
 fn duckdb_available() -> bool {
     Command::new("python3")
@@ -22,9 +23,9 @@ fn duckdb_available() -> bool {
 }
 
 fn table_csv(rng: &mut StdRng, rows: usize) -> String {
-    let mut csv = String::from("k_str,k_int,v_int,v_float,flag\n");
+    let mut csv = String::from("k_str,k_int,v_int,v_float,flag,id\n");
     let null = |rng: &mut StdRng| rng.gen_bool(0.1);
-    for _ in 0..rows {
+    for id in 0..rows {
         let k_str = if null(rng) {
             String::new()
         } else {
@@ -55,7 +56,7 @@ fn table_csv(rng: &mut StdRng, rows: usize) -> String {
         } else {
             rng.gen_bool(0.5).to_string()
         };
-        csv.push_str(&format!("{k_str},{k_int},{v_int},{v_float},{flag}\n"));
+        csv.push_str(&format!("{k_str},{k_int},{v_int},{v_float},{flag},{id}\n"));
     }
     csv
 }
@@ -253,7 +254,7 @@ import duckdb, json, sys
 path = sys.argv[1]
 queries = json.load(sys.stdin)
 con = duckdb.connect()
-con.execute(f"CREATE TABLE t AS SELECT * FROM read_csv('{path}', header=true, columns={{'k_str':'VARCHAR','k_int':'BIGINT','v_int':'BIGINT','v_float':'DOUBLE','flag':'BOOLEAN'}})")
+con.execute(f"CREATE TABLE t AS SELECT * FROM read_csv('{path}', header=true, columns={{'k_str':'VARCHAR','k_int':'BIGINT','v_int':'BIGINT','v_float':'DOUBLE','flag':'BOOLEAN','id':'BIGINT'}})")
 def cell(v):
     if v is None: return "N"
     if isinstance(v, bool): return "B:" + ("true" if v else "false")
@@ -303,19 +304,138 @@ fn same(a: &RefValue, b: &RefValue) -> bool {
     }
 }
 
+/// Window functions (`OVER`): ranking, offsets, value and aggregate functions over frames,
+/// partitioned by zero to two keys, over source rows or over a GROUP BY result. Every window
+/// whose result depends on the order of ties orders by the unique `id` last; the output is
+/// ordered by `id` (or the group keys), so the comparison is exact.
+fn random_window_query(rng: &mut StdRng) -> String {
+    let partitions = [
+        "",
+        "PARTITION BY k_str ",
+        "PARTITION BY k_int ",
+        "PARTITION BY k_str, k_int ",
+    ];
+    let partition = partitions[rng.gen_range(0..partitions.len())];
+    if rng.gen_bool(0.2) {
+        // Over a GROUP BY result.
+        let items = [
+            "RANK() OVER (ORDER BY SUM(v_int) DESC NULLS LAST, k_str NULLS LAST) AS w",
+            "SUM(SUM(v_int)) OVER () AS w",
+            "SUM(v_float) / SUM(SUM(v_float)) OVER () AS w",
+            "LAG(COUNT(*)) OVER (ORDER BY k_str NULLS FIRST) AS w",
+            "AVG(MAX(v_int)) OVER (ORDER BY k_str NULLS LAST ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING) AS w",
+        ];
+        return format!(
+            "SELECT k_str, COUNT(*) AS n, {} FROM t GROUP BY k_str ORDER BY k_str NULLS LAST",
+            items[rng.gen_range(0..items.len())]
+        );
+    }
+    let orders = [
+        "ORDER BY id",
+        "ORDER BY v_int NULLS LAST, id",
+        "ORDER BY v_float DESC NULLS FIRST, id",
+        "ORDER BY k_int DESC NULLS LAST, id DESC",
+    ];
+    let frames = [
+        "",
+        "",
+        " ROWS BETWEEN 2 PRECEDING AND CURRENT ROW",
+        " ROWS BETWEEN UNBOUNDED PRECEDING AND 1 FOLLOWING",
+        " ROWS BETWEEN 1 FOLLOWING AND 3 FOLLOWING",
+        " ROWS BETWEEN 5 PRECEDING AND 2 PRECEDING",
+        " ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING",
+        " RANGE BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING",
+        " RANGE BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING",
+    ];
+    // (function, takes a frame)
+    let functions = [
+        ("ROW_NUMBER()", false),
+        ("NTILE(4)", false),
+        ("LAG(v_int)", false),
+        ("LEAD(v_float, 2, -1.5)", false),
+        ("LAG(k_str, 3, 'none')", false),
+        ("FIRST_VALUE(v_float)", true),
+        ("LAST_VALUE(k_str)", true),
+        ("NTH_VALUE(v_int, 2)", true),
+        ("SUM(v_int)", true),
+        ("AVG(v_float)", true),
+        ("COUNT(*)", true),
+        ("COUNT(v_float)", true),
+        ("MIN(v_int)", true),
+        ("MAX(k_str)", true),
+        ("SUM(v_int) FILTER (WHERE flag)", true),
+    ];
+    let count = rng.gen_range(1..=3);
+    let mut items = Vec::new();
+    for i in 0..count {
+        let item = match rng.gen_range(0..10) {
+            // Ties decide nothing for the ranks: order by a key with ties alone.
+            0 => format!("RANK() OVER ({partition}ORDER BY k_int NULLS FIRST)"),
+            1 => format!("DENSE_RANK() OVER ({partition}ORDER BY k_str DESC NULLS LAST)"),
+            2 => format!("PERCENT_RANK() OVER ({partition}ORDER BY k_int NULLS LAST)"),
+            3 => format!("CUME_DIST() OVER ({partition}ORDER BY flag NULLS FIRST)"),
+            // The whole partition: order does not matter.
+            4 => format!("SUM(v_int) OVER ({partition})"),
+            5 => format!("COUNT(*) OVER ({partition}) + MIN(v_float) OVER ({partition})"),
+            _ => {
+                let (function, framed) = functions[rng.gen_range(0..functions.len())];
+                let order = orders[rng.gen_range(0..orders.len())];
+                let frame = if framed {
+                    frames[rng.gen_range(0..frames.len())]
+                } else {
+                    ""
+                };
+                format!("{function} OVER ({partition}{order}{frame})")
+            }
+        };
+        items.push(format!("{item} AS w{i}"));
+    }
+    let mut sql = format!("SELECT id, k_str, {} FROM t", items.join(", "));
+    if rng.gen_bool(0.3) {
+        sql.push_str(" WHERE v_int > -300000");
+    }
+    if rng.gen_bool(0.2) {
+        sql.push_str(" QUALIFY w0 IS NOT NULL");
+    }
+    sql.push_str(" ORDER BY id");
+    if rng.gen_bool(0.2) {
+        sql.push_str(" LIMIT 50 OFFSET 7");
+    }
+    sql
+}
+
 #[test]
 fn generated_queries_match_duckdb() {
+    let mut rng = StdRng::seed_from_u64(20261125);
+    let csv = table_csv(&mut rng, 3000);
+    let queries: Vec<String> = (0..QUERIES).map(|_| random_query(&mut rng)).collect();
+    compare_with_duckdb(&csv, &queries);
+}
+
+#[test]
+fn generated_window_queries_match_duckdb() {
+    let mut rng = StdRng::seed_from_u64(20261127);
+    let csv = table_csv(&mut rng, 3000);
+    let queries: Vec<String> = (0..WINDOW_QUERIES)
+        .map(|_| random_window_query(&mut rng))
+        .collect();
+    compare_with_duckdb(&csv, &queries);
+}
+
+/// Runs `queries` through Quiver and DuckDB over one generated table and compares the rows.
+fn compare_with_duckdb(csv: &str, queries: &[String]) {
     if !duckdb_available() {
         eprintln!("SKIPPED: python3 with the duckdb wheel is not available (pip install duckdb)");
         return;
     }
-    let mut rng = StdRng::seed_from_u64(20261125);
-    let csv = table_csv(&mut rng, 3000);
-    let dir = std::env::temp_dir().join(format!("quiver-duckdb-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "quiver-duckdb-{}-{}",
+        std::process::id(),
+        queries.len()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("t.csv");
-    std::fs::write(&path, &csv).unwrap();
-    let queries: Vec<String> = (0..QUERIES).map(|_| random_query(&mut rng)).collect();
+    std::fs::write(&path, csv).unwrap();
 
     let mut child = Command::new("python3")
         .args(["-c", DUCKDB_SCRIPT])
@@ -349,7 +469,7 @@ fn generated_queries_match_duckdb() {
             current.push(line.to_string());
         }
     }
-    assert_eq!(expected.len(), QUERIES);
+    assert_eq!(expected.len(), queries.len());
 
     let mut compared = 0;
     for (sql, duck) in queries.iter().zip(&expected) {
@@ -373,5 +493,5 @@ fn generated_queries_match_duckdb() {
         }
         compared += 1;
     }
-    assert_eq!(compared, QUERIES);
+    assert_eq!(compared, queries.len());
 }

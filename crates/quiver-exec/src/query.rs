@@ -381,6 +381,11 @@ impl QueryRunner {
                 buffered,
                 emitted_rows,
             } => {
+                if !self.plan.analytic.is_empty() {
+                    // Window functions need every row: the source rows wait for `finish`.
+                    buffered.push(filtered);
+                    return Ok(Vec::new());
+                }
                 let projected = project(&self.plan.output, &filtered)?;
                 if !self.plan.order_by.is_empty() {
                     buffered.push(projected);
@@ -445,6 +450,14 @@ impl QueryRunner {
             State::Aggregate { aggregator, .. } => {
                 let result = aggregator.evaluate(EmitTo::All)?;
                 finish_aggregate(&self.plan, result)?
+            }
+            State::Projection { buffered, .. } if !self.plan.analytic.is_empty() => {
+                let rows = match buffered.first() {
+                    Some(first) => concat_batches(&first.schema(), buffered.iter())?,
+                    None => RecordBatch::new_empty(self.plan.source_schema.clone()),
+                };
+                buffered.clear();
+                project(&self.plan.output, &with_window_functions(&self.plan, rows)?)?
             }
             State::Projection { buffered, .. } => {
                 if self.plan.order_by.is_empty() {
@@ -597,7 +610,47 @@ fn finish_aggregate(plan: &Plan, result: RecordBatch) -> Result<RecordBatch> {
         }
         _ => result,
     };
-    project(&plan.output, &result)
+    project(&plan.output, &with_window_functions(plan, result)?)
+}
+
+/// `rows` (the rows the output reads) with the plan's window function results appended as
+/// columns, and `QUALIFY` applied.
+fn with_window_functions(plan: &Plan, rows: RecordBatch) -> Result<RecordBatch> {
+    if plan.analytic.is_empty() {
+        return Ok(rows);
+    }
+    let mut fields: Vec<Field> = rows
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut columns = rows.columns().to_vec();
+    for (i, call) in plan.analytic.iter().enumerate() {
+        let values = call.evaluate(&rows)?;
+        fields.push(Field::new(
+            format!("window_function_{i}"),
+            values.data_type().clone(),
+            true,
+        ));
+        columns.push(values);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(rows.num_rows()));
+    let extended =
+        RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)?;
+    match &plan.qualify {
+        None => Ok(extended),
+        Some(qualify) => {
+            let mask = qualify.evaluate(&extended)?;
+            let mask = mask.as_boolean_opt().ok_or_else(|| {
+                QuiverError::Unsupported(format!(
+                    "QUALIFY of type {}; a boolean is expected",
+                    mask.data_type()
+                ))
+            })?;
+            Ok(filter_record_batch(&extended, mask)?)
+        }
+    }
 }
 
 fn sort_and_limit(plan: &Plan, batch: RecordBatch) -> Result<RecordBatch> {
@@ -695,6 +748,26 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
         return run(plan, &all);
     }
     let Some(layout) = aggregate_layout(plan)? else {
+        if !plan.analytic.is_empty() {
+            // Filtered in parallel; window functions then see every row at once.
+            let filtered: Vec<Vec<RecordBatch>> = partitions
+                .par_iter()
+                .map(|batches| {
+                    batches
+                        .iter()
+                        .map(|batch| filter_batch(plan, batch))
+                        .collect::<Result<Vec<_>>>()
+                })
+                .collect::<Result<_>>()?;
+            let unfiltered = Plan {
+                filter: None,
+                ..plan.clone()
+            };
+            return run(
+                &unfiltered,
+                &filtered.into_iter().flatten().collect::<Vec<_>>(),
+            );
+        }
         let per_partition: Vec<Vec<RecordBatch>> = partitions
             .par_iter()
             .map(|batches| {
@@ -782,6 +855,12 @@ mod tests {
             "WITH per AS (SELECT k, SUM(v) AS total FROM t GROUP BY k) \
              SELECT k, total FROM per WHERE total > 0 ORDER BY k",
             "SELECT k, COUNT(*) AS n FROM (SELECT k, v FROM t WHERE v > 100) GROUP BY k ORDER BY k",
+            // Window functions see every partition's rows at once.
+            "SELECT k, v, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS rn, \
+             SUM(v) OVER (ORDER BY v ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS moving \
+             FROM t WHERE v > -400 QUALIFY rn <= 3 ORDER BY k, rn",
+            "SELECT k, SUM(v) AS s, RANK() OVER (ORDER BY SUM(v) DESC) AS place \
+             FROM t GROUP BY k ORDER BY k",
         ] {
             let plan = quiver_sql::plan(sql, &tables).unwrap();
             assert_eq!(plan.source, "t");

@@ -241,6 +241,42 @@ impl Expr {
         }
     }
 
+    /// The same expression with every column index passed through `renumber`.
+    pub fn map_columns(self, renumber: &dyn Fn(usize) -> usize) -> Expr {
+        let map = |e: Box<Expr>| Box::new(e.map_columns(renumber));
+        match self {
+            Expr::Column(i) => Expr::Column(renumber(i)),
+            Expr::Literal(_) => self,
+            Expr::Binary(l, op, r) => Expr::Binary(map(l), op, map(r)),
+            Expr::Not(e) => Expr::Not(map(e)),
+            Expr::Negate(e) => Expr::Negate(map(e)),
+            Expr::IsNull(e, negated) => Expr::IsNull(map(e), negated),
+            Expr::Cast(e, to, safe) => Expr::Cast(map(e), to, safe),
+            Expr::Case(branches, otherwise) => Expr::Case(
+                branches
+                    .into_iter()
+                    .map(|(c, v)| (c.map_columns(renumber), v.map_columns(renumber)))
+                    .collect(),
+                otherwise.map(map),
+            ),
+            Expr::Like {
+                value,
+                pattern,
+                negated,
+                case_insensitive,
+            } => Expr::Like {
+                value: map(value),
+                pattern: map(pattern),
+                negated,
+                case_insensitive,
+            },
+            Expr::Function(f, args) => Expr::Function(
+                f,
+                args.into_iter().map(|a| a.map_columns(renumber)).collect(),
+            ),
+        }
+    }
+
     /// The type this expression produces over `schema`.
     pub fn data_type(&self, schema: &Schema) -> Result<DataType> {
         let empty = RecordBatch::new_empty(Arc::new(schema.clone()));

@@ -7,6 +7,7 @@
 
 pub mod accumulators;
 pub mod aggregate;
+pub mod analytic;
 pub mod approx_percentile;
 pub mod expr;
 pub mod expr_fuzz;

@@ -17,6 +17,9 @@ use std::fmt::Write as _;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use quiver_core::{QuiverError, Result};
+use quiver_kernels::analytic::{
+    AnalyticCall, AnalyticFunction, AnalyticOrder, Frame, FrameBound, FrameUnits,
+};
 use quiver_kernels::expr::{BinaryOp, Expr, Literal, ScalarFunction};
 use quiver_kernels::functions::{TimeField, TrimSide, TruncUnit};
 use quiver_kernels::math::{FloatFunction, Rounding};
@@ -101,7 +104,15 @@ pub struct Plan {
     pub filter: Option<Expr>,
     /// Projection or aggregation.
     pub kind: PlanKind,
-    /// Output expressions and names (over source rows or over the aggregate result).
+    /// Window functions (`OVER`), over the rows `output` reads (source rows after `WHERE`, or
+    /// the aggregate result after `HAVING`); their values are columns appended after those
+    /// rows' columns, in this order. Computing them needs every row first.
+    pub analytic: Vec<AnalyticCall>,
+    /// `QUALIFY`: keeps the rows (with their window function columns) where it is true,
+    /// before the output is computed.
+    pub qualify: Option<Expr>,
+    /// Output expressions and names (over source rows or over the aggregate result, plus the
+    /// window function columns).
     pub output: Vec<(Expr, String)>,
     /// `ORDER BY`, over the output columns (after `output` is computed, extra hidden sort
     /// columns are appended at the end and dropped after sorting).
@@ -247,6 +258,10 @@ impl Plan {
             if let Some(having) = having {
                 let _ = writeln!(text, "    Having: {having:?}");
             }
+        }
+        if !self.analytic.is_empty() {
+            let calls: Vec<&str> = self.analytic.iter().map(|a| a.text.as_str()).collect();
+            let _ = writeln!(text, "  Window functions: [{}]", calls.join(", "));
         }
         let names: Vec<&str> = self.output.iter().map(|(_, n)| n.as_str()).collect();
         let _ = writeln!(text, "  Project: [{}]", names.join(", "));
@@ -445,6 +460,46 @@ fn plan_query(
             (None, source, schema)
         }
     };
+    // Window functions: in SELECT, QUALIFY and ORDER BY only; computed after HAVING.
+    let order_keys: Vec<&ast::Expr> = match query.order_by.as_ref().map(|o| &o.kind) {
+        Some(ast::OrderByKind::Expressions(keys)) => keys.iter().map(|k| &k.expr).collect(),
+        _ => Vec::new(),
+    };
+    let windowed = windowed_calls(
+        select
+            .projection
+            .iter()
+            .filter_map(|item| match item {
+                ast::SelectItem::UnnamedExpr(e)
+                | ast::SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+                _ => None,
+            })
+            .chain(select.qualify.as_ref())
+            .chain(order_keys.iter().copied()),
+    )?;
+    if let Some(selection) = &select.selection {
+        refuse_windowed(selection, "WHERE")?;
+    }
+    if let ast::GroupByExpr::Expressions(exprs, _) = &select.group_by {
+        for e in exprs {
+            refuse_windowed(e, "GROUP BY")?;
+        }
+    }
+    if let Some(having) = &select.having {
+        refuse_windowed(having, "HAVING")?;
+    }
+    if !windowed.is_empty() && matches!(select.distinct, Some(ast::Distinct::Distinct)) {
+        return Err(QuiverError::Unsupported(
+            "SELECT DISTINCT with window functions; select them in a subquery and apply \
+             DISTINCT outside"
+                .into(),
+        ));
+    }
+    if select.qualify.is_some() && windowed.is_empty() {
+        return Err(QuiverError::Unsupported(
+            "QUALIFY without a window function; use WHERE or HAVING".into(),
+        ));
+    }
     let select = &distinct_as_group_by(select, &source_schema)?;
     let columns = Columns::new(&source_schema);
     let filter = select
@@ -563,11 +618,11 @@ fn plan_query(
                     }
                 }
                 ast::SelectItem::UnnamedExpr(e) => {
-                    plan_output.push((columns.scalar(e)?, display_name(e)))
+                    plan_output.push((columns.scalar_with(e, &windowed)?, display_name(e)))
                 }
                 ast::SelectItem::ExprWithAlias { expr, alias } => {
                     aliases.push((alias.value.clone(), plan_output.len()));
-                    plan_output.push((columns.scalar(expr)?, alias.value.clone()));
+                    plan_output.push((columns.scalar_with(expr, &windowed)?, alias.value.clone()));
                 }
                 other => return Err(QuiverError::Unsupported(format!("select item `{other}`"))),
             }
@@ -586,6 +641,7 @@ fn plan_query(
                 .map(|e| Ok((e.clone(), columns.scalar(e)?, display_name(e))))
                 .collect::<Result<Vec<_>>>()?,
             aggregates: Vec::new(),
+            windowed: &windowed,
         };
         for item in &select.projection {
             match item {
@@ -640,6 +696,35 @@ fn plan_query(
         aggregate_scope = Some(scope);
     }
 
+    // Window functions over the rows the output reads (their aggregates join the aggregate
+    // list), and QUALIFY over the same rows plus their results.
+    let mut analytic = Vec::new();
+    for call in &windowed {
+        analytic.push(match &mut aggregate_scope {
+            Some(scope) => plan_windowed(call, &mut |e| scope.output(e))?,
+            None => plan_windowed(call, &mut |e| columns.scalar(e))?,
+        });
+    }
+    let qualify = select
+        .qualify
+        .as_ref()
+        .map(|q| with_aliases_expanded(q, select, &source_schema))
+        .map(|q| {
+            match &mut aggregate_scope {
+                Some(scope) => scope.output(&q),
+                None => columns.scalar_with(&q, &windowed),
+            }
+            .map(predicate)
+        })
+        .transpose()?;
+    if !analytic.is_empty() && (window.is_some() || emit == EmitMode::Changes) {
+        return Err(QuiverError::Unsupported(
+            "window functions (OVER) in a windowed or EMIT CHANGES query; compute them in an \
+             outer query over its result"
+                .into(),
+        ));
+    }
+
     // ORDER BY: an output name or alias, a 1-based position, or an expression (planned in the
     // same scope as the output and appended as a hidden column).
     let mut order_by = Vec::new();
@@ -688,7 +773,7 @@ fn plan_query(
                 None => {
                     let planned = match &mut aggregate_scope {
                         Some(scope) => scope.output(&key.expr)?,
-                        None => columns.scalar(&key.expr)?,
+                        None => columns.scalar_with(&key.expr, &windowed)?,
                     };
                     hidden += 1;
                     plan_output.push((planned, format!("__sort_{hidden}")));
@@ -725,6 +810,30 @@ fn plan_query(
         }
         (kind, _) => (kind, output_input_schema),
     };
+    // Window function results follow the columns the output reads.
+    let base_width = output_input_schema.fields().len();
+    let mut extended = output_input_schema.fields().to_vec();
+    for (i, call) in analytic.iter().enumerate() {
+        extended.push(std::sync::Arc::new(Field::new(
+            format!("window_function_{i}"),
+            call.data_type(&output_input_schema)?,
+            true,
+        )));
+    }
+    let output_input_schema = Schema::new(extended);
+    let renumber = |e: Expr| {
+        e.map_columns(&|c| {
+            if c >= WINDOWED_COLUMN_BASE {
+                base_width + (c - WINDOWED_COLUMN_BASE)
+            } else {
+                c
+            }
+        })
+    };
+    for (e, _) in &mut plan_output {
+        *e = renumber(std::mem::replace(e, Expr::Column(0)));
+    }
+    let qualify = qualify.map(renumber);
     let count = |e: &ast::Expr, what: &str| -> Result<usize> {
         match e {
             ast::Expr::Value(v) => match &v.value {
@@ -800,12 +909,26 @@ fn plan_query(
         .into_iter()
         .map(|(e, n)| (e.fold(), n))
         .collect();
+    let analytic = analytic
+        .into_iter()
+        .map(|mut call| {
+            call.arguments = call.arguments.into_iter().map(Expr::fold).collect();
+            call.filter = call.filter.map(Expr::fold);
+            call.partition_by = call.partition_by.into_iter().map(Expr::fold).collect();
+            for key in &mut call.order_by {
+                key.expr = std::mem::replace(&mut key.expr, Expr::Column(0)).fold();
+            }
+            call
+        })
+        .collect();
     Ok(Plan {
         source,
         source_schema,
         input,
         filter,
         kind,
+        analytic,
+        qualify: qualify.map(Expr::fold),
         output: plan_output,
         order_by,
         limit,
@@ -1099,12 +1222,94 @@ fn aggregate_function(name: &str) -> Option<AggregateFunction> {
 /// arguments, ...).
 fn contains_aggregate(expr: &ast::Expr) -> bool {
     ast::visit_expressions(expr, |e| match e {
-        ast::Expr::Function(f) if aggregate_function(&f.name.to_string()).is_some() => {
+        ast::Expr::Function(f)
+            if f.over.is_none() && aggregate_function(&f.name.to_string()).is_some() =>
+        {
             std::ops::ControlFlow::Break(())
         }
         _ => std::ops::ControlFlow::Continue(()),
     })
     .is_break()
+}
+
+/// `expr` with every name of a SELECT alias that is not a source column replaced by the
+/// aliased expression (`QUALIFY rn = 1` for `ROW_NUMBER() OVER (...) AS rn`).
+fn with_aliases_expanded(
+    expr: &ast::Expr,
+    select: &ast::Select,
+    source_schema: &Schema,
+) -> ast::Expr {
+    let mut expanded = expr.clone();
+    let _ = ast::visit_expressions_mut(&mut expanded, |e| {
+        if let ast::Expr::Identifier(ident) = e {
+            let is_column = source_schema
+                .fields()
+                .iter()
+                .any(|f| f.name().eq_ignore_ascii_case(&ident.value));
+            let aliased = select.projection.iter().find_map(|item| match item {
+                ast::SelectItem::ExprWithAlias { expr, alias }
+                    if alias.value.eq_ignore_ascii_case(&ident.value) =>
+                {
+                    Some(expr)
+                }
+                _ => None,
+            });
+            if let (false, Some(aliased)) = (is_column, aliased) {
+                *e = ast::Expr::Nested(Box::new(aliased.clone()));
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    expanded
+}
+
+/// Columns of window function results are numbered from here while planning, then renumbered
+/// to follow the columns the output reads.
+const WINDOWED_COLUMN_BASE: usize = 1 << 30;
+
+/// The window function calls (`f(...) OVER (...)`) in `exprs`, each once, in order of first
+/// appearance; a call inside another's arguments or window is an error.
+fn windowed_calls<'a>(exprs: impl Iterator<Item = &'a ast::Expr>) -> Result<Vec<ast::Expr>> {
+    let mut calls: Vec<ast::Expr> = Vec::new();
+    for expr in exprs {
+        let _ = ast::visit_expressions(expr, |e| {
+            if matches!(e, ast::Expr::Function(f) if f.over.is_some()) && !calls.contains(e) {
+                calls.push(e.clone());
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+    for call in &calls {
+        let mut inner = 0;
+        let _ = ast::visit_expressions(call, |e| {
+            if matches!(e, ast::Expr::Function(f) if f.over.is_some()) {
+                inner += 1;
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        if inner > 1 {
+            return Err(unsupported(
+                format!("window function calls nested in `{call}`"),
+                expr_span(call),
+            ));
+        }
+    }
+    Ok(calls)
+}
+
+/// An error if `expr` holds a window function: they are computed after WHERE, GROUP BY and
+/// HAVING.
+fn refuse_windowed(expr: &ast::Expr, clause: &str) -> Result<()> {
+    match windowed_calls(std::iter::once(expr))?.first() {
+        Some(call) => Err(unsupported(
+            format!(
+                "window function `{call}` in {clause}; window functions belong in SELECT or \
+                 ORDER BY (filter their results in an outer query)"
+            ),
+            expr_span(call),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Name resolution against one schema.
@@ -1144,7 +1349,17 @@ impl<'a> Columns<'a> {
 
     /// A scalar (non-aggregate) expression over the source columns.
     fn scalar(&self, expr: &ast::Expr) -> Result<Expr> {
+        self.scalar_with(expr, &[])
+    }
+
+    /// A scalar expression over the source columns that may hold the window function calls
+    /// `windowed` (planned as their result columns).
+    fn scalar_with(&self, expr: &ast::Expr, windowed: &[ast::Expr]) -> Result<Expr> {
         scalar_expr(expr, &mut |e| match e {
+            _ if windowed.contains(e) => windowed
+                .iter()
+                .position(|w| w == e)
+                .map(|i| Ok(Expr::Column(WINDOWED_COLUMN_BASE + i))),
             ast::Expr::Identifier(ident) => Some(self.column(ident)),
             ast::Expr::CompoundIdentifier(parts) => parts.last().map(|p| self.column(p)),
             ast::Expr::Function(f) if aggregate_function(&f.name.to_string()).is_some() => {
@@ -1458,6 +1673,14 @@ fn scalar_expr(
             ScalarFunction::Text(StringFunction::Position),
             vec![recurse(haystack)?, recurse(needle)?],
         ),
+        ast::Expr::Function(f) if f.over.is_some() => {
+            return Err(unsupported(
+                format!(
+                    "window function `{expr}` here; window functions belong in SELECT or ORDER BY"
+                ),
+                expr_span(expr),
+            ))
+        }
         ast::Expr::Function(f) => scalar_function(f, expr, &mut recurse)?,
         other => {
             return Err(unsupported(
@@ -1850,6 +2073,8 @@ struct AggregateScope<'a> {
     /// (as written, planned over source, name)
     group_by: Vec<(ast::Expr, Expr, String)>,
     aggregates: Vec<AggregateCall>,
+    /// Window function calls of the query, planned as their result columns.
+    windowed: &'a [ast::Expr],
 }
 
 impl AggregateScope<'_> {
@@ -1919,7 +2144,11 @@ impl AggregateScope<'_> {
         let columns = self.columns;
         let group_by = &self.group_by;
         let aggregates = &mut self.aggregates;
+        let windowed = self.windowed;
         let mut leaf = |e: &ast::Expr| -> Option<Result<Expr>> {
+            if let Some(i) = windowed.iter().position(|w| w == e) {
+                return Some(Ok(Expr::Column(WINDOWED_COLUMN_BASE + i)));
+            }
             if let Some(i) = group_by.iter().position(|(g, _, _)| g == e) {
                 return Some(Ok(Expr::Column(offset + i)));
             }
@@ -1931,16 +2160,18 @@ impl AggregateScope<'_> {
             match e {
                 ast::Expr::Function(f) => {
                     let function = aggregate_function(&f.name.to_string())?;
-                    Some(plan_call(f, function, columns, e).map(|call| {
-                        let index = match aggregates.iter().position(|c| c == &call) {
-                            Some(index) => index,
-                            None => {
-                                aggregates.push(call);
-                                aggregates.len() - 1
-                            }
-                        };
-                        Expr::Column(offset + group_count + index)
-                    }))
+                    Some(
+                        plan_call(f, function, &mut |x| columns.scalar(x), e, false).map(|call| {
+                            let index = match aggregates.iter().position(|c| c == &call) {
+                                Some(index) => index,
+                                None => {
+                                    aggregates.push(call);
+                                    aggregates.len() - 1
+                                }
+                            };
+                            Expr::Column(offset + group_count + index)
+                        }),
+                    )
                 }
                 ast::Expr::Identifier(ident) => {
                     // A bare column must be a GROUP BY key (matched by name).
@@ -1987,14 +2218,17 @@ fn window_bound(expr: &ast::Expr) -> Option<usize> {
     }
 }
 
+/// Plans an aggregate call; `scalar` plans its arguments. A window aggregate's arguments are
+/// over the rows the output reads, which may be aggregate results (`SUM(SUM(x)) OVER ()`).
 fn plan_call(
     f: &ast::Function,
     function: AggregateFunction,
-    columns: &Columns<'_>,
+    scalar: &mut dyn FnMut(&ast::Expr) -> Result<Expr>,
     whole: &ast::Expr,
+    windowed: bool,
 ) -> Result<AggregateCall> {
     let span = expr_span(whole);
-    if f.over.is_some() {
+    if f.over.is_some() && !windowed {
         return Err(unsupported(
             format!("window function `{whole}` (OVER)"),
             span,
@@ -2051,7 +2285,7 @@ fn plan_call(
     for argument in &list.args {
         match argument {
             ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
-                if contains_aggregate(e) {
+                if !windowed && contains_aggregate(e) {
                     return Err(unsupported(format!("nested aggregate in `{whole}`"), span));
                 }
                 arguments.push(e.clone());
@@ -2143,12 +2377,12 @@ fn plan_call(
                     span,
                 ));
             };
-            (Some(columns.scalar(value)?), separator.clone())
+            (Some(scalar(value)?), separator.clone())
         }
         (AggregateFunction::Covariance(_), false, [y, x]) => (
             Some(Expr::Function(
                 ScalarFunction::Pair,
-                vec![columns.scalar(y)?, columns.scalar(x)?],
+                vec![scalar(y)?, scalar(x)?],
             )),
             String::new(),
         ),
@@ -2159,10 +2393,8 @@ fn plan_call(
             ))
         }
         // One argument: values joined with a comma, as DuckDB does.
-        (AggregateFunction::StringAgg, false, [value]) => {
-            (Some(columns.scalar(value)?), ",".to_string())
-        }
-        (_, false, [value]) => (Some(columns.scalar(value)?), String::new()),
+        (AggregateFunction::StringAgg, false, [value]) => (Some(scalar(value)?), ",".to_string()),
+        (_, false, [value]) => (Some(scalar(value)?), String::new()),
         _ => return Err(unsupported(format!("arguments of `{whole}`"), span)),
     };
     let (function, argument) = match (string_order, argument) {
@@ -2170,7 +2402,7 @@ fn plan_call(
             ordered,
             Some(Expr::Function(
                 ScalarFunction::Pair,
-                vec![value, columns.scalar(key)?],
+                vec![value, scalar(key)?],
             )),
         ),
         (_, argument) => (function, argument),
@@ -2178,13 +2410,209 @@ fn plan_call(
     let filter = f
         .filter
         .as_ref()
-        .map(|e| columns.scalar(e).map(predicate))
+        .map(|e| scalar(e).map(predicate))
         .transpose()?;
     Ok(AggregateCall {
         function,
         argument,
         filter,
         separator,
+        text: whole.to_string(),
+    })
+}
+
+/// Plans a window function call; `scalar` plans its arguments, PARTITION BY and ORDER BY
+/// over the rows the output reads.
+fn plan_windowed(
+    whole: &ast::Expr,
+    scalar: &mut dyn FnMut(&ast::Expr) -> Result<Expr>,
+) -> Result<AnalyticCall> {
+    let span = expr_span(whole);
+    let ast::Expr::Function(f) = whole else {
+        return Err(QuiverError::Internal(format!(
+            "`{whole}` is no window function"
+        )));
+    };
+    let spec = match &f.over {
+        Some(ast::WindowType::WindowSpec(spec)) if spec.window_name.is_none() => spec,
+        Some(_) => {
+            return Err(unsupported(
+                format!("named window in `{whole}`; write the window inline, OVER (...)"),
+                span,
+            ))
+        }
+        None => return Err(QuiverError::Internal(format!("`{whole}` has no OVER"))),
+    };
+    let ignores_nulls = matches!(f.null_treatment, Some(ast::NullTreatment::IgnoreNulls))
+        || matches!(&f.args, ast::FunctionArguments::List(list) if list.clauses.iter().any(|c| matches!(c, ast::FunctionArgumentClause::IgnoreOrRespectNulls(ast::NullTreatment::IgnoreNulls))));
+    if ignores_nulls {
+        return Err(unsupported(format!("IGNORE NULLS in `{whole}`"), span));
+    }
+    let partition_by = spec
+        .partition_by
+        .iter()
+        .map(&mut *scalar)
+        .collect::<Result<Vec<_>>>()?;
+    let order_by = spec
+        .order_by
+        .iter()
+        .map(|key| {
+            let descending = key.options.asc == Some(false);
+            Ok(AnalyticOrder {
+                expr: scalar(&key.expr)?,
+                descending,
+                // As in the query's ORDER BY: PostgreSQL's default.
+                nulls_first: key.options.nulls_first.unwrap_or(descending),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let frame = match &spec.window_frame {
+        None => Frame::DEFAULT,
+        Some(frame) => {
+            let units = match frame.units {
+                ast::WindowFrameUnits::Rows => FrameUnits::Rows,
+                ast::WindowFrameUnits::Range => FrameUnits::Range,
+                ast::WindowFrameUnits::Groups => {
+                    return Err(unsupported(
+                        format!("GROUPS frames in `{whole}`; use ROWS or RANGE"),
+                        span,
+                    ))
+                }
+            };
+            let bound = |b: &ast::WindowFrameBound| -> Result<FrameBound> {
+                let offset = |e: &ast::Expr| -> Result<u64> {
+                    match e {
+                        ast::Expr::Value(v) => match &v.value {
+                            ast::Value::Number(n, _) => n.parse::<u64>().ok(),
+                            _ => None,
+                        },
+                        _ => None,
+                    }
+                    .ok_or_else(|| {
+                        unsupported(
+                            format!(
+                                "frame offset `{e}` in `{whole}`; a non-negative integer \
+                                 constant is expected"
+                            ),
+                            span,
+                        )
+                    })
+                };
+                Ok(match b {
+                    ast::WindowFrameBound::CurrentRow => FrameBound::CurrentRow,
+                    ast::WindowFrameBound::Preceding(None) => FrameBound::UnboundedPreceding,
+                    ast::WindowFrameBound::Preceding(Some(e)) => FrameBound::Preceding(offset(e)?),
+                    ast::WindowFrameBound::Following(None) => FrameBound::UnboundedFollowing,
+                    ast::WindowFrameBound::Following(Some(e)) => FrameBound::Following(offset(e)?),
+                })
+            };
+            let start = bound(&frame.start_bound)?;
+            let end = match &frame.end_bound {
+                Some(end) => bound(end)?,
+                None => FrameBound::CurrentRow,
+            };
+            Frame::try_new(units, start, end)
+                .map_err(|e| unsupported(format!("{e} in `{whole}`"), span))?
+        }
+    };
+    let name = f.name.to_string().to_ascii_lowercase();
+    let (function, arguments, filter) = match aggregate_function(&name) {
+        Some(aggregate) => {
+            let call = plan_call(f, aggregate, scalar, whole, true)?;
+            let function = match (call.function, &call.argument) {
+                (AggregateFunction::Count, None) => AggregateFunction::CountStar,
+                (function, _) => function,
+            };
+            (
+                AnalyticFunction::Aggregate {
+                    function,
+                    separator: call.separator,
+                },
+                call.argument.into_iter().collect(),
+                call.filter,
+            )
+        }
+        None => {
+            let (function, arity) = match name.as_str() {
+                "row_number" => (AnalyticFunction::RowNumber, 0..=0),
+                "rank" => (AnalyticFunction::Rank, 0..=0),
+                "dense_rank" => (AnalyticFunction::DenseRank, 0..=0),
+                "percent_rank" => (AnalyticFunction::PercentRank, 0..=0),
+                "cume_dist" => (AnalyticFunction::CumeDist, 0..=0),
+                "ntile" => (AnalyticFunction::Ntile, 1..=1),
+                "lag" => (AnalyticFunction::Lag, 1..=3),
+                "lead" => (AnalyticFunction::Lead, 1..=3),
+                "first_value" => (AnalyticFunction::FirstValue, 1..=1),
+                "last_value" => (AnalyticFunction::LastValue, 1..=1),
+                "nth_value" => (AnalyticFunction::NthValue, 2..=2),
+                _ => {
+                    return Err(unsupported(
+                        format!(
+                            "window function `{}`; window functions are ROW_NUMBER, RANK, \
+                             DENSE_RANK, PERCENT_RANK, CUME_DIST, NTILE, LAG, LEAD, \
+                             FIRST_VALUE, LAST_VALUE, NTH_VALUE and the aggregates",
+                            f.name
+                        ),
+                        span,
+                    ))
+                }
+            };
+            let arguments: Vec<&ast::Expr> = match &f.args {
+                ast::FunctionArguments::None => Vec::new(),
+                ast::FunctionArguments::List(list)
+                    if list.duplicate_treatment.is_none()
+                        && list.clauses.iter().all(|c| {
+                            matches!(c, ast::FunctionArgumentClause::IgnoreOrRespectNulls(_))
+                        }) =>
+                {
+                    list.args
+                        .iter()
+                        .map(|a| match a {
+                            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Ok(e),
+                            other => Err(unsupported(
+                                format!("argument `{other}` of `{whole}`"),
+                                span,
+                            )),
+                        })
+                        .collect::<Result<_>>()?
+                }
+                _ => return Err(unsupported(format!("arguments of `{whole}`"), span)),
+            };
+            if !arity.contains(&arguments.len()) || f.filter.is_some() || !f.within_group.is_empty()
+            {
+                return Err(unsupported(
+                    format!(
+                        "`{whole}`: {} takes {} argument{}{}",
+                        name.to_ascii_uppercase(),
+                        if arity.start() == arity.end() {
+                            arity.start().to_string()
+                        } else {
+                            format!("{} to {}", arity.start(), arity.end())
+                        },
+                        if *arity.end() == 1 { "" } else { "s" },
+                        if f.filter.is_some() {
+                            " and no FILTER"
+                        } else {
+                            ""
+                        }
+                    ),
+                    span,
+                ));
+            }
+            let arguments = arguments
+                .into_iter()
+                .map(&mut *scalar)
+                .collect::<Result<Vec<_>>>()?;
+            (function, arguments, None)
+        }
+    };
+    Ok(AnalyticCall {
+        function,
+        arguments,
+        filter,
+        partition_by,
+        order_by,
+        frame,
         text: whole.to_string(),
     })
 }
