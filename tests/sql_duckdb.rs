@@ -368,7 +368,7 @@ fn random_window_query(rng: &mut StdRng) -> String {
     let count = rng.gen_range(1..=3);
     let mut items = Vec::new();
     for i in 0..count {
-        let item = match rng.gen_range(0..10) {
+        let item = match rng.gen_range(0..12) {
             // Ties decide nothing for the ranks: order by a key with ties alone.
             0 => format!("RANK() OVER ({partition}ORDER BY k_int NULLS FIRST)"),
             1 => format!("DENSE_RANK() OVER ({partition}ORDER BY k_str DESC NULLS LAST)"),
@@ -377,6 +377,15 @@ fn random_window_query(rng: &mut StdRng) -> String {
             // The whole partition: order does not matter.
             4 => format!("SUM(v_int) OVER ({partition})"),
             5 => format!("COUNT(*) OVER ({partition}) + MIN(v_float) OVER ({partition})"),
+            // RANGE offsets: a frame of keys, so ties do not matter.
+            6 => format!(
+                "SUM(v_int) OVER ({partition}ORDER BY v_int NULLS LAST \
+                 RANGE BETWEEN 100000 PRECEDING AND 50000 FOLLOWING)"
+            ),
+            7 => format!(
+                "COUNT(*) OVER ({partition}ORDER BY v_float DESC NULLS FIRST \
+                 RANGE BETWEEN 500.5 PRECEDING AND CURRENT ROW)"
+            ),
             _ => {
                 let (function, framed) = functions[rng.gen_range(0..functions.len())];
                 let order = orders[rng.gen_range(0..orders.len())];

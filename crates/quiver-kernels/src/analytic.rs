@@ -24,7 +24,7 @@ use arrow::compute::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use quiver_core::{QuiverError, Result};
 
-use crate::expr::{sql_float_order, Expr};
+use crate::expr::{sql_float_order, Expr, Literal};
 use crate::{AggregateExpr, AggregateFunction, EmitTo, HashAggregator};
 
 /// A window function.
@@ -73,22 +73,29 @@ pub enum FrameUnits {
 }
 
 /// One end of a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum FrameBound {
     /// The partition's first row.
     UnboundedPreceding,
-    /// `n PRECEDING` (rows).
+    /// `n PRECEDING`: `n` rows before (`ROWS`), or order keys down to the current row's key
+    /// minus `n` (`RANGE`; read as [`FrameBound::PrecedingValue`]).
     Preceding(u64),
     /// The current row (with `RANGE`, its first or last peer).
     CurrentRow,
-    /// `n FOLLOWING` (rows).
+    /// `n FOLLOWING` (rows; with `RANGE`, a value as for `Preceding`).
     Following(u64),
     /// The partition's last row.
     UnboundedFollowing,
+    /// `RANGE offset PRECEDING`: rows whose order key is at least the current row's key minus
+    /// `offset` (a number of the key's kind, or an interval for dates and timestamps); with a
+    /// descending key, at most the key plus `offset`.
+    PrecedingValue(Literal),
+    /// `RANGE offset FOLLOWING`: the same, the other way.
+    FollowingValue(Literal),
 }
 
 /// The rows an aggregate or value function sees for each row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
     /// How offsets count.
     pub units: FrameUnits,
@@ -107,30 +114,74 @@ impl Frame {
         end: FrameBound::CurrentRow,
     };
 
-    /// A frame, checked as PostgreSQL checks it.
+    /// A frame, checked as PostgreSQL checks it. With `RANGE`, `Preceding(n)` and
+    /// `Following(n)` are the integer values `n`.
     pub fn try_new(units: FrameUnits, start: FrameBound, end: FrameBound) -> Result<Frame> {
         use FrameBound::*;
+        let value_bound = |bound: FrameBound| -> Result<FrameBound> {
+            let integer = |n: u64| {
+                i64::try_from(n).map(Literal::Int64).map_err(|_| {
+                    QuiverError::Unsupported(format!("window frame: offset {n} is too large"))
+                })
+            };
+            Ok(match (units, bound) {
+                (FrameUnits::Range, Preceding(n)) => PrecedingValue(integer(n)?),
+                (FrameUnits::Range, Following(n)) => FollowingValue(integer(n)?),
+                (FrameUnits::Rows, PrecedingValue(_) | FollowingValue(_)) => {
+                    return Err(QuiverError::Unsupported(
+                        "window frame: ROWS offsets count rows; a value offset needs RANGE".into(),
+                    ))
+                }
+                (_, bound) => bound,
+            })
+        };
+        let (start, end) = (value_bound(start)?, value_bound(end)?);
         let refuse = |why: &str| Err(QuiverError::Unsupported(format!("window frame: {why}")));
-        match (start, end) {
-            (UnboundedFollowing, _) => return refuse("frame start cannot be UNBOUNDED FOLLOWING"),
-            (_, UnboundedPreceding) => return refuse("frame end cannot be UNBOUNDED PRECEDING"),
-            (CurrentRow, Preceding(_)) => {
-                return refuse("a frame starting from the current row cannot end before it")
-            }
-            (Following(_), Preceding(_) | CurrentRow) => {
-                return refuse("a frame starting after the current row cannot end before it")
-            }
-            _ => {}
+        let preceding = |b: &FrameBound| matches!(b, Preceding(_) | PrecedingValue(_));
+        let following = |b: &FrameBound| matches!(b, Following(_) | FollowingValue(_));
+        if start == UnboundedFollowing {
+            return refuse("frame start cannot be UNBOUNDED FOLLOWING");
         }
-        let has_offset = |b: FrameBound| matches!(b, Preceding(_) | Following(_));
-        if units == FrameUnits::Range && (has_offset(start) || has_offset(end)) {
-            return Err(QuiverError::Unsupported(
-                "RANGE frames with an offset (`RANGE n PRECEDING`); use ROWS, or RANGE with \
-                 UNBOUNDED and CURRENT ROW"
-                    .into(),
-            ));
+        if end == UnboundedPreceding {
+            return refuse("frame end cannot be UNBOUNDED PRECEDING");
+        }
+        if start == CurrentRow && preceding(&end) {
+            return refuse("a frame starting from the current row cannot end before it");
+        }
+        if following(&start) && (preceding(&end) || end == CurrentRow) {
+            return refuse("a frame starting after the current row cannot end before it");
+        }
+        for bound in [&start, &end] {
+            if let PrecedingValue(offset) | FollowingValue(offset) = bound {
+                let negative = match offset {
+                    Literal::Int64(n) => *n < 0,
+                    Literal::Float64(f) => f.is_nan() || *f < 0.0,
+                    Literal::Decimal(m, _) => *m < 0,
+                    Literal::Interval {
+                        months,
+                        days,
+                        nanos,
+                    } => *months != 0 || *days < 0 || *nanos < 0,
+                    _ => true,
+                };
+                if negative {
+                    return refuse(
+                        "a RANGE offset must be a non-negative number, or an interval of days \
+                         and time (no months) for dates and timestamps",
+                    );
+                }
+            }
         }
         Ok(Frame { units, start, end })
+    }
+
+    fn has_value_offsets(&self) -> bool {
+        [&self.start, &self.end].into_iter().any(|b| {
+            matches!(
+                b,
+                FrameBound::PrecedingValue(_) | FrameBound::FollowingValue(_)
+            )
+        })
     }
 
     /// The frame of sorted row `row` in partition `partition`, whose peers are `peers`, as a
@@ -139,6 +190,8 @@ impl Frame {
         let offset = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         let range = self.units == FrameUnits::Range;
         let start = match self.start {
+            // Value offsets are resolved by `value_frames`; here they stand for the peers.
+            FrameBound::PrecedingValue(_) | FrameBound::FollowingValue(_) => peers.start,
             FrameBound::UnboundedPreceding => partition.start,
             FrameBound::Preceding(n) => row.saturating_sub(offset(n)).max(partition.start),
             FrameBound::CurrentRow if range => peers.start,
@@ -147,6 +200,7 @@ impl Frame {
             FrameBound::UnboundedFollowing => partition.end,
         };
         let end = match self.end {
+            FrameBound::PrecedingValue(_) | FrameBound::FollowingValue(_) => peers.end,
             FrameBound::UnboundedPreceding => partition.start,
             FrameBound::Preceding(n) => (row + 1).saturating_sub(offset(n)).max(partition.start),
             FrameBound::CurrentRow if range => peers.end,
@@ -196,6 +250,8 @@ struct Ordering {
     partitions: Vec<Range<usize>>,
     /// Peer groups (equal partition and order keys), in order; each inside one partition.
     peers: Vec<Range<usize>>,
+    /// The first ORDER BY key in window order (for RANGE offsets).
+    order_key: Option<ArrayRef>,
 }
 
 impl Ordering {
@@ -219,6 +275,7 @@ impl Ordering {
                 rows: (0..last_row).collect(),
                 partitions: everything.clone(),
                 peers: everything,
+                order_key: None,
             });
         }
         let mut sort_columns: Vec<SortColumn> = partition_keys
@@ -262,6 +319,7 @@ impl Ordering {
             })
         };
         let partitions = ranges(&sorted_partition_keys)?;
+        let order_key = sorted_order_keys.first().cloned();
         let peers = if sorted_order_keys.is_empty() {
             partitions.clone()
         } else {
@@ -273,6 +331,7 @@ impl Ordering {
             rows: sorted.values().to_vec(),
             partitions,
             peers,
+            order_key,
         })
     }
 
@@ -409,6 +468,72 @@ impl AnalyticCall {
         }
     }
 
+    /// Every sorted row's frame, as a range of sorted rows.
+    fn frames(&self, order: &Ordering) -> Result<Vec<Range<usize>>> {
+        let mut frames = vec![0..0; order.rows.len()];
+        order.for_each(|row, partition, peers, _| {
+            frames[row] = self.frame.rows(row, partition, peers);
+        });
+        if self.frame.has_value_offsets() {
+            self.value_frames(order, &mut frames)?;
+        }
+        Ok(frames)
+    }
+
+    /// Resolves RANGE offsets: for each row with a key, the frame ends found by binary search
+    /// among the partition's rows with keys (rows without a key, NULL or NaN, frame their
+    /// peers).
+    fn value_frames(&self, order: &Ordering, frames: &mut [Range<usize>]) -> Result<()> {
+        let (Some(key), [first_key]) = (&order.order_key, self.order_by.as_slice()) else {
+            return Err(QuiverError::Unsupported(format!(
+                "{}: a RANGE frame with an offset needs exactly one ORDER BY key",
+                self.text
+            )));
+        };
+        let descending = first_key.descending;
+        let values = RangeKeys::new(key, &self.frame, &self.text)?;
+        for partition in &order.partitions {
+            // The rows with a comparable key are contiguous: NULLs sort to one end, NaN last.
+            let keyed: Vec<usize> = partition
+                .clone()
+                .filter(|&r| values.key(r).is_some())
+                .collect();
+            let (Some(&first), Some(&last)) = (keyed.first(), keyed.last()) else {
+                continue;
+            };
+            let keyed = first..last + 1;
+            for row in keyed.clone() {
+                let Some(current) = values.key(row) else {
+                    continue;
+                };
+                let start = match &self.frame.start {
+                    FrameBound::PrecedingValue(_) | FrameBound::FollowingValue(_) => {
+                        let preceding = matches!(self.frame.start, FrameBound::PrecedingValue(_));
+                        let bound = shifted(current, values.start_offset, preceding, descending);
+                        // First row whose key is not before the bound in window order.
+                        partition_point(&keyed, |r| {
+                            values.key(r).is_some_and(|k| before(k, bound, descending))
+                        })
+                    }
+                    _ => frames[row].start,
+                };
+                let end = match &self.frame.end {
+                    FrameBound::PrecedingValue(_) | FrameBound::FollowingValue(_) => {
+                        let preceding = matches!(self.frame.end, FrameBound::PrecedingValue(_));
+                        let bound = shifted(current, values.end_offset, preceding, descending);
+                        // First row whose key is after the bound in window order.
+                        partition_point(&keyed, |r| {
+                            values.key(r).is_some_and(|k| !before(bound, k, descending))
+                        })
+                    }
+                    _ => frames[row].end,
+                };
+                frames[row] = start..end.max(start);
+            }
+        }
+        Ok(())
+    }
+
     fn ntile(&self, batch: &RecordBatch, order: &Ordering) -> Result<ArrayRef> {
         let buckets = self
             .integer_argument(0, batch)?
@@ -502,11 +627,12 @@ impl AnalyticCall {
             ),
             _ => None,
         };
+        let frames = self.frames(order)?;
         let mut source: Vec<Option<u32>> = vec![None; batch.num_rows()];
         let mut failure = None;
-        order.for_each(|row, partition, peers, _| {
+        order.for_each(|row, _, _, _| {
             let original = order.rows[row] as usize;
-            let frame = self.frame.rows(row, partition, peers);
+            let frame = frames[row].clone();
             let picked = match (&self.function, &positions) {
                 (AnalyticFunction::FirstValue, _) => Some(frame.start),
                 (AnalyticFunction::LastValue, _) => frame.end.checked_sub(1),
@@ -571,13 +697,11 @@ impl AnalyticCall {
             input,
             filter,
         };
-        let mut frames: Vec<Range<usize>> = Vec::with_capacity(batch.num_rows());
+        let frames = self.frames(order)?;
         let mut partition_of: Vec<u32> = Vec::with_capacity(batch.num_rows());
         let mut whole_partitions = true;
-        order.for_each(|row, partition, peers, _| {
-            let frame = self.frame.rows(row, partition, peers);
-            whole_partitions &= frame == *partition;
-            frames.push(frame);
+        order.for_each(|row, partition, _, _| {
+            whole_partitions &= frames[row] == *partition;
             partition_of.push(partition_of.last().map_or(0, |&last| {
                 if row == partition.start {
                     last + 1
@@ -609,6 +733,231 @@ impl AnalyticCall {
             &UInt32Array::from(value_of_row),
             None,
         )?)
+    }
+}
+
+/// The first row of `range` where `leading` turns false (it holds for a prefix of the range).
+fn partition_point(range: &Range<usize>, leading: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (range.start, range.end);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if leading(middle) {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low
+}
+
+/// An order key value for RANGE offsets: exact integers (decimal mantissas, nanoseconds of
+/// dates and timestamps) or floats.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RangeKey {
+    Int(i128),
+    Float(f64),
+}
+
+/// Whether `a` comes strictly before `b` in window order.
+fn before(a: RangeKey, b: RangeKey, descending: bool) -> bool {
+    let less = match (a, b) {
+        (RangeKey::Int(x), RangeKey::Int(y)) => x < y,
+        (RangeKey::Float(x), RangeKey::Float(y)) => x < y,
+        // One key column gives one kind; never mixed.
+        _ => false,
+    };
+    let greater = match (a, b) {
+        (RangeKey::Int(x), RangeKey::Int(y)) => x > y,
+        (RangeKey::Float(x), RangeKey::Float(y)) => x > y,
+        _ => false,
+    };
+    if descending {
+        greater
+    } else {
+        less
+    }
+}
+
+/// The sorted order key as [`RangeKey`]s, and the frame's offsets in the same units.
+struct RangeKeys {
+    keys: Vec<Option<RangeKey>>,
+    start_offset: Option<RangeKey>,
+    end_offset: Option<RangeKey>,
+}
+
+const NANOS_PER_DAY: i128 = 86_400_000_000_000;
+
+impl RangeKeys {
+    fn new(key: &ArrayRef, frame: &Frame, text: &str) -> Result<RangeKeys> {
+        use arrow::datatypes::{Date32Type, Date64Type, Decimal128Type, Float64Type, TimeUnit};
+        let data_type = key.data_type().clone();
+        let refuse = |offset: &Literal| {
+            let offset = match offset {
+                Literal::Int64(n) => n.to_string(),
+                Literal::Float64(f) => f.to_string(),
+                Literal::Decimal(m, s) => format!("{m}e-{s}"),
+                Literal::Interval { .. } => "of an interval".to_string(),
+                other => format!("{other:?}"),
+            };
+            QuiverError::Unsupported(format!(
+                "{text}: RANGE offset {offset} for an ORDER BY key of type {data_type}; \
+                 numbers need a numeric key, intervals a date or timestamp key"
+            ))
+        };
+        let interval_nanos = |offset: &Literal| -> Result<i128> {
+            match offset {
+                Literal::Interval { days, nanos, .. } => {
+                    Ok(i128::from(*days) * NANOS_PER_DAY + i128::from(*nanos))
+                }
+                Literal::Int64(days) => Ok(i128::from(*days) * NANOS_PER_DAY),
+                other => Err(refuse(other)),
+            }
+        };
+        let nanos_per = |unit: &TimeUnit| -> i128 {
+            match unit {
+                TimeUnit::Second => 1_000_000_000,
+                TimeUnit::Millisecond => 1_000_000,
+                TimeUnit::Microsecond => 1_000,
+                TimeUnit::Nanosecond => 1,
+            }
+        };
+        let offset = |offset: &Literal| -> Result<RangeKey> {
+            Ok(match (&data_type, offset) {
+                (t, Literal::Int64(n)) if t.is_integer() => RangeKey::Int(i128::from(*n)),
+                (DataType::Float16 | DataType::Float32 | DataType::Float64, o) => {
+                    RangeKey::Float(match o {
+                        Literal::Int64(n) => *n as f64,
+                        Literal::Float64(f) => *f,
+                        Literal::Decimal(m, s) => *m as f64 / 10_f64.powi(i32::from(*s)),
+                        other => return Err(refuse(other)),
+                    })
+                }
+                (DataType::Decimal128(_, scale), o) => {
+                    let (mantissa, offset_scale) = match o {
+                        Literal::Int64(n) => (i128::from(*n), 0),
+                        Literal::Decimal(m, s) => (*m, *s),
+                        other => return Err(refuse(other)),
+                    };
+                    let shift = i32::from(*scale) - i32::from(offset_scale);
+                    let factor = 10_i128
+                        .checked_pow(shift.unsigned_abs())
+                        .ok_or_else(|| refuse(o))?;
+                    RangeKey::Int(if shift >= 0 {
+                        mantissa.checked_mul(factor).ok_or_else(|| refuse(o))?
+                    } else if mantissa % factor == 0 {
+                        mantissa / factor
+                    } else {
+                        return Err(refuse(o));
+                    })
+                }
+                (DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _), o) => {
+                    RangeKey::Int(interval_nanos(o)?)
+                }
+                (_, other) => return Err(refuse(other)),
+            })
+        };
+        let bound_offset = |bound: &FrameBound| -> Result<Option<RangeKey>> {
+            match bound {
+                FrameBound::PrecedingValue(o) | FrameBound::FollowingValue(o) => {
+                    offset(o).map(Some)
+                }
+                _ => Ok(None),
+            }
+        };
+        let (start_offset, end_offset) = (bound_offset(&frame.start)?, bound_offset(&frame.end)?);
+        let keys: Vec<Option<RangeKey>> = match &data_type {
+            t if t.is_integer() => {
+                let wide = cast_with_options(key, &DataType::Int64, &CastOptions::default());
+                match wide {
+                    // UInt64 beyond i64: compare as decimals instead.
+                    Ok(wide) if wide.null_count() == key.null_count() => wide
+                        .as_primitive::<arrow::datatypes::Int64Type>()
+                        .iter()
+                        .map(|v| v.map(|v| RangeKey::Int(i128::from(v))))
+                        .collect(),
+                    _ => cast_with_options(
+                        key,
+                        &DataType::Decimal128(38, 0),
+                        &CastOptions::default(),
+                    )?
+                    .as_primitive::<Decimal128Type>()
+                    .iter()
+                    .map(|v| v.map(RangeKey::Int))
+                    .collect(),
+                }
+            }
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+                let wide = cast_with_options(key, &DataType::Float64, &CastOptions::default())?;
+                wide.as_primitive::<Float64Type>()
+                    .iter()
+                    .map(|v| v.filter(|f| !f.is_nan()).map(RangeKey::Float))
+                    .collect()
+            }
+            DataType::Decimal128(_, _) => key
+                .as_primitive::<Decimal128Type>()
+                .iter()
+                .map(|v| v.map(RangeKey::Int))
+                .collect(),
+            DataType::Date32 => key
+                .as_primitive::<Date32Type>()
+                .iter()
+                .map(|v| v.map(|d| RangeKey::Int(i128::from(d) * NANOS_PER_DAY)))
+                .collect(),
+            DataType::Date64 => key
+                .as_primitive::<Date64Type>()
+                .iter()
+                .map(|v| v.map(|ms| RangeKey::Int(i128::from(ms) * 1_000_000)))
+                .collect(),
+            DataType::Timestamp(unit, _) => {
+                let per = nanos_per(unit);
+                let raw = cast_with_options(
+                    key,
+                    &DataType::Timestamp(*unit, None),
+                    &CastOptions::default(),
+                )?;
+                let raw = cast_with_options(&raw, &DataType::Int64, &CastOptions::default())?;
+                raw.as_primitive::<arrow::datatypes::Int64Type>()
+                    .iter()
+                    .map(|v| v.map(|t| RangeKey::Int(i128::from(t) * per)))
+                    .collect()
+            }
+            other => {
+                return Err(QuiverError::Unsupported(format!(
+                    "{text}: a RANGE frame with an offset over an ORDER BY key of type {other}; \
+                     a number, date or timestamp is expected"
+                )))
+            }
+        };
+        Ok(RangeKeys {
+            keys,
+            start_offset,
+            end_offset,
+        })
+    }
+
+    fn key(&self, row: usize) -> Option<RangeKey> {
+        self.keys.get(row).copied().flatten()
+    }
+}
+
+/// `current` moved by `offset`: against window order for PRECEDING, along it for FOLLOWING.
+fn shifted(
+    current: RangeKey,
+    offset: Option<RangeKey>,
+    preceding: bool,
+    descending: bool,
+) -> RangeKey {
+    let subtract = preceding != descending;
+    match (current, offset) {
+        (RangeKey::Int(v), Some(RangeKey::Int(o))) => RangeKey::Int(if subtract {
+            v.saturating_sub(o)
+        } else {
+            v.saturating_add(o)
+        }),
+        (RangeKey::Float(v), Some(RangeKey::Float(o))) => {
+            RangeKey::Float(if subtract { v - o } else { v + o })
+        }
+        (current, _) => current,
     }
 }
 

@@ -2498,7 +2498,28 @@ fn plan_windowed(
                         )
                     })
                 };
+                // A RANGE offset is a constant of the order key's kind: a number, or an
+                // interval for dates and timestamps.
+                let value = |e: &ast::Expr| -> Result<Literal> {
+                    match Columns::new(&Schema::empty()).scalar(e).map(Expr::fold) {
+                        Ok(Expr::Literal(literal)) => Ok(literal),
+                        _ => Err(unsupported(
+                            format!(
+                                "RANGE offset `{e}` in `{whole}`; a constant number or interval \
+                                 is expected"
+                            ),
+                            span,
+                        )),
+                    }
+                };
+                let range = units == FrameUnits::Range;
                 Ok(match b {
+                    ast::WindowFrameBound::Preceding(Some(e)) if range => {
+                        FrameBound::PrecedingValue(value(e)?)
+                    }
+                    ast::WindowFrameBound::Following(Some(e)) if range => {
+                        FrameBound::FollowingValue(value(e)?)
+                    }
                     ast::WindowFrameBound::CurrentRow => FrameBound::CurrentRow,
                     ast::WindowFrameBound::Preceding(None) => FrameBound::UnboundedPreceding,
                     ast::WindowFrameBound::Preceding(Some(e)) => FrameBound::Preceding(offset(e)?),
