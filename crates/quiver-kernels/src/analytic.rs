@@ -603,16 +603,12 @@ impl AnalyticCall {
                 None => use_default[original] = true,
             }
         });
-        let strict = CastOptions {
-            safe: false,
-            ..CastOptions::default()
-        };
-        let values = cast_with_options(&values, &output_type, &strict)?;
+        let values = sql_cast(values, &output_type)?;
         let taken = take(values.as_ref(), &UInt32Array::from(source), None)?;
         Ok(match default {
             None => taken,
             Some(default) => {
-                let default = cast_with_options(&default, &output_type, &strict)?;
+                let default = sql_cast(default, &output_type)?;
                 zip(&BooleanArray::from(use_default), &default, &taken)?
             }
         })
@@ -734,6 +730,21 @@ impl AnalyticCall {
             None,
         )?)
     }
+}
+
+/// `values` as `to` by SQL's CAST (a fractional default of an integer column rounds, an
+/// overflow is an error), as `CAST(default AS type)` would.
+fn sql_cast(values: ArrayRef, to: &DataType) -> Result<ArrayRef> {
+    if values.data_type() == to {
+        return Ok(values);
+    }
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "value",
+        values.data_type().clone(),
+        true,
+    )]));
+    let batch = RecordBatch::try_new(schema, vec![values])?;
+    Expr::Cast(Box::new(Expr::Column(0)), to.clone(), false).evaluate(&batch)
 }
 
 /// The first row of `range` where `leading` turns false (it holds for a prefix of the range).

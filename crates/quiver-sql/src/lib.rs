@@ -263,6 +263,9 @@ impl Plan {
             let calls: Vec<&str> = self.analytic.iter().map(|a| a.text.as_str()).collect();
             let _ = writeln!(text, "  Window functions: [{}]", calls.join(", "));
         }
+        if let Some(qualify) = &self.qualify {
+            let _ = writeln!(text, "    Qualify: {qualify:?}");
+        }
         let names: Vec<&str> = self.output.iter().map(|(_, n)| n.as_str()).collect();
         let _ = writeln!(text, "  Project: [{}]", names.join(", "));
         if !self.order_by.is_empty() {
@@ -1699,6 +1702,23 @@ fn scalar_function(
 ) -> Result<Expr> {
     let span = expr_span(whole);
     let name = f.name.to_string().to_ascii_lowercase();
+    if matches!(
+        name.as_str(),
+        "row_number"
+            | "rank"
+            | "dense_rank"
+            | "percent_rank"
+            | "cume_dist"
+            | "ntile"
+            | "lag"
+            | "lead"
+            | "nth_value"
+    ) {
+        return Err(unsupported(
+            format!("`{whole}` is a window function: it needs an OVER (...) clause"),
+            span,
+        ));
+    }
     let ast::FunctionArguments::List(list) = &f.args else {
         return Err(unsupported(format!("`{whole}`: arguments expected"), span));
     };
@@ -2532,8 +2552,10 @@ fn plan_windowed(
                 Some(end) => bound(end)?,
                 None => FrameBound::CurrentRow,
             };
-            Frame::try_new(units, start, end)
-                .map_err(|e| unsupported(format!("{e} in `{whole}`"), span))?
+            Frame::try_new(units, start, end).map_err(|e| match e {
+                QuiverError::Unsupported(why) => unsupported(format!("{why} in `{whole}`"), span),
+                other => other,
+            })?
         }
     };
     let name = f.name.to_string().to_ascii_lowercase();
