@@ -126,8 +126,13 @@ fn csv(schema: &SchemaRef, batches: &[RecordBatch]) -> Vec<String> {
 fn run(tables: &[Table], options: StreamOptions, sql: &str) -> Result<Vec<String>, String> {
     let mut engine = Engine::new().with_stream_options(options);
     for table in tables {
+        // Every table's rows are registered too, so queries can JOIN them.
         engine = engine
-            .register(table.name.clone(), table.schema.clone())
+            .register_table(
+                table.name.clone(),
+                table.schema.clone(),
+                table.batches.clone(),
+            )
             .map_err(|e| e.to_string())?;
     }
     let mut query = engine.sql(sql).map_err(|e| e.to_string())?;

@@ -782,7 +782,17 @@ fn run_query(
         .iter()
         .map(|s| (s.name.clone(), s.schema.clone()))
         .collect();
-    let plan = quiver_sql::plan(sql, &tables)?;
+    let mut plan = quiver_sql::plan(sql, &tables)?;
+    // Joined tables are held in memory whole; the FROM table streams through them.
+    for name in plan.joined_tables() {
+        let source = sources
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| QuiverError::Internal(format!("joined table {name} not loaded")))?;
+        let rows: Vec<arrow::record_batch::RecordBatch> =
+            source.partitions.iter().flatten().cloned().collect();
+        plan.attach_table(&name, &rows)?;
+    }
     let no_partitions = Vec::new();
     let partitions = if plan.has_source() {
         let source = sources

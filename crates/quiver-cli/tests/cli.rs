@@ -212,6 +212,44 @@ fn run_csv_to_csv_with_group_by_order_and_quoting() {
 }
 
 #[test]
+fn run_joins_a_directory_of_orders_with_a_customer_file() {
+    let dir = temp_dir("join");
+    let orders = dir.join("orders");
+    std::fs::create_dir_all(&orders).unwrap();
+    std::fs::write(
+        orders.join("a.csv"),
+        "id,cust,amount\n1,10,5\n2,11,7\n3,,1\n",
+    )
+    .unwrap();
+    std::fs::write(orders.join("b.csv"), "id,cust,amount\n4,10,2\n5,12,9\n").unwrap();
+    std::fs::write(
+        dir.join("customers.jsonl"),
+        "{\"cust\": 10, \"name\": \"ann\"}\n{\"cust\": 11, \"name\": \"bob\"}\n",
+    )
+    .unwrap();
+    let output = quiver()
+        .args(["run", "--format", "csv", "--table"])
+        .arg(format!("o={}", orders.display()))
+        .arg("--table")
+        .arg(format!("c={}", dir.join("customers.jsonl").display()))
+        .args([
+            "--sql",
+            "SELECT o.id, c.name, o.amount FROM o LEFT JOIN c ON o.cust = c.cust ORDER BY o.id",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "id,name,amount\n1,ann,5\n2,bob,7\n3,,1\n4,ann,2\n5,,9\n"
+    );
+}
+
+#[test]
 fn run_over_a_directory_equals_run_over_the_concatenated_file() {
     let dir = temp_dir("parts");
     let parts = dir.join("parts");

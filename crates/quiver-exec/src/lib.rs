@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 pub mod fuzz;
+pub mod join;
 pub mod onebrc;
 pub mod query;
 pub mod window;

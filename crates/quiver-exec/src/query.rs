@@ -14,6 +14,7 @@ use quiver_kernels::{AggregateExpr, AggregateFunction, EmitTo, HashAggregator};
 use quiver_sql::{EmitMode, Plan, PlanKind, WindowSpec};
 use rayon::prelude::*;
 
+use crate::join::JoinTable;
 use crate::window::{LatePolicy, WindowMetrics, WindowOptions};
 use crate::window_parallel::PartitionedWindowAggregator;
 
@@ -52,6 +53,8 @@ pub struct QueryRunner {
     rows_pushed: u64,
     /// The subquery in `FROM`: pushed batches go through it first.
     inner: Option<Box<QueryRunner>>,
+    /// The joined tables, probed by each scanned batch before `WHERE`.
+    joins: Vec<JoinTable>,
 }
 
 enum State {
@@ -186,8 +189,10 @@ impl QueryRunner {
                 dead_letters: Vec::new(),
                 rows_pushed: 0,
                 inner: None,
+                joins: Vec::new(),
             });
         }
+        let joins = JoinTable::for_plan(&plan)?;
         let inner = match &plan.input {
             Some(input) => Some(Box::new(QueryRunner::try_new_with(
                 input.as_ref().clone(),
@@ -242,6 +247,7 @@ impl QueryRunner {
             dead_letters: Vec::new(),
             rows_pushed: 0,
             inner,
+            joins,
         })
     }
 
@@ -294,8 +300,8 @@ impl QueryRunner {
         &self.plan
     }
 
-    fn filtered(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        filter_batch(&self.plan, batch)
+    fn filtered(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
+        filter_batch(&self.plan, &mut self.joins, batch)
     }
 
     /// Adds one source batch; returns output that is final already (projections without
@@ -546,9 +552,9 @@ fn row_as_json(batch: &RecordBatch, row: usize) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Checks a source batch against the plan's source schema and applies `WHERE`.
-fn filter_batch(plan: &Plan, batch: &RecordBatch) -> Result<RecordBatch> {
-    if batch.schema().fields() != plan.source_schema.fields() {
+/// Checks a scanned batch against the plan's scan schema, joins it, and applies `WHERE`.
+fn filter_batch(plan: &Plan, joins: &mut [JoinTable], batch: &RecordBatch) -> Result<RecordBatch> {
+    if batch.schema().fields() != plan.scan_schema.fields() {
         return Err(QuiverError::Schema {
             position: quiver_core::Position {
                 source: plan.source.clone(),
@@ -556,23 +562,33 @@ fn filter_batch(plan: &Plan, batch: &RecordBatch) -> Result<RecordBatch> {
                 byte_offset: None,
             },
             field: "(batch)".into(),
-            expected: format!("{:?}", plan.source_schema.fields()),
+            expected: format!("{:?}", plan.scan_schema.fields()),
             found: format!("{:?}", batch.schema().fields()),
         });
     }
-    Ok(match &plan.filter {
-        Some(filter) => {
-            let mask = filter.evaluate(batch)?;
-            let mask = mask.as_boolean_opt().ok_or_else(|| {
-                QuiverError::Unsupported(format!(
-                    "WHERE of type {}; a boolean is expected",
-                    mask.data_type()
-                ))
-            })?;
-            filter_record_batch(batch, mask)?
-        }
+    let mut joined = match &plan.scan_filter {
+        Some(filter) => filter_by(filter, batch, "WHERE")?,
         None => batch.clone(),
+    };
+    for join in joins.iter_mut() {
+        joined = join.probe(&joined)?;
+    }
+    Ok(match &plan.filter {
+        Some(filter) => filter_by(filter, &joined, "WHERE")?,
+        None => joined,
     })
+}
+
+/// The rows of `batch` where `predicate` is true.
+fn filter_by(predicate: &Expr, batch: &RecordBatch, clause: &str) -> Result<RecordBatch> {
+    let mask = predicate.evaluate(batch)?;
+    let mask = mask.as_boolean_opt().ok_or_else(|| {
+        QuiverError::Unsupported(format!(
+            "{clause} of type {}; a boolean is expected",
+            mask.data_type()
+        ))
+    })?;
+    Ok(filter_record_batch(batch, mask)?)
 }
 
 fn project(output: &[(Expr, String)], batch: &RecordBatch) -> Result<RecordBatch> {
@@ -753,14 +769,19 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
             let filtered: Vec<Vec<RecordBatch>> = partitions
                 .par_iter()
                 .map(|batches| {
+                    let mut joins = JoinTable::for_plan(plan)?;
                     batches
                         .iter()
-                        .map(|batch| filter_batch(plan, batch))
+                        .map(|batch| filter_batch(plan, &mut joins, batch))
                         .collect::<Result<Vec<_>>>()
                 })
                 .collect::<Result<_>>()?;
+            // The batches are joined and filtered already.
             let unfiltered = Plan {
                 filter: None,
+                scan_filter: None,
+                joins: Vec::new(),
+                scan_schema: plan.source_schema.clone(),
                 ..plan.clone()
             };
             return run(
@@ -771,9 +792,10 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
         let per_partition: Vec<Vec<RecordBatch>> = partitions
             .par_iter()
             .map(|batches| {
+                let mut joins = JoinTable::for_plan(plan)?;
                 batches
                     .iter()
-                    .map(|batch| project(&plan.output, &filter_batch(plan, batch)?))
+                    .map(|batch| project(&plan.output, &filter_batch(plan, &mut joins, batch)?))
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<_>>()?;
@@ -874,6 +896,53 @@ mod tests {
             assert_eq!(concat(&one_pass), concat(&parallel), "{sql}");
             assert!(concat(&one_pass).num_rows() > 0, "{sql}");
         }
+    }
+
+    #[test]
+    fn joins_over_partitions_equal_one_pass_over_all_rows() {
+        use arrow::array::{Int64Array, StringArray};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        let mut rng = quiver_core::rng::SplitMix64::new(5);
+        let mut batch = || {
+            let keys: StringArray = (0..300)
+                .map(|_| match rng.next_u64() % 17 {
+                    0 => None,
+                    k => Some(format!("k{k}")),
+                })
+                .collect();
+            let values: Int64Array = (0..300)
+                .map(|_| Some((rng.next_u64() % 100) as i64))
+                .collect();
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(keys), Arc::new(values)]).unwrap()
+        };
+        let partitions: Vec<Vec<RecordBatch>> =
+            (0..3).map(|_| (0..3).map(|_| batch()).collect()).collect();
+        let all: Vec<RecordBatch> = partitions.iter().flatten().cloned().collect();
+        let tables = [("t".to_string(), schema.clone())];
+        for sql in [
+            "SELECT a.k, COUNT(*) AS n, SUM(b.v) AS s FROM t a JOIN t b ON a.k = b.k \
+             AND b.v < a.v WHERE a.v > 90 GROUP BY a.k ORDER BY a.k",
+            "SELECT a.k, a.v, b.v AS w FROM t a LEFT JOIN t b ON a.v = b.v + 1000 \
+             WHERE a.v < 3",
+        ] {
+            let mut plan = quiver_sql::plan(sql, &tables).unwrap();
+            assert_eq!(plan.joined_tables(), vec!["t".to_string()]);
+            plan.attach_table("t", &all).unwrap();
+            let one_pass = run(&plan, &all).unwrap();
+            let parallel = run_partitioned(&plan, &partitions).unwrap();
+            let concat = |batches: &[RecordBatch]| {
+                arrow::compute::concat_batches(&plan.output_schema, batches).unwrap()
+            };
+            assert_eq!(concat(&one_pass), concat(&parallel), "{sql}");
+            assert!(concat(&one_pass).num_rows() > 0, "{sql}");
+        }
+        // Without the joined table's rows, running is a clear error.
+        let plan = quiver_sql::plan("SELECT * FROM t a JOIN t b ON a.k = b.k", &tables).unwrap();
+        let error = QueryRunner::try_new(plan).unwrap_err().to_string();
+        assert!(error.contains("its rows were not given"), "{error}");
     }
 
     #[test]

@@ -45,6 +45,36 @@ pub struct PlanWindow {
     pub time_type: DataType,
 }
 
+/// How a joined table's rows pair with the rows before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// `[INNER] JOIN` / `CROSS JOIN`: pairs that match.
+    Inner,
+    /// `LEFT [OUTER] JOIN`: pairs that match, and each row without a match once, with NULLs.
+    Left,
+}
+
+/// A table joined to the rows before it (the scanned rows and earlier joins): a hash join on
+/// the equality conjuncts of `ON`, the other conjuncts checked on each candidate pair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanJoin {
+    /// The joined table's name, as registered.
+    pub table: String,
+    /// Its schema.
+    pub schema: SchemaRef,
+    /// Inner or left.
+    pub kind: JoinKind,
+    /// Keys over the rows before the join; equal keys (never NULL) match.
+    pub left_keys: Vec<Expr>,
+    /// The matching keys over the joined table's rows (same types as `left_keys`).
+    pub right_keys: Vec<Expr>,
+    /// The rest of `ON`, over the joined rows (a pair matches when it is true).
+    pub residual: Option<Expr>,
+    /// The joined table's rows: given by the caller before running
+    /// ([`Plan::attach_table`]).
+    pub rows: Option<Vec<RecordBatch>>,
+}
+
 /// One aggregate call of a query, over expressions of the source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregateCall {
@@ -95,12 +125,19 @@ pub struct Plan {
     /// `FROM` is a subquery); empty for a query without `FROM`, which reads one row of no
     /// columns (`SELECT 1 + 1`).
     pub source: String,
-    /// The schema this plan's own expressions were resolved against: the table's, or the
-    /// subquery's output.
+    /// The schema this plan's own expressions were resolved against: the scanned rows' (the
+    /// table's, or the subquery's output), followed by the columns of each joined table.
     pub source_schema: SchemaRef,
+    /// The schema of the rows scanned (pushed, or produced by the subquery), before joins.
+    pub scan_schema: SchemaRef,
+    /// Tables joined to the scanned rows, in order, before `WHERE`.
+    pub joins: Vec<PlanJoin>,
     /// `FROM (SELECT ...)` or a `WITH` query: its output rows are this plan's source rows.
     pub input: Option<Box<Plan>>,
-    /// `WHERE`, over source rows, applied first.
+    /// The conjuncts of `WHERE` that read only scanned columns, applied before the joins (so
+    /// fewer rows probe them); `None` without joins.
+    pub scan_filter: Option<Expr>,
+    /// `WHERE` (the rest of it, with joins), over source rows, applied after the joins.
     pub filter: Option<Expr>,
     /// Projection or aggregation.
     pub kind: PlanKind,
@@ -143,8 +180,43 @@ impl Plan {
     pub fn input_schema(&self) -> &SchemaRef {
         match &self.input {
             Some(inner) => inner.input_schema(),
-            None => &self.source_schema,
+            None => &self.scan_schema,
         }
+    }
+
+    /// The tables joined anywhere in the plan (subqueries included), each once.
+    pub fn joined_tables(&self) -> Vec<String> {
+        let mut names = match &self.input {
+            Some(inner) => inner.joined_tables(),
+            None => Vec::new(),
+        };
+        for join in &self.joins {
+            if !names.contains(&join.table) {
+                names.push(join.table.clone());
+            }
+        }
+        names
+    }
+
+    /// Gives the rows of joined table `table` (every join of it, subqueries included).
+    pub fn attach_table(&mut self, table: &str, rows: &[RecordBatch]) -> Result<()> {
+        if let Some(inner) = &mut self.input {
+            inner.attach_table(table, rows)?;
+        }
+        for join in self.joins.iter_mut().filter(|j| j.table == table) {
+            if let Some(batch) = rows
+                .iter()
+                .find(|b| b.schema().fields() != join.schema.fields())
+            {
+                return Err(QuiverError::Config(format!(
+                    "joined table `{table}`: rows of schema {:?}, planned with {:?}",
+                    batch.schema().fields(),
+                    join.schema.fields()
+                )));
+            }
+            join.rows = Some(rows.to_vec());
+        }
+        Ok(())
     }
 
     /// The input of a query without `FROM`: one row of no columns.
@@ -216,10 +288,27 @@ impl Plan {
                 text,
                 "Scan: {} ({} columns)",
                 self.source,
-                self.source_schema.fields().len()
+                self.scan_schema.fields().len()
             );
         } else {
             let _ = writeln!(text, "Values: one row (no FROM)");
+        }
+        if let Some(filter) = &self.scan_filter {
+            let _ = writeln!(text, "  Filter (before the joins): {filter:?}");
+        }
+        for join in &self.joins {
+            let _ = writeln!(
+                text,
+                "  HashJoin ({:?}): {} ({} columns) on keys {:?} = {:?}{}",
+                join.kind,
+                join.table,
+                join.schema.fields().len(),
+                join.left_keys,
+                join.right_keys,
+                join.residual
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(", then {r:?}"))
+            );
         }
         if let Some(filter) = &self.filter {
             let _ = writeln!(text, "  Filter: {filter:?}");
@@ -463,6 +552,15 @@ fn plan_query(
             (None, source, schema)
         }
     };
+    let scan_schema = source_schema;
+    let (joins, source_schema, qualifiers) = plan_joins(select, tables, &scan_schema)?;
+    if !joins.is_empty() && (parsed.window.is_some() || parsed.emit == Some(EmitMode::Changes)) {
+        return Err(QuiverError::Unsupported(
+            "JOIN in a windowed or EMIT CHANGES query (not yet); join in a subquery is not \
+             possible either: aggregate the joined rows without a time window"
+                .into(),
+        ));
+    }
     // Window functions: in SELECT, QUALIFY and ORDER BY only; computed after HAVING.
     let order_keys: Vec<&ast::Expr> = match query.order_by.as_ref().map(|o| &o.kind) {
         Some(ast::OrderByKind::Expressions(keys)) => keys.iter().map(|k| &k.expr).collect(),
@@ -504,12 +602,33 @@ fn plan_query(
         ));
     }
     let select = &distinct_as_group_by(select, &source_schema)?;
-    let columns = Columns::new(&source_schema);
-    let filter = select
-        .selection
-        .as_ref()
-        .map(|e| columns.scalar(e).map(predicate))
-        .transpose()?;
+    let columns = Columns {
+        schema: &source_schema,
+        qualifiers: qualifiers.as_deref(),
+    };
+    // With joins, the WHERE conjuncts over scanned columns alone filter before joining: the
+    // same rows result (inner and left joins keep or extend each scanned row).
+    let (mut scan_conjuncts, mut other_conjuncts) = (Vec::new(), Vec::new());
+    for conjunct in select.selection.iter().flat_map(conjuncts) {
+        let planned = columns.scalar(conjunct)?;
+        if !joins.is_empty()
+            && column_indices(&planned)
+                .iter()
+                .all(|&c| c < scan_schema.fields().len())
+        {
+            scan_conjuncts.push(planned);
+        } else {
+            other_conjuncts.push(planned);
+        }
+    }
+    let all_of = |parts: Vec<Expr>| {
+        parts
+            .into_iter()
+            .reduce(|a, b| Expr::Binary(Box::new(a), BinaryOp::And, Box::new(b)))
+            .map(predicate)
+    };
+    let scan_filter = all_of(scan_conjuncts);
+    let filter = all_of(other_conjuncts);
     let mut group_exprs: Vec<ast::Expr> = match &select.group_by {
         ast::GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => exprs
             .iter()
@@ -618,6 +737,35 @@ fn plan_query(
                     for i in wildcard_columns(options, &source_schema)? {
                         let name = source_schema.field(i).name().clone();
                         plan_output.push((Expr::Column(i), name));
+                    }
+                }
+                ast::SelectItem::QualifiedWildcard(
+                    ast::SelectItemQualifiedWildcardKind::ObjectName(table),
+                    options,
+                ) if qualifiers.is_some() => {
+                    // `t.*`: the columns of one FROM item.
+                    let wanted = table
+                        .0
+                        .last()
+                        .and_then(|p| p.as_ident())
+                        .map_or_else(|| table.to_string(), |i| i.value.clone());
+                    let owned: Vec<usize> = qualifiers
+                        .iter()
+                        .flatten()
+                        .enumerate()
+                        .filter(|(_, q)| q.eq_ignore_ascii_case(&wanted))
+                        .map(|(i, _)| i)
+                        .collect();
+                    if owned.is_empty() {
+                        return Err(QuiverError::Unsupported(format!(
+                            "`{table}.*`: no table `{wanted}` in FROM"
+                        )));
+                    }
+                    for i in wildcard_columns(options, &source_schema)? {
+                        if owned.contains(&i) {
+                            let name = source_schema.field(i).name().clone();
+                            plan_output.push((Expr::Column(i), name));
+                        }
                     }
                 }
                 ast::SelectItem::UnnamedExpr(e) => {
@@ -927,6 +1075,17 @@ fn plan_query(
     Ok(Plan {
         source,
         source_schema,
+        scan_schema,
+        scan_filter: scan_filter.map(Expr::fold),
+        joins: joins
+            .into_iter()
+            .map(|mut join| {
+                join.left_keys = join.left_keys.into_iter().map(Expr::fold).collect();
+                join.right_keys = join.right_keys.into_iter().map(Expr::fold).collect();
+                join.residual = join.residual.map(Expr::fold);
+                join
+            })
+            .collect(),
         input,
         filter,
         kind,
@@ -1067,9 +1226,6 @@ fn subquery_source<'a>(
     let [from] = select.from.as_slice() else {
         return Ok(None);
     };
-    if !from.joins.is_empty() {
-        return Ok(None);
-    }
     match &from.relation {
         ast::TableFactor::Derived {
             lateral: false,
@@ -1089,28 +1245,11 @@ fn subquery_source<'a>(
     }
 }
 
-fn resolve_source(
-    select: &ast::Select,
+/// The registered table `name` names.
+fn find_table(
+    name: &ast::ObjectName,
     tables: &[(String, SchemaRef)],
 ) -> Result<(String, SchemaRef)> {
-    if select.from.is_empty() {
-        return Ok((String::new(), std::sync::Arc::new(Schema::empty())));
-    }
-    let [from] = select.from.as_slice() else {
-        return Err(QuiverError::Unsupported(format!(
-            "FROM with {} sources; exactly one table or stream (joins are not supported yet)",
-            select.from.len()
-        )));
-    };
-    if !from.joins.is_empty() {
-        return Err(QuiverError::Unsupported("JOIN".into()));
-    }
-    let ast::TableFactor::Table { name, .. } = &from.relation else {
-        return Err(QuiverError::Unsupported(format!(
-            "FROM `{}`; a table name is expected",
-            from.relation
-        )));
-    };
     let wanted = name.to_string();
     tables
         .iter()
@@ -1132,6 +1271,211 @@ fn resolve_source(
                 }
             ))
         })
+}
+
+/// The name a FROM item is referred to by: its alias, else its table name.
+fn relation_qualifier(relation: &ast::TableFactor) -> String {
+    match relation {
+        ast::TableFactor::Table {
+            alias: Some(alias), ..
+        }
+        | ast::TableFactor::Derived {
+            alias: Some(alias), ..
+        } => alias.name.value.clone(),
+        ast::TableFactor::Table { name, .. } => name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map_or_else(|| name.to_string(), |i| i.value.clone()),
+        _ => String::new(),
+    }
+}
+
+/// The column indices `expr` reads.
+fn column_indices(expr: &Expr) -> Vec<usize> {
+    let seen = std::cell::RefCell::new(Vec::new());
+    let _ = expr.clone().map_columns(&|c| {
+        seen.borrow_mut().push(c);
+        c
+    });
+    seen.into_inner()
+}
+
+/// The conjuncts of `a AND b AND ...`.
+fn conjuncts(expr: &ast::Expr) -> Vec<&ast::Expr> {
+    match expr {
+        ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::And,
+            right,
+        } => {
+            let mut all = conjuncts(left);
+            all.extend(conjuncts(right));
+            all
+        }
+        ast::Expr::Nested(inner) => conjuncts(inner),
+        other => vec![other],
+    }
+}
+
+/// Plans the JOINs of FROM over the scanned rows: each joined table's columns follow the
+/// columns before it. Returns the joins, the joined schema, and (with joins) the table each
+/// column comes from.
+#[allow(clippy::type_complexity)]
+fn plan_joins(
+    select: &ast::Select,
+    tables: &[(String, SchemaRef)],
+    scan_schema: &SchemaRef,
+) -> Result<(Vec<PlanJoin>, SchemaRef, Option<Vec<String>>)> {
+    let Some(from) = select.from.first().filter(|f| !f.joins.is_empty()) else {
+        return Ok((Vec::new(), scan_schema.clone(), None));
+    };
+    let mut fields: Vec<Field> = scan_schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut qualifiers = vec![relation_qualifier(&from.relation); fields.len()];
+    let mut joins = Vec::new();
+    for join in &from.joins {
+        let ast::TableFactor::Table { name, .. } = &join.relation else {
+            return Err(QuiverError::Unsupported(format!(
+                "JOIN to `{}`; a registered table is expected (a subquery or WITH query can \
+                 be the first FROM item only)",
+                join.relation
+            )));
+        };
+        let (table, schema) = find_table(name, tables)?;
+        let qualifier = relation_qualifier(&join.relation);
+        if qualifiers
+            .iter()
+            .any(|q| q.eq_ignore_ascii_case(&qualifier))
+        {
+            return Err(QuiverError::Unsupported(format!(
+                "table name `{qualifier}` appears twice in FROM; give one an alias (`JOIN {name} AS x`)"
+            )));
+        }
+        let (kind, constraint) = match &join.join_operator {
+            ast::JoinOperator::Join(c) | ast::JoinOperator::Inner(c) => (JoinKind::Inner, c),
+            ast::JoinOperator::Left(c) | ast::JoinOperator::LeftOuter(c) => (JoinKind::Left, c),
+            ast::JoinOperator::CrossJoin(c) => (JoinKind::Inner, c),
+            ast::JoinOperator::Right(_)
+            | ast::JoinOperator::RightOuter(_)
+            | ast::JoinOperator::FullOuter(_) => {
+                return Err(QuiverError::Unsupported(format!(
+                    "RIGHT and FULL JOIN (`{join}`); write the tables the other way round with \
+                     LEFT JOIN"
+                )))
+            }
+            _ => return Err(QuiverError::Unsupported(format!("`{join}`"))),
+        };
+        let condition = match constraint {
+            ast::JoinConstraint::On(e) => Some(e),
+            ast::JoinConstraint::None => None,
+            ast::JoinConstraint::Using(_) | ast::JoinConstraint::Natural => {
+                return Err(QuiverError::Unsupported(format!(
+                    "USING and NATURAL in `{join}`; write ON a.x = b.x"
+                )))
+            }
+        };
+        if let Some(condition) = condition {
+            refuse_windowed(condition, "JOIN ... ON")?;
+            if contains_aggregate(condition) {
+                return Err(unsupported(
+                    format!("aggregate in the JOIN condition `{condition}`"),
+                    expr_span(condition),
+                ));
+            }
+        }
+        let left_width = fields.len();
+        fields.extend(
+            schema
+                .fields()
+                .iter()
+                .map(|f| Field::new(f.name(), f.data_type().clone(), true)),
+        );
+        qualifiers.extend(std::iter::repeat_n(qualifier, schema.fields().len()));
+        let combined = Schema::new(fields.clone());
+        let columns = Columns {
+            schema: &combined,
+            qualifiers: Some(&qualifiers),
+        };
+        let (mut left_keys, mut right_keys, mut residual) = (Vec::new(), Vec::new(), Vec::new());
+        for conjunct in condition.map(conjuncts).unwrap_or_default() {
+            let planned = columns.scalar(conjunct)?;
+            if let Expr::Binary(left, BinaryOp::Eq, right) = &planned {
+                let (l, r) = (column_indices(left), column_indices(right));
+                let before = |c: &[usize]| !c.is_empty() && c.iter().all(|&i| i < left_width);
+                let joined = |c: &[usize]| !c.is_empty() && c.iter().all(|&i| i >= left_width);
+                let pair = if before(&l) && joined(&r) {
+                    Some((left, right))
+                } else if before(&r) && joined(&l) {
+                    Some((right, left))
+                } else {
+                    None
+                };
+                if let Some((outer, inner)) = pair {
+                    let outer_type = outer.data_type(&combined)?;
+                    let inner_type = inner.data_type(&combined)?;
+                    let common =
+                        quiver_kernels::expr::coerce(&outer_type, BinaryOp::Eq, &inner_type)?;
+                    let cast = |e: &Expr, t: &DataType| {
+                        if t == &common {
+                            e.clone()
+                        } else {
+                            Expr::Cast(Box::new(e.clone()), common.clone(), false)
+                        }
+                    };
+                    left_keys.push(cast(outer, &outer_type));
+                    right_keys.push(
+                        cast(inner, &inner_type).map_columns(&|c| c.saturating_sub(left_width)),
+                    );
+                    continue;
+                }
+            }
+            residual.push(planned);
+        }
+        let residual = residual
+            .into_iter()
+            .reduce(|a, b| Expr::Binary(Box::new(a), BinaryOp::And, Box::new(b)))
+            .map(predicate);
+        joins.push(PlanJoin {
+            table,
+            schema,
+            kind,
+            left_keys,
+            right_keys,
+            residual,
+            rows: None,
+        });
+    }
+    Ok((
+        joins,
+        std::sync::Arc::new(Schema::new(fields)),
+        Some(qualifiers),
+    ))
+}
+
+fn resolve_source(
+    select: &ast::Select,
+    tables: &[(String, SchemaRef)],
+) -> Result<(String, SchemaRef)> {
+    if select.from.is_empty() {
+        return Ok((String::new(), std::sync::Arc::new(Schema::empty())));
+    }
+    let [from] = select.from.as_slice() else {
+        return Err(QuiverError::Unsupported(format!(
+            "FROM with {} sources; exactly one table or stream (joins are not supported yet)",
+            select.from.len()
+        )));
+    };
+    let ast::TableFactor::Table { name, .. } = &from.relation else {
+        return Err(QuiverError::Unsupported(format!(
+            "FROM `{}`; a table name is expected",
+            from.relation
+        )));
+    };
+    find_table(name, tables)
 }
 
 /// The source columns `*` stands for: all, or all but those of `EXCLUDE (...)` / `EXCEPT (...)`.
@@ -1318,36 +1662,98 @@ fn refuse_windowed(expr: &ast::Expr, clause: &str) -> Result<()> {
 /// Name resolution against one schema.
 struct Columns<'a> {
     schema: &'a Schema,
+    /// With joins: the table (alias) each column comes from, for `t.x` and ambiguity checks.
+    qualifiers: Option<&'a [String]>,
 }
 
 impl<'a> Columns<'a> {
     fn new(schema: &'a Schema) -> Self {
-        Columns { schema }
+        Columns {
+            schema,
+            qualifiers: None,
+        }
+    }
+
+    /// `t.x` (with joins, `t` must name the table the column comes from) or `x`.
+    fn compound(&self, parts: &[ast::Ident]) -> Result<Expr> {
+        let Some(name) = parts.last() else {
+            return Err(QuiverError::Unsupported("an empty column name".into()));
+        };
+        let (Some(qualifiers), [.., table, _]) = (self.qualifiers, parts) else {
+            return self.column(name);
+        };
+        if !qualifiers
+            .iter()
+            .any(|q| q.eq_ignore_ascii_case(&table.value))
+        {
+            return Err(QuiverError::Unsupported(format!(
+                "unknown table `{}`{} in `{}`; tables in FROM: {}",
+                table.value,
+                location(table.span),
+                parts
+                    .iter()
+                    .map(|p| p.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join("."),
+                qualifiers.join(", ")
+            )));
+        }
+        self.find(name, Some(&table.value))
     }
 
     fn column(&self, ident: &ast::Ident) -> Result<Expr> {
+        self.find(ident, None)
+    }
+
+    fn find(&self, ident: &ast::Ident, table: Option<&str>) -> Result<Expr> {
         let fields = self.schema.fields();
-        let found = if ident.quote_style.is_some() {
-            fields.iter().position(|f| f.name() == &ident.value)
-        } else {
-            fields
-                .iter()
-                .position(|f| f.name() == &ident.value)
-                .or_else(|| {
-                    fields
-                        .iter()
-                        .position(|f| f.name().eq_ignore_ascii_case(&ident.value))
-                })
+        let in_table = |i: usize| match (table, self.qualifiers) {
+            (Some(table), Some(qualifiers)) => qualifiers
+                .get(i)
+                .is_some_and(|q| q.eq_ignore_ascii_case(table)),
+            _ => true,
         };
-        found.map(Expr::Column).ok_or_else(|| {
-            let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
-            QuiverError::Unsupported(format!(
-                "unknown column `{}`{}; columns are: {}",
+        let matching = |exact: bool| -> Vec<usize> {
+            (0..fields.len())
+                .filter(|&i| {
+                    in_table(i)
+                        && if exact {
+                            fields[i].name() == &ident.value
+                        } else {
+                            fields[i].name().eq_ignore_ascii_case(&ident.value)
+                        }
+                })
+                .collect()
+        };
+        let mut candidates = matching(true);
+        if candidates.is_empty() && ident.quote_style.is_none() {
+            candidates = matching(false);
+        }
+        if let (Some(qualifiers), [first, second, ..]) = (self.qualifiers, candidates.as_slice()) {
+            let tables = |i: usize| qualifiers.get(i).cloned().unwrap_or_default();
+            return Err(QuiverError::Unsupported(format!(
+                "column `{}`{} is ambiguous: write {}.{} or {}.{}",
                 ident.value,
                 location(ident.span),
-                names.join(", ")
-            ))
-        })
+                tables(*first),
+                ident.value,
+                tables(*second),
+                ident.value
+            )));
+        }
+        candidates
+            .first()
+            .copied()
+            .map(Expr::Column)
+            .ok_or_else(|| {
+                let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+                QuiverError::Unsupported(format!(
+                    "unknown column `{}`{}; columns are: {}",
+                    ident.value,
+                    location(ident.span),
+                    names.join(", ")
+                ))
+            })
     }
 
     /// A scalar (non-aggregate) expression over the source columns.
@@ -1364,7 +1770,7 @@ impl<'a> Columns<'a> {
                 .position(|w| w == e)
                 .map(|i| Ok(Expr::Column(WINDOWED_COLUMN_BASE + i))),
             ast::Expr::Identifier(ident) => Some(self.column(ident)),
-            ast::Expr::CompoundIdentifier(parts) => parts.last().map(|p| self.column(p)),
+            ast::Expr::CompoundIdentifier(parts) => Some(self.compound(parts)),
             ast::Expr::Function(f) if aggregate_function(&f.name.to_string()).is_some() => {
                 Some(Err(unsupported(
                     format!(
@@ -2197,6 +2603,9 @@ impl AggregateScope<'_> {
                     // A bare column must be a GROUP BY key (matched by name).
                     let position = group_by.iter().position(|(g, _, _)| match g {
                         ast::Expr::Identifier(g) => g.value.eq_ignore_ascii_case(&ident.value),
+                        ast::Expr::CompoundIdentifier(g) => g
+                            .last()
+                            .is_some_and(|g| g.value.eq_ignore_ascii_case(&ident.value)),
                         _ => false,
                     });
                     Some(match position {
@@ -2208,6 +2617,29 @@ impl AggregateScope<'_> {
                                     ident.value
                                 ),
                                 ident.span,
+                            ))
+                        }),
+                    })
+                }
+                ast::Expr::CompoundIdentifier(parts) => {
+                    // `t.x`: the GROUP BY key it names, written `t.x` or `x`.
+                    let same =
+                        |a: &ast::Ident, b: &ast::Ident| a.value.eq_ignore_ascii_case(&b.value);
+                    let position = group_by.iter().position(|(g, _, _)| match g {
+                        ast::Expr::CompoundIdentifier(g) => {
+                            g.len() == parts.len() && g.iter().zip(parts).all(|(a, b)| same(a, b))
+                        }
+                        ast::Expr::Identifier(g) => parts.last().is_some_and(|p| same(p, g)),
+                        _ => false,
+                    });
+                    Some(match position {
+                        Some(i) => Ok(Expr::Column(offset + i)),
+                        None => columns.compound(parts).and_then(|_| {
+                            Err(unsupported(
+                                format!(
+                                    "column `{e}` must appear in GROUP BY or be used in an aggregate"
+                                ),
+                                expr_span(e),
                             ))
                         }),
                     })

@@ -11,6 +11,8 @@ use quiver_ingest::{IngestConfig, RecordBatcher, UnknownFields};
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     tables: Vec<(String, SchemaRef)>,
+    /// Rows of tables registered with them, for JOINs.
+    rows: Vec<(String, Vec<RecordBatch>)>,
     stream: StreamOptions,
 }
 
@@ -36,6 +38,30 @@ impl Engine {
         Ok(self)
     }
 
+    /// Registers table `name` with its rows, which queries can JOIN (held in memory; a query
+    /// `FROM` it reads the rows you push, as for [`Engine::register`]).
+    pub fn register_table(
+        self,
+        name: impl Into<String>,
+        schema: SchemaRef,
+        rows: Vec<RecordBatch>,
+    ) -> Result<Self> {
+        let name = name.into();
+        let mut engine = self.register(name.clone(), schema)?;
+        engine.rows.push((name, rows));
+        Ok(engine)
+    }
+
+    fn planned(&self, sql: &str) -> Result<quiver_sql::Plan> {
+        let mut plan = quiver_sql::plan(sql, &self.tables)?;
+        for name in plan.joined_tables() {
+            if let Some((_, rows)) = self.rows.iter().find(|(n, _)| n == &name) {
+                plan.attach_table(&name, rows)?;
+            }
+        }
+        Ok(plan)
+    }
+
     /// Watermark and late-row settings for windowed and `EMIT CHANGES` queries planned from
     /// now on (default: in-order input, late rows dead-lettered).
     pub fn with_stream_options(mut self, stream: StreamOptions) -> Self {
@@ -45,7 +71,7 @@ impl Engine {
 
     /// Plans `sql` into a running query.
     pub fn sql(&self, sql: &str) -> Result<Query> {
-        let plan = quiver_sql::plan(sql, &self.tables)?;
+        let plan = self.planned(sql)?;
         Ok(Query {
             runner: QueryRunner::try_new_with(plan, self.stream)?,
             batcher: None,

@@ -1,0 +1,259 @@
+//! Hash joins of the scanned rows with in-memory tables (`FROM s JOIN t ON s.x = t.y`).
+//!
+//! The joined table is the build side: its key columns are mapped to dense ids by the same
+//! group-id mapping the aggregation kernels use, and its rows listed per id. Each scanned batch
+//! probes with its own keys; ids past the table's mean no match. A key holding a NULL never
+//! matches (the table's rows with one are left out of the map, and a probe key with one maps to
+//! an id of its own). Candidate pairs then pass the rest of the `ON` condition; a `LEFT JOIN`
+//! keeps each scanned row without a match once, with NULLs. Output rows keep the scanned rows'
+//! order.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow::compute::{concat_batches, take};
+use arrow::datatypes::{Field, Schema};
+use quiver_core::{QuiverError, Result};
+use quiver_kernels::group_values::{new_group_values, GroupValues};
+use quiver_sql::{JoinKind, Plan, PlanJoin};
+
+/// Probe keys interned beyond the table's own before the key map is rebuilt (distinct probe
+/// keys without a match would otherwise stay in it).
+const SPARE_PROBE_KEYS: usize = 1 << 16;
+
+/// At most this many candidate pairs per probed batch.
+const MAX_PAIRS: usize = u32::MAX as usize;
+
+/// One joined table, ready to probe.
+pub struct JoinTable {
+    join: PlanJoin,
+    rows: RecordBatch,
+    /// The table's keys, for its rows whose keys hold no NULL (rebuilds the map).
+    keys_without_nulls: Vec<ArrayRef>,
+    /// None without equality keys: every row is a candidate for every probe row.
+    key_map: Option<Box<dyn GroupValues>>,
+    /// Ids `0..table_keys` are the table's keys.
+    table_keys: usize,
+    /// Rows of key id `i`: `key_rows[key_starts[i]..key_starts[i + 1]]`.
+    key_starts: Vec<u32>,
+    key_rows: Vec<u32>,
+    probe_ids: Vec<u32>,
+}
+
+impl std::fmt::Debug for JoinTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinTable")
+            .field("table", &self.join.table)
+            .field("rows", &self.rows.num_rows())
+            .field("keys", &self.table_keys)
+            .finish()
+    }
+}
+
+impl JoinTable {
+    /// The build sides of every join of `plan` (not of its subquery).
+    pub fn for_plan(plan: &Plan) -> Result<Vec<JoinTable>> {
+        plan.joins.iter().map(JoinTable::try_new).collect()
+    }
+
+    /// Builds the key map of `join`'s table.
+    pub fn try_new(join: &PlanJoin) -> Result<JoinTable> {
+        let batches = join.rows.as_ref().ok_or_else(|| {
+            QuiverError::Config(format!(
+                "table `{}` is joined, but its rows were not given (`quiver run --table {}=PATH`, \
+                 or `Engine::register_table`)",
+                join.table, join.table
+            ))
+        })?;
+        let rows = concat_batches(&join.schema, batches)?;
+        let row_count = u32::try_from(rows.num_rows()).map_err(|_| {
+            QuiverError::ResourceExhausted(format!(
+                "joined table `{}` has {} rows; at most {} are supported",
+                join.table,
+                rows.num_rows(),
+                u32::MAX
+            ))
+        })?;
+        let mut table = JoinTable {
+            join: join.clone(),
+            rows,
+            keys_without_nulls: Vec::new(),
+            key_map: None,
+            table_keys: 1,
+            key_starts: vec![0, row_count],
+            key_rows: (0..row_count).collect(),
+            probe_ids: Vec::new(),
+        };
+        if join.right_keys.is_empty() {
+            return Ok(table);
+        }
+        let keys = join
+            .right_keys
+            .iter()
+            .map(|k| k.evaluate(&table.rows))
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let usable: UInt32Array = (0..row_count)
+            .filter(|&r| keys.iter().all(|k| k.is_valid(r as usize)))
+            .collect();
+        table.keys_without_nulls = keys
+            .iter()
+            .map(|k| take(k.as_ref(), &usable, None))
+            .collect::<std::result::Result<_, _>>()?;
+        table.rebuild_key_map()?;
+        let ids = &table.probe_ids;
+        let mut starts = vec![0_u32; table.table_keys + 1];
+        for &id in ids {
+            starts[id as usize + 1] += 1;
+        }
+        for i in 0..table.table_keys {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts.clone();
+        let mut key_rows = vec![0_u32; ids.len()];
+        for (&id, &row) in ids.iter().zip(usable.values()) {
+            key_rows[next[id as usize] as usize] = row;
+            next[id as usize] += 1;
+        }
+        table.key_starts = starts;
+        table.key_rows = key_rows;
+        Ok(table)
+    }
+
+    /// A fresh key map holding exactly the table's keys (ids in first-seen order, as before).
+    fn rebuild_key_map(&mut self) -> Result<()> {
+        let types: Vec<_> = self
+            .keys_without_nulls
+            .iter()
+            .map(|k| k.data_type().clone())
+            .collect();
+        let mut map = new_group_values(&types)?;
+        map.intern(&self.keys_without_nulls, &mut self.probe_ids)?;
+        self.table_keys = map.len();
+        self.key_map = Some(map);
+        Ok(())
+    }
+
+    /// The rows of `left` (the rows before this join) paired with this table's rows.
+    pub fn probe(&mut self, left: &RecordBatch) -> Result<RecordBatch> {
+        let mut left_rows: Vec<u32> = Vec::new();
+        let mut right_rows: Vec<u32> = Vec::new();
+        let mut add = |l: u32, candidates: &[u32]| -> Result<()> {
+            if left_rows.len() + candidates.len() > MAX_PAIRS {
+                return Err(QuiverError::ResourceExhausted(format!(
+                    "JOIN {}: more than {MAX_PAIRS} pairs from one batch",
+                    self.join.table
+                )));
+            }
+            left_rows.extend(std::iter::repeat_n(l, candidates.len()));
+            right_rows.extend_from_slice(candidates);
+            Ok(())
+        };
+        match &mut self.key_map {
+            None => {
+                for l in 0..left.num_rows() as u32 {
+                    add(l, &self.key_rows)?;
+                }
+            }
+            Some(map) => {
+                let keys = self
+                    .join
+                    .left_keys
+                    .iter()
+                    .map(|k| k.evaluate(left))
+                    .collect::<Result<Vec<ArrayRef>>>()?;
+                map.intern(&keys, &mut self.probe_ids)?;
+                for (l, &id) in self.probe_ids.iter().enumerate() {
+                    let id = id as usize;
+                    if id < self.table_keys {
+                        let range = self.key_starts[id] as usize..self.key_starts[id + 1] as usize;
+                        add(l as u32, &self.key_rows[range])?;
+                    }
+                }
+                if map.len() > self.table_keys * 2 + SPARE_PROBE_KEYS {
+                    self.rebuild_key_map()?;
+                }
+            }
+        }
+        if let Some(residual) = &self.join.residual {
+            let candidates = self.pairs(
+                left,
+                &left_rows,
+                &right_rows.iter().map(|&r| Some(r)).collect::<Vec<_>>(),
+            )?;
+            let mask = residual.evaluate(&candidates)?;
+            let mask = mask.as_boolean_opt().ok_or_else(|| {
+                QuiverError::Unsupported(format!(
+                    "JOIN {} condition of type {}; a boolean is expected",
+                    self.join.table,
+                    mask.data_type()
+                ))
+            })?;
+            let kept: Vec<usize> = (0..mask.len())
+                .filter(|&i| mask.is_valid(i) && mask.value(i))
+                .collect();
+            left_rows = kept.iter().map(|&i| left_rows[i]).collect();
+            right_rows = kept.iter().map(|&i| right_rows[i]).collect();
+        }
+        let (left_rows, right_rows): (Vec<u32>, Vec<Option<u32>>) = match self.join.kind {
+            JoinKind::Inner => (left_rows, right_rows.into_iter().map(Some).collect()),
+            JoinKind::Left => {
+                // Pairs come in scanned-row order; a row without one gets a NULL partner.
+                let mut all_left = Vec::with_capacity(left_rows.len());
+                let mut all_right = Vec::with_capacity(left_rows.len());
+                let mut next = 0;
+                for l in 0..left.num_rows() as u32 {
+                    let first = next;
+                    while next < left_rows.len() && left_rows[next] == l {
+                        all_left.push(l);
+                        all_right.push(Some(right_rows[next]));
+                        next += 1;
+                    }
+                    if next == first {
+                        all_left.push(l);
+                        all_right.push(None);
+                    }
+                }
+                (all_left, all_right)
+            }
+        };
+        self.pairs(left, &left_rows, &right_rows)
+    }
+
+    /// `left` rows side by side with this table's rows (NULLs for `None`).
+    fn pairs(
+        &self,
+        left: &RecordBatch,
+        left_rows: &[u32],
+        right_rows: &[Option<u32>],
+    ) -> Result<RecordBatch> {
+        let left_indices = UInt32Array::from(left_rows.to_vec());
+        let right_indices = UInt32Array::from(right_rows.to_vec());
+        let mut fields: Vec<Field> = left
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.extend(
+            self.rows
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| Field::new(f.name(), f.data_type().clone(), true)),
+        );
+        let mut columns = left
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &left_indices, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        for column in self.rows.columns() {
+            columns.push(take(column.as_ref(), &right_indices, None)?);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(left_rows.len()));
+        Ok(RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            columns,
+            &options,
+        )?)
+    }
+}
