@@ -415,7 +415,7 @@ fn random_window_query(rng: &mut StdRng) -> String {
     sql
 }
 
-/// Self-joins of the table: inner and left, one or two equality keys (of different types
+/// Subqueries in expressions, and self-joins of the table: inner and left, one or two equality keys (of different types
 /// too), extra conditions, aggregates and window functions over the joined rows; ordered by
 /// unique ids (or group keys) so the comparison is exact.
 fn random_join_query(rng: &mut StdRng) -> String {
@@ -445,6 +445,24 @@ fn random_join_query(rng: &mut StdRng) -> String {
         extras[rng.gen_range(0..extras.len())]
     );
     let limit = rng.gen_range(5..40);
+    // Subqueries in expressions: a value, a set, a truth.
+    let subqueries = [
+        "v_int > (SELECT AVG(v_int) FROM t WHERE k_str = 's1')",
+        "k_int IN (SELECT k_int FROM t WHERE flag AND v_float > 4000)",
+        "k_int NOT IN (SELECT k_int FROM t WHERE v_int > 990000)",
+        "k_str NOT IN (SELECT k_str FROM t WHERE v_float < -4990)",
+        "v_float < (SELECT MIN(v_float) FROM t WHERE k_int = 3) + 100",
+        "EXISTS (SELECT 1 FROM t WHERE v_int > 999990)",
+        "k_str IN (SELECT MAX(k_str) FROM t GROUP BY k_int)",
+    ];
+    if rng.gen_bool(0.3) {
+        let condition = subqueries[rng.gen_range(0..subqueries.len())];
+        return format!(
+            "SELECT id, k_str, v_int, (SELECT COUNT(*) FROM t WHERE flag) AS flagged FROM t \
+             WHERE {condition} AND id < {} ORDER BY id",
+            limit * 10
+        );
+    }
     match rng.gen_range(0..4) {
         0 => format!(
             "SELECT a.id, b.id AS b_id, b.v_float FROM t a {kind} t b ON {on} \

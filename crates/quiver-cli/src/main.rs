@@ -764,7 +764,9 @@ fn run_query(
     verbose: bool,
 ) -> Result<()> {
     // A table is streamed only when the query reads it (a query without FROM reads none).
-    let reads_a_table = quiver_sql::source_name(sql).map_or(true, |name| !name.is_empty());
+    // A query with joins holds its tables in memory: it is not streamed.
+    let reads_a_table = quiver_sql::source_name(sql).map_or(true, |name| !name.is_empty())
+        && !quiver_sql::has_joins(sql);
     if let Some((name, path, text_format)) =
         streamable_table(specs, input_format).filter(|_| reads_a_table)
     {

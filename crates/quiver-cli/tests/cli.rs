@@ -247,6 +247,25 @@ fn run_joins_a_directory_of_orders_with_a_customer_file() {
         String::from_utf8_lossy(&output.stdout),
         "id,name,amount\n1,ann,5\n2,bob,7\n3,,1\n4,ann,2\n5,,9\n"
     );
+    // A self-join of one CSV file (a single file is otherwise streamed, not held).
+    let output = quiver()
+        .args(["run", "--format", "csv", "--table"])
+        .arg(format!("o={}", orders.join("a.csv").display()))
+        .args([
+            "--sql",
+            "SELECT a.id, b.id AS other FROM o a JOIN o b ON a.cust = b.cust ORDER BY a.id",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "id,other\n1,1\n2,2\n"
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use arrow::compute::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use quiver_core::{DeadLetter, DeadLetterPayload, Position, QuiverError, Result};
-use quiver_kernels::expr::Expr;
+use quiver_kernels::expr::{Expr, Literal, ScalarFunction, ValueSet};
 use quiver_kernels::{AggregateExpr, AggregateFunction, EmitTo, HashAggregator};
 use quiver_sql::{EmitMode, Plan, PlanKind, WindowSpec};
 use rayon::prelude::*;
@@ -192,6 +192,7 @@ impl QueryRunner {
                 joins: Vec::new(),
             });
         }
+        let mut plan = resolve_subqueries(plan)?;
         let joins = JoinTable::for_plan(&plan)?;
         let inner = match &plan.input {
             Some(input) => Some(Box::new(QueryRunner::try_new_with(
@@ -721,6 +722,74 @@ fn finish_columns(plan: &Plan, batch: RecordBatch) -> Result<RecordBatch> {
     )?)
 }
 
+/// `plan` with its subqueries (in expressions) run over their tables' held rows and their
+/// values in place: a scalar subquery's value as a constant (NULL without rows, an error with
+/// more than one), `IN (SELECT ...)` as a set lookup, `EXISTS` as a constant.
+pub fn resolve_subqueries(mut plan: Plan) -> Result<Plan> {
+    if plan.subqueries.is_empty() {
+        return Ok(plan);
+    }
+    let mut results = Vec::new();
+    for subquery in &plan.subqueries {
+        let rows = match (&subquery.rows, subquery.plan.has_source()) {
+            (Some(rows), _) => rows.clone(),
+            (None, false) => Vec::new(),
+            (None, true) => {
+                return Err(QuiverError::Config(format!(
+                    "table `{}` is read by a subquery, but its rows were not given (`quiver run \
+                     --table {}=PATH`, or `Engine::register_table`)",
+                    subquery.plan.source, subquery.plan.source
+                )))
+            }
+        };
+        let out = run_partitioned(&subquery.plan, &[rows])?;
+        results.push(concat_batches(&subquery.plan.output_schema, out.iter())?);
+    }
+    plan.subqueries.clear();
+    let mut values: Vec<std::result::Result<Expr, String>> = Vec::new();
+    let mut sets: Vec<Option<ValueSet>> = Vec::new();
+    for result in &results {
+        let column = (result.num_columns() == 1).then(|| result.column(0));
+        values.push(match (column, result.num_rows()) {
+            (None, _) => Err("a subquery used as a value must select one column".to_string()),
+            (Some(_), 0) => Ok(Expr::Literal(Literal::Null)),
+            (Some(column), 1) => Literal::value_at(column, 0).map_err(|e| e.to_string()),
+            (Some(_), rows) => Err(format!(
+                "a subquery used as a value returned {rows} rows; at most one is allowed"
+            )),
+        });
+        sets.push(
+            column
+                .map(|c| ValueSet::try_new(Arc::clone(c)))
+                .transpose()?,
+        );
+    }
+    let failure = std::cell::RefCell::new(None);
+    plan.map_exprs(&|e| match &e {
+        Expr::Function(ScalarFunction::Subquery(i), _) => match values.get(*i) {
+            Some(Ok(value)) => value.clone(),
+            Some(Err(why)) => {
+                failure.borrow_mut().get_or_insert(why.clone());
+                e
+            }
+            None => e,
+        },
+        Expr::Function(ScalarFunction::InSubquery(i), args) => match (sets.get(*i), args.first()) {
+            (Some(Some(set)), Some(value)) => Expr::InSet(Box::new(value.clone()), set.clone()),
+            _ => e,
+        },
+        Expr::Function(ScalarFunction::ExistsSubquery(i), _) => match results.get(*i) {
+            Some(result) => Expr::Literal(Literal::Bool(result.num_rows() > 0)),
+            None => e,
+        },
+        _ => e,
+    });
+    if let Some(why) = failure.into_inner() {
+        return Err(QuiverError::Unsupported(why));
+    }
+    Ok(plan)
+}
+
 /// Runs `plan` over `batches` in one partition.
 pub fn run(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
     let mut runner = QueryRunner::try_new(plan.clone())?;
@@ -741,6 +810,8 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
     if plan.explain {
         return Ok(vec![explain_batch(plan)?]);
     }
+    let resolved = resolve_subqueries(plan.clone())?;
+    let plan = &resolved;
     if let Some(input) = &plan.input {
         // The subquery runs over the partitions in parallel; this query over its result.
         let produced = run_partitioned(input, partitions)?;

@@ -20,7 +20,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{new_null_array, Array, ArrayRef, AsArray, BooleanArray, Datum, RecordBatch};
+use arrow::array::{
+    new_null_array, Array, ArrayRef, AsArray, BooleanArray, Datum, RecordBatch, StringArray,
+};
 use arrow::compute::kernels::{boolean, cmp, numeric};
 use arrow::compute::{cast, is_not_null, is_null};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -163,6 +165,85 @@ pub enum Expr {
     },
     /// A scalar function of its arguments.
     Function(ScalarFunction, Vec<Expr>),
+    /// `value IN (values of a subquery)`: TRUE when the value is in the set, NULL when it is
+    /// NULL or not in a set holding a NULL, else FALSE.
+    InSet(Box<Expr>, ValueSet),
+}
+
+/// The distinct values of one column (a subquery's result), tested by hash lookups of their
+/// row-format bytes.
+#[derive(Debug, Clone)]
+pub struct ValueSet {
+    values: ArrayRef,
+    members: Arc<std::collections::HashSet<Vec<u8>>>,
+    has_null: bool,
+}
+
+impl PartialEq for ValueSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.values.to_data() == other.values.to_data()
+    }
+}
+
+impl ValueSet {
+    /// The set of `values`' values.
+    pub fn try_new(values: ArrayRef) -> Result<ValueSet> {
+        let converter = arrow::row::RowConverter::new(vec![arrow::row::SortField::new(
+            values.data_type().clone(),
+        )])?;
+        let rows = converter.convert_columns(std::slice::from_ref(&values))?;
+        let members = (0..values.len())
+            .filter(|&i| values.is_valid(i))
+            .map(|i| rows.row(i).as_ref().to_vec())
+            .collect();
+        Ok(ValueSet {
+            has_null: values.null_count() > 0,
+            values,
+            members: Arc::new(members),
+        })
+    }
+
+    /// Distinct non-NULL values held.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// True when no non-NULL value is held.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// SQL `IN` of each of `probe`'s values.
+    pub fn contains(&self, probe: &ArrayRef) -> Result<ArrayRef> {
+        let set_type = self.values.data_type();
+        let common = coerce(probe.data_type(), BinaryOp::Eq, set_type)?;
+        let (probe, set) = if &common == set_type {
+            (cast(probe, set_type)?, None)
+        } else {
+            // The set's values in the common type (an integer set tested with decimals).
+            let widened = ValueSet::try_new(cast(&self.values, &common)?)?;
+            (cast(probe, &common)?, Some(widened))
+        };
+        let set = set.as_ref().unwrap_or(self);
+        let converter = arrow::row::RowConverter::new(vec![arrow::row::SortField::new(
+            probe.data_type().clone(),
+        )])?;
+        let rows = converter.convert_columns(std::slice::from_ref(&probe))?;
+        let result: BooleanArray = (0..probe.len())
+            .map(|i| {
+                if probe.is_null(i) {
+                    None
+                } else if set.members.contains(rows.row(i).as_ref()) {
+                    Some(true)
+                } else if set.has_null {
+                    None
+                } else {
+                    Some(false)
+                }
+            })
+            .collect();
+        Ok(Arc::new(result))
+    }
 }
 
 impl Expr {
@@ -183,6 +264,7 @@ impl Expr {
             }
             Expr::Like { value, pattern, .. } => value.is_constant() && pattern.is_constant(),
             Expr::Function(_, args) => args.iter().all(Expr::is_constant),
+            Expr::InSet(value, _) => value.is_constant(),
         }
     }
 
@@ -237,6 +319,7 @@ impl Expr {
             Expr::Function(f, args) => {
                 Expr::Function(f, args.into_iter().map(Expr::fold).collect())
             }
+            Expr::InSet(value, set) => Expr::InSet(fold(value), set),
             other => other,
         }
     }
@@ -274,6 +357,7 @@ impl Expr {
                 f,
                 args.into_iter().map(|a| a.map_columns(renumber)).collect(),
             ),
+            Expr::InSet(value, set) => Expr::InSet(map(value), set),
         }
     }
 
@@ -385,6 +469,18 @@ impl Expr {
                 };
                 Ok(Arc::new(result))
             }
+            // Subquery placeholders type-check over no rows (a CAST gives a scalar its type).
+            Expr::Function(
+                ScalarFunction::Subquery(_)
+                | ScalarFunction::InSubquery(_)
+                | ScalarFunction::ExistsSubquery(_),
+                _,
+            ) if rows == 0 => Ok(match self {
+                Expr::Function(ScalarFunction::Subquery(_), _) => {
+                    arrow::array::new_null_array(&DataType::Null, 0)
+                }
+                _ => Arc::new(BooleanArray::from(Vec::<bool>::new())),
+            }),
             Expr::Function(function, args) => {
                 let args = args
                     .iter()
@@ -392,7 +488,107 @@ impl Expr {
                     .collect::<Result<Vec<_>>>()?;
                 crate::functions::evaluate(*function, &args)
             }
+            Expr::InSet(value, set) => set.contains(&plain(&value.evaluate(batch)?)?),
         }
+    }
+
+    /// The expression rebuilt bottom-up: children first, then `rewrite` applied to each node.
+    pub fn transform(self, rewrite: &dyn Fn(Expr) -> Expr) -> Expr {
+        let child = |e: Box<Expr>| Box::new(e.transform(rewrite));
+        let rebuilt = match self {
+            Expr::Column(_) | Expr::Literal(_) => self,
+            Expr::Binary(l, op, r) => Expr::Binary(child(l), op, child(r)),
+            Expr::Not(e) => Expr::Not(child(e)),
+            Expr::Negate(e) => Expr::Negate(child(e)),
+            Expr::IsNull(e, negated) => Expr::IsNull(child(e), negated),
+            Expr::Cast(e, to, safe) => Expr::Cast(child(e), to, safe),
+            Expr::Case(branches, otherwise) => Expr::Case(
+                branches
+                    .into_iter()
+                    .map(|(c, v)| (c.transform(rewrite), v.transform(rewrite)))
+                    .collect(),
+                otherwise.map(child),
+            ),
+            Expr::Like {
+                value,
+                pattern,
+                negated,
+                case_insensitive,
+            } => Expr::Like {
+                value: child(value),
+                pattern: child(pattern),
+                negated,
+                case_insensitive,
+            },
+            Expr::Function(f, args) => {
+                Expr::Function(f, args.into_iter().map(|a| a.transform(rewrite)).collect())
+            }
+            Expr::InSet(value, set) => Expr::InSet(child(value), set),
+        };
+        rewrite(rebuilt)
+    }
+
+    /// Whether any node satisfies `test`.
+    pub fn any(&self, test: &dyn Fn(&Expr) -> bool) -> bool {
+        if test(self) {
+            return true;
+        }
+        match self {
+            Expr::Column(_) | Expr::Literal(_) => false,
+            Expr::Binary(l, _, r) => l.any(test) || r.any(test),
+            Expr::Not(e) | Expr::Negate(e) | Expr::IsNull(e, _) | Expr::Cast(e, _, _) => {
+                e.any(test)
+            }
+            Expr::Case(branches, otherwise) => {
+                branches.iter().any(|(c, v)| c.any(test) || v.any(test))
+                    || otherwise.as_ref().is_some_and(|e| e.any(test))
+            }
+            Expr::Like { value, pattern, .. } => value.any(test) || pattern.any(test),
+            Expr::Function(_, args) => args.iter().any(|a| a.any(test)),
+            Expr::InSet(value, _) => value.any(test),
+        }
+    }
+}
+
+impl Literal {
+    /// The value at `row` of `array` as a constant expression of the array's type: a literal,
+    /// cast to the type when the literal's own differs (dates and timestamps go through their
+    /// text).
+    pub fn value_at(array: &ArrayRef, row: usize) -> Result<Expr> {
+        let data_type = array.data_type().clone();
+        let one = array.slice(row, 1);
+        if one.is_null(0) {
+            return Ok(Expr::Cast(
+                Box::new(Expr::Literal(Literal::Null)),
+                data_type,
+                false,
+            ));
+        }
+        let carrier = match &data_type {
+            DataType::Boolean => DataType::Boolean,
+            t if t.is_integer() => DataType::Int64,
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => DataType::Float64,
+            DataType::Decimal128(_, scale) => DataType::Decimal128(38, *scale),
+            _ => DataType::Utf8,
+        };
+        let carried = if matches!(
+            data_type,
+            DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
+        ) {
+            // ISO text with the full fraction and the zone, read back exactly by CAST.
+            let options = arrow::util::display::FormatOptions::default();
+            let formatter = arrow::util::display::ArrayFormatter::try_new(one.as_ref(), &options)?;
+            Arc::new(StringArray::from(vec![formatter.value(0).to_string()])) as ArrayRef
+        } else {
+            cast(&one, &carrier)?
+        };
+        let literal = literal_of(&carried)
+            .ok_or_else(|| QuiverError::Unsupported(format!("a constant of type {data_type}")))?;
+        Ok(if carrier == data_type {
+            Expr::Literal(literal)
+        } else {
+            Expr::Cast(Box::new(Expr::Literal(literal)), data_type, false)
+        })
     }
 }
 

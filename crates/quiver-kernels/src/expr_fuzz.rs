@@ -354,7 +354,7 @@ fn eval_row(expr: &Expr, batch: &RecordBatch, row: usize) -> Result<Scalar, RowE
                 _ => Scalar::Null,
             }
         }
-        Expr::Like { .. } | Expr::Function(..) => return Err(RowError),
+        Expr::Like { .. } | Expr::Function(..) | Expr::InSet(..) => return Err(RowError),
     })
 }
 

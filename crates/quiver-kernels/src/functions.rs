@@ -179,6 +179,14 @@ pub enum ScalarFunction {
     Text(StringFunction),
     /// The `(y, x)` struct a two-variable aggregate (`CORR(y, x)`) reads; not callable by name.
     Pair,
+    /// The value of the query's scalar subquery `i` (typed by a CAST around it); replaced by
+    /// the value before the query runs.
+    Subquery(usize),
+    /// `value IN (subquery i)`; replaced by comparisons with the subquery's values before the
+    /// query runs.
+    InSubquery(usize),
+    /// `EXISTS (subquery i)`; replaced by its truth before the query runs.
+    ExistsSubquery(usize),
     /// `GREATEST(a, b, ...)`: the largest non-NULL argument (NULL when all are).
     Greatest,
     /// `LEAST(a, b, ...)`: the smallest non-NULL argument (NULL when all are).
@@ -408,6 +416,11 @@ pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef>
             crate::math::log_base(&args[0], &args[1])
         }
         ScalarFunction::Text(text) => crate::string_functions::evaluate(text, args),
+        ScalarFunction::Subquery(_)
+        | ScalarFunction::InSubquery(_)
+        | ScalarFunction::ExistsSubquery(_) => Err(QuiverError::Internal(format!(
+            "{function:?} evaluated before the subquery was computed"
+        ))),
         ScalarFunction::Pair => {
             arity(function, args, &[2])?;
             let fields = ["y", "x"]

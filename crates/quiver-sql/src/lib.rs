@@ -75,6 +75,15 @@ pub struct PlanJoin {
     pub rows: Option<Vec<RecordBatch>>,
 }
 
+/// An uncorrelated subquery in an expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanSubquery {
+    /// Its plan.
+    pub plan: Plan,
+    /// The rows of the table it reads, given by the caller ([`Plan::attach_table`]).
+    pub rows: Option<Vec<RecordBatch>>,
+}
+
 /// One aggregate call of a query, over expressions of the source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregateCall {
@@ -132,6 +141,10 @@ pub struct Plan {
     pub scan_schema: SchemaRef,
     /// Tables joined to the scanned rows, in order, before `WHERE`.
     pub joins: Vec<PlanJoin>,
+    /// Subqueries in expressions (`x > (SELECT AVG(x) FROM t)`, `IN (SELECT ...)`,
+    /// `EXISTS (...)`), uncorrelated: each runs once, before this query, over its table's
+    /// held rows; expressions refer to them by index until their values are put in place.
+    pub subqueries: Vec<PlanSubquery>,
     /// `FROM (SELECT ...)` or a `WITH` query: its output rows are this plan's source rows.
     pub input: Option<Box<Plan>>,
     /// The conjuncts of `WHERE` that read only scanned columns, applied before the joins (so
@@ -184,15 +197,25 @@ impl Plan {
         }
     }
 
-    /// The tables joined anywhere in the plan (subqueries included), each once.
+    /// The tables the plan holds in memory, each once: those joined anywhere, and those
+    /// subqueries in expressions read.
     pub fn joined_tables(&self) -> Vec<String> {
         let mut names = match &self.input {
             Some(inner) => inner.joined_tables(),
             None => Vec::new(),
         };
+        let mut add = |name: &String| {
+            if !name.is_empty() && !names.contains(name) {
+                names.push(name.clone());
+            }
+        };
         for join in &self.joins {
-            if !names.contains(&join.table) {
-                names.push(join.table.clone());
+            add(&join.table);
+        }
+        for subquery in &self.subqueries {
+            add(&subquery.plan.source);
+            for name in subquery.plan.joined_tables() {
+                add(&name);
             }
         }
         names
@@ -216,7 +239,63 @@ impl Plan {
             }
             join.rows = Some(rows.to_vec());
         }
+        for subquery in &mut self.subqueries {
+            subquery.plan.attach_table(table, rows)?;
+            if subquery.plan.source == table {
+                if let Some(batch) = rows
+                    .iter()
+                    .find(|b| b.schema().fields() != subquery.plan.input_schema().fields())
+                {
+                    return Err(QuiverError::Config(format!(
+                        "table `{table}` read by a subquery: rows of schema {:?}, planned with {:?}",
+                        batch.schema().fields(),
+                        subquery.plan.input_schema().fields()
+                    )));
+                }
+                subquery.rows = Some(rows.to_vec());
+            }
+        }
         Ok(())
+    }
+
+    /// Every expression of this plan (not of its subquery in FROM) rebuilt by `rewrite`,
+    /// bottom-up.
+    pub fn map_exprs(&mut self, rewrite: &dyn Fn(Expr) -> Expr) {
+        let apply = |e: &mut Expr| {
+            let taken = std::mem::replace(e, Expr::Literal(Literal::Null));
+            *e = taken.transform(rewrite);
+        };
+        for e in [&mut self.scan_filter, &mut self.filter, &mut self.qualify]
+            .into_iter()
+            .flatten()
+        {
+            apply(e);
+        }
+        for join in &mut self.joins {
+            join.left_keys.iter_mut().for_each(apply);
+            join.right_keys.iter_mut().for_each(apply);
+            join.residual.iter_mut().for_each(apply);
+        }
+        if let PlanKind::Aggregate {
+            group_by,
+            aggregates,
+            having,
+        } = &mut self.kind
+        {
+            group_by.iter_mut().for_each(|(e, _)| apply(e));
+            for call in aggregates {
+                call.argument.iter_mut().for_each(apply);
+                call.filter.iter_mut().for_each(apply);
+            }
+            having.iter_mut().for_each(apply);
+        }
+        for call in &mut self.analytic {
+            call.arguments.iter_mut().for_each(apply);
+            call.filter.iter_mut().for_each(apply);
+            call.partition_by.iter_mut().for_each(apply);
+            call.order_by.iter_mut().for_each(|o| apply(&mut o.expr));
+        }
+        self.output.iter_mut().for_each(|(e, _)| apply(e));
     }
 
     /// The input of a query without `FROM`: one row of no columns.
@@ -295,6 +374,12 @@ impl Plan {
         }
         if let Some(filter) = &self.scan_filter {
             let _ = writeln!(text, "  Filter (before the joins): {filter:?}");
+        }
+        for (i, subquery) in self.subqueries.iter().enumerate() {
+            let _ = writeln!(text, "  Subquery {i} (computed first):");
+            for line in subquery.plan.explain().lines() {
+                let _ = writeln!(text, "      {line}");
+            }
         }
         for join in &self.joins {
             let _ = writeln!(
@@ -402,6 +487,52 @@ pub fn source_name(sql: &str) -> Result<String> {
     Err(QuiverError::Unsupported(
         "a single SELECT ... FROM <name> query is expected".into(),
     ))
+}
+
+/// Whether `sql` joins tables or has subqueries in expressions anywhere (then every table it
+/// reads must be held in memory, not streamed). Text that does not parse has neither
+/// (planning reports the error).
+pub fn has_joins(sql: &str) -> bool {
+    fn query_joins(query: &ast::Query) -> bool {
+        let in_ctes = query
+            .with
+            .as_ref()
+            .is_some_and(|w| w.cte_tables.iter().any(|c| query_joins(&c.query)));
+        in_ctes || body_joins(&query.body)
+    }
+    fn body_joins(body: &ast::SetExpr) -> bool {
+        match body {
+            ast::SetExpr::Select(select) => select.from.iter().any(|from| {
+                !from.joins.is_empty()
+                    || matches!(&from.relation, ast::TableFactor::Derived { subquery, .. } if query_joins(subquery))
+            }),
+            ast::SetExpr::Query(query) => query_joins(query),
+            ast::SetExpr::SetOperation { left, right, .. } => body_joins(left) || body_joins(right),
+            _ => false,
+        }
+    }
+    let Ok(parsed) = streaming::parse(sql) else {
+        return false;
+    };
+    let expression_subquery = ast::visit_expressions(&parsed.statements, |e| {
+        if matches!(
+            e,
+            ast::Expr::Subquery(_) | ast::Expr::InSubquery { .. } | ast::Expr::Exists { .. }
+        ) {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    })
+    .is_break();
+    expression_subquery
+        || parsed.statements.iter().any(|statement| match statement {
+            ast::Statement::Query(query) => query_joins(query),
+            ast::Statement::Explain { statement, .. } => {
+                matches!(statement.as_ref(), ast::Statement::Query(query) if query_joins(query))
+            }
+            _ => false,
+        })
 }
 
 /// The table `query` reads, through subqueries in FROM and WITH queries; empty when it reads
@@ -553,11 +684,76 @@ fn plan_query(
         }
     };
     let scan_schema = source_schema;
+    // Subqueries in this level's expressions are planned first, each on its own.
+    let mut expression_roots: Vec<&ast::Expr> = select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                Some(e)
+            }
+            _ => None,
+        })
+        .chain(select.selection.as_ref())
+        .chain(select.having.as_ref())
+        .chain(select.qualify.as_ref())
+        .collect();
+    if let ast::GroupByExpr::Expressions(exprs, _) = &select.group_by {
+        expression_roots.extend(exprs);
+    }
+    if let Some(ast::OrderByKind::Expressions(keys)) = query.order_by.as_ref().map(|o| &o.kind) {
+        expression_roots.extend(keys.iter().map(|k| &k.expr));
+    }
+    for from in &select.from {
+        for join in &from.joins {
+            if let ast::JoinOperator::Join(ast::JoinConstraint::On(on))
+            | ast::JoinOperator::Inner(ast::JoinConstraint::On(on))
+            | ast::JoinOperator::Left(ast::JoinConstraint::On(on))
+            | ast::JoinOperator::LeftOuter(ast::JoinConstraint::On(on)) = &join.join_operator
+            {
+                expression_roots.push(on);
+            }
+        }
+    }
+    let mut subqueries = Vec::new();
+    let mut scope: SubqueryScope = Vec::new();
+    for subquery in expression_subqueries(expression_roots.into_iter()) {
+        let planned =
+            plan_query(&subquery, tables, &streaming::Parsed::default(), &ctes).map_err(|e| {
+                let why = match e {
+                    QuiverError::Unsupported(why) => why,
+                    other => other.to_string(),
+                };
+                let hint = if why.contains("unknown column") || why.contains("unknown table") {
+                    " (a subquery reading the outer query's columns, a correlated subquery, is \
+                     not supported: write it as a JOIN)"
+                } else {
+                    ""
+                };
+                QuiverError::Unsupported(format!("in the subquery `{subquery}`: {why}{hint}"))
+            })?;
+        if planned.explain || planned.window.is_some() || planned.emit == EmitMode::Changes {
+            return Err(QuiverError::Unsupported(format!(
+                "a window or EMIT CHANGES in the subquery `{subquery}`"
+            )));
+        }
+        let data_type = match planned.output_schema.fields().as_ref() {
+            [one] => Some(one.data_type().clone()),
+            _ => None,
+        };
+        scope.push((subquery, subqueries.len(), data_type));
+        subqueries.push(PlanSubquery {
+            plan: planned,
+            rows: None,
+        });
+    }
+    let _subquery_scope = SubqueryScopeGuard::enter(scope);
     let (joins, source_schema, qualifiers) = plan_joins(select, tables, &scan_schema)?;
     if !joins.is_empty() && (parsed.window.is_some() || parsed.emit == Some(EmitMode::Changes)) {
         return Err(QuiverError::Unsupported(
-            "JOIN in a windowed or EMIT CHANGES query (not yet); join in a subquery is not \
-             possible either: aggregate the joined rows without a time window"
+            "JOIN in a windowed or EMIT CHANGES query (not yet); join in a subquery in FROM \
+             and window its rows: SELECT ... FROM (SELECT ... JOIN ...) AS j GROUP BY ... \
+             WINDOW ..."
                 .into(),
         ));
     }
@@ -1077,6 +1273,7 @@ fn plan_query(
         source_schema,
         scan_schema,
         scan_filter: scan_filter.map(Expr::fold),
+        subqueries,
         joins: joins
             .into_iter()
             .map(|mut join| {
@@ -1327,9 +1524,19 @@ fn plan_joins(
     tables: &[(String, SchemaRef)],
     scan_schema: &SchemaRef,
 ) -> Result<(Vec<PlanJoin>, SchemaRef, Option<Vec<String>>)> {
-    let Some(from) = select.from.first().filter(|f| !f.joins.is_empty()) else {
+    let Some(from) = select.from.first() else {
         return Ok((Vec::new(), scan_schema.clone(), None));
     };
+    if from.joins.is_empty() {
+        // One FROM item: `x.col` must still name it (a subquery's `o.col` naming an outer
+        // query would otherwise read its own `col`).
+        let qualifier = relation_qualifier(&from.relation);
+        return Ok((
+            Vec::new(),
+            scan_schema.clone(),
+            Some(vec![qualifier; scan_schema.fields().len()]),
+        ));
+    }
     let mut fields: Vec<Field> = scan_schema
         .fields()
         .iter()
@@ -1369,9 +1576,15 @@ fn plan_joins(
             }
             _ => return Err(QuiverError::Unsupported(format!("`{join}`"))),
         };
+        let cross = matches!(join.join_operator, ast::JoinOperator::CrossJoin(_));
         let condition = match constraint {
             ast::JoinConstraint::On(e) => Some(e),
-            ast::JoinConstraint::None => None,
+            ast::JoinConstraint::None if cross => None,
+            ast::JoinConstraint::None => {
+                return Err(QuiverError::Unsupported(format!(
+                    "`{join}` without ON; write ON a.x = b.y, or CROSS JOIN for every pair"
+                )))
+            }
             ast::JoinConstraint::Using(_) | ast::JoinConstraint::Natural => {
                 return Err(QuiverError::Unsupported(format!(
                     "USING and NATURAL in `{join}`; write ON a.x = b.x"
@@ -1465,7 +1678,7 @@ fn resolve_source(
     }
     let [from] = select.from.as_slice() else {
         return Err(QuiverError::Unsupported(format!(
-            "FROM with {} sources; exactly one table or stream (joins are not supported yet)",
+            "FROM with {} comma-separated sources; join them with `JOIN ... ON` (or CROSS JOIN)",
             select.from.len()
         )));
     };
@@ -1568,6 +1781,8 @@ fn aggregate_function(name: &str) -> Option<AggregateFunction> {
 /// Whether an aggregate call appears anywhere in `expr` (inside CASE, BETWEEN, CEIL, function
 /// arguments, ...).
 fn contains_aggregate(expr: &ast::Expr) -> bool {
+    // Aggregates inside a subquery are the subquery's.
+    let expr = &without_subqueries(expr);
     ast::visit_expressions(expr, |e| match e {
         ast::Expr::Function(f)
             if f.over.is_none() && aggregate_function(&f.name.to_string()).is_some() =>
@@ -1610,6 +1825,108 @@ fn with_aliases_expanded(
     expanded
 }
 
+/// `expr` with each subquery in it replaced by NULL (for questions about `expr`'s own level).
+fn without_subqueries(expr: &ast::Expr) -> ast::Expr {
+    let mut stripped = expr.clone();
+    let _ = ast::visit_expressions_mut(&mut stripped, |e| {
+        if matches!(
+            e,
+            ast::Expr::Subquery(_) | ast::Expr::InSubquery { .. } | ast::Expr::Exists { .. }
+        ) {
+            *e = ast::Expr::Value(ast::Value::Null.into());
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    stripped
+}
+
+/// The subqueries of one query level being planned: each query, its index in
+/// `Plan::subqueries` and its first column's type. A stack: subqueries nest.
+type SubqueryScope = Vec<(ast::Query, usize, Option<DataType>)>;
+
+thread_local! {
+    static SUBQUERY_SCOPES: std::cell::RefCell<Vec<SubqueryScope>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Keeps a query level's subqueries in scope while its expressions are planned.
+struct SubqueryScopeGuard;
+
+impl SubqueryScopeGuard {
+    fn enter(scope: SubqueryScope) -> SubqueryScopeGuard {
+        SUBQUERY_SCOPES.with(|s| s.borrow_mut().push(scope));
+        SubqueryScopeGuard
+    }
+}
+
+impl Drop for SubqueryScopeGuard {
+    fn drop(&mut self) {
+        SUBQUERY_SCOPES.with(|s| {
+            s.borrow_mut().pop();
+        });
+    }
+}
+
+/// The index and (with one column) type of subquery `query` at the level being planned.
+fn subquery_in_scope(
+    query: &ast::Query,
+    span: sqlparser::tokenizer::Span,
+) -> Result<(usize, Option<DataType>)> {
+    SUBQUERY_SCOPES
+        .with(|s| {
+            s.borrow().last().and_then(|scope| {
+                scope
+                    .iter()
+                    .find(|(q, _, _)| q == query)
+                    .map(|(_, i, t)| (*i, t.clone()))
+            })
+        })
+        .ok_or_else(|| {
+            unsupported(
+                "a subquery here (subqueries go in SELECT, WHERE, HAVING, QUALIFY, ORDER BY \
+                 and JOIN ... ON)",
+                span,
+            )
+        })
+}
+
+/// The subqueries directly in `exprs` (not those nested inside them), each once.
+fn expression_subqueries<'a>(exprs: impl Iterator<Item = &'a ast::Expr>) -> Vec<ast::Query> {
+    let mut found: Vec<ast::Query> = Vec::new();
+    let mut nested: Vec<ast::Query> = Vec::new();
+    for expr in exprs {
+        let _ = ast::visit_expressions(expr, |e| {
+            let query = match e {
+                ast::Expr::Subquery(q) => Some(q.as_ref()),
+                ast::Expr::InSubquery { subquery, .. } | ast::Expr::Exists { subquery, .. } => {
+                    Some(subquery.as_ref())
+                }
+                _ => None,
+            };
+            if let Some(query) = query {
+                if !found.contains(query) {
+                    found.push(query.clone());
+                    // Subqueries inside this one belong to it.
+                    let _ = ast::visit_expressions(query, |inner| {
+                        match inner {
+                            ast::Expr::Subquery(q) => nested.push(q.as_ref().clone()),
+                            ast::Expr::InSubquery { subquery, .. }
+                            | ast::Expr::Exists { subquery, .. } => {
+                                nested.push(subquery.as_ref().clone())
+                            }
+                            _ => {}
+                        }
+                        std::ops::ControlFlow::<()>::Continue(())
+                    });
+                }
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+    found.retain(|q| !nested.contains(q));
+    found
+}
+
 /// Columns of window function results are numbered from here while planning, then renumbered
 /// to follow the columns the output reads.
 const WINDOWED_COLUMN_BASE: usize = 1 << 30;
@@ -1619,6 +1936,8 @@ const WINDOWED_COLUMN_BASE: usize = 1 << 30;
 fn windowed_calls<'a>(exprs: impl Iterator<Item = &'a ast::Expr>) -> Result<Vec<ast::Expr>> {
     let mut calls: Vec<ast::Expr> = Vec::new();
     for expr in exprs {
+        // Window functions inside a subquery are the subquery's.
+        let expr = &without_subqueries(expr);
         let _ = ast::visit_expressions(expr, |e| {
             if matches!(e, ast::Expr::Function(f) if f.over.is_some()) && !calls.contains(e) {
                 calls.push(e.clone());
@@ -1686,16 +2005,19 @@ impl<'a> Columns<'a> {
             .iter()
             .any(|q| q.eq_ignore_ascii_case(&table.value))
         {
+            let mut known: Vec<&str> = Vec::new();
+            for q in qualifiers {
+                if !known.contains(&q.as_str()) {
+                    known.push(q);
+                }
+            }
+            let written: Vec<&str> = parts.iter().map(|p| p.value.as_str()).collect();
             return Err(QuiverError::Unsupported(format!(
                 "unknown table `{}`{} in `{}`; tables in FROM: {}",
                 table.value,
                 location(table.span),
-                parts
-                    .iter()
-                    .map(|p| p.value.as_str())
-                    .collect::<Vec<_>>()
-                    .join("."),
-                qualifiers.join(", ")
+                written.join("."),
+                known.join(", ")
             )));
         }
         self.find(name, Some(&table.value))
@@ -1795,6 +2117,48 @@ fn scalar_expr(
     let mut recurse = |e: &ast::Expr| scalar_expr(e, leaf);
     Ok(match expr {
         ast::Expr::Nested(inner) => recurse(inner)?,
+        ast::Expr::Subquery(query) => {
+            let (index, data_type) = subquery_in_scope(query, expr_span(expr))?;
+            let data_type = data_type.ok_or_else(|| {
+                unsupported(
+                    "a subquery used as a value must select one column",
+                    expr_span(expr),
+                )
+            })?;
+            Expr::Cast(
+                Box::new(Expr::Function(ScalarFunction::Subquery(index), Vec::new())),
+                data_type,
+                false,
+            )
+        }
+        ast::Expr::InSubquery {
+            expr: value,
+            subquery,
+            negated,
+        } => {
+            let (index, data_type) = subquery_in_scope(subquery, expr_span(expr))?;
+            if data_type.is_none() {
+                return Err(unsupported(
+                    "the subquery of `IN (SELECT ...)` must select one column",
+                    expr_span(expr),
+                ));
+            }
+            let test = Expr::Function(ScalarFunction::InSubquery(index), vec![recurse(value)?]);
+            if *negated {
+                Expr::Not(Box::new(test))
+            } else {
+                test
+            }
+        }
+        ast::Expr::Exists { subquery, negated } => {
+            let (index, _) = subquery_in_scope(subquery, expr_span(expr))?;
+            let test = Expr::Function(ScalarFunction::ExistsSubquery(index), Vec::new());
+            if *negated {
+                Expr::Not(Box::new(test))
+            } else {
+                test
+            }
+        }
         ast::Expr::Value(value) => Expr::Literal(literal(&value.value, value.span)?),
         ast::Expr::BinaryOp { left, op, right } => {
             let op = match op {
@@ -3174,7 +3538,14 @@ mod tests {
     #[test]
     fn unsupported_constructs_are_named() {
         for (sql, expected) in [
-            ("SELECT * FROM trades JOIN other ON true", "JOIN"),
+            (
+                "SELECT * FROM trades JOIN other ON true",
+                "unknown table `other`",
+            ),
+            (
+                "SELECT * FROM trades a FULL JOIN trades b ON true",
+                "RIGHT and FULL JOIN",
+            ),
             ("DELETE FROM trades", "only SELECT"),
             ("SELECT * FROM nowhere", "unknown table `nowhere`"),
             ("SELEC * FROM trades", "syntax error"),
