@@ -753,7 +753,10 @@ pub fn resolve_subqueries(mut plan: Plan) -> Result<Plan> {
         values.push(match (column, result.num_rows()) {
             (None, _) => Err("a subquery used as a value must select one column".to_string()),
             (Some(_), 0) => Ok(Expr::Literal(Literal::Null)),
-            (Some(column), 1) => Literal::value_at(column, 0).map_err(|e| e.to_string()),
+            (Some(column), 1) => Literal::value_at(column, 0).map_err(|e| match e {
+                QuiverError::Unsupported(why) => why,
+                other => other.to_string(),
+            }),
             (Some(_), rows) => Err(format!(
                 "a subquery used as a value returned {rows} rows; at most one is allowed"
             )),

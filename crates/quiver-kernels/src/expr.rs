@@ -229,10 +229,12 @@ impl ValueSet {
             probe.data_type().clone(),
         )])?;
         let rows = converter.convert_columns(std::slice::from_ref(&probe))?;
+        let empty = set.members.is_empty() && !set.has_null;
         let result: BooleanArray = (0..probe.len())
             .map(|i| {
                 if probe.is_null(i) {
-                    None
+                    // Nothing is IN an empty set, NULL included.
+                    (empty).then_some(false)
                 } else if set.members.contains(rows.row(i).as_ref()) {
                     Some(true)
                 } else if set.has_null {
@@ -557,7 +559,8 @@ impl Literal {
     pub fn value_at(array: &ArrayRef, row: usize) -> Result<Expr> {
         let data_type = array.data_type().clone();
         let one = array.slice(row, 1);
-        if one.is_null(0) {
+        // A NullArray has no validity buffer: its values are NULL by type.
+        if one.is_null(0) || data_type == DataType::Null {
             return Ok(Expr::Cast(
                 Box::new(Expr::Literal(Literal::Null)),
                 data_type,

@@ -724,7 +724,9 @@ fn plan_query(
                     QuiverError::Unsupported(why) => why,
                     other => other.to_string(),
                 };
-                let hint = if why.contains("unknown column") || why.contains("unknown table") {
+                // An unknown name in `x.col` or `col` may be the outer query's.
+                let outer_name = why.contains("unknown column") || why.contains("tables in FROM");
+                let hint = if outer_name && !why.contains("correlated subquery") {
                     " (a subquery reading the outer query's columns, a correlated subquery, is \
                      not supported: write it as a JOIN)"
                 } else {
@@ -1937,9 +1939,20 @@ fn windowed_calls<'a>(exprs: impl Iterator<Item = &'a ast::Expr>) -> Result<Vec<
     let mut calls: Vec<ast::Expr> = Vec::new();
     for expr in exprs {
         // Window functions inside a subquery are the subquery's.
-        let expr = &without_subqueries(expr);
+        let mut inside_subqueries: Vec<ast::Expr> = Vec::new();
+        for subquery in expression_subqueries(std::iter::once(expr)) {
+            let _ = ast::visit_expressions(&subquery, |e| {
+                if matches!(e, ast::Expr::Function(f) if f.over.is_some()) {
+                    inside_subqueries.push(e.clone());
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+        }
         let _ = ast::visit_expressions(expr, |e| {
-            if matches!(e, ast::Expr::Function(f) if f.over.is_some()) && !calls.contains(e) {
+            if matches!(e, ast::Expr::Function(f) if f.over.is_some())
+                && !calls.contains(e)
+                && !inside_subqueries.contains(e)
+            {
                 calls.push(e.clone());
             }
             std::ops::ControlFlow::<()>::Continue(())

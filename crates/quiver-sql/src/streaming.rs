@@ -218,15 +218,78 @@ fn parse_on_this_stack(sql: &str) -> Result<Parsed> {
         kept.push(token.clone());
         i += 1;
     }
-    let statements = Parser::new(&dialect)
+    let mut statements = Parser::new(&dialect)
         .with_tokens_with_locations(kept)
         .parse_statements()
         .map_err(syntax)?;
+    for statement in &mut statements {
+        let _ = ast::visit_expressions_mut(statement, |e| {
+            reassociate_distinct_from(e);
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
     Ok(Parsed {
         statements,
         window,
         emit,
     })
+}
+
+/// The parser reads the right side of `a IS [NOT] DISTINCT FROM b AND c` as all of `b AND c`;
+/// like any comparison it binds tighter than AND / OR / XOR, so `b` is only the leftmost
+/// operand there: `(a IS DISTINCT FROM b) AND c`.
+fn reassociate_distinct_from(expr: &mut ast::Expr) {
+    let looser = |e: &ast::Expr| {
+        matches!(
+            e,
+            ast::Expr::BinaryOp {
+                op: ast::BinaryOperator::And | ast::BinaryOperator::Or | ast::BinaryOperator::Xor,
+                ..
+            }
+        )
+    };
+    let right = match expr {
+        ast::Expr::IsDistinctFrom(_, right) | ast::Expr::IsNotDistinctFrom(_, right) => right,
+        _ => return,
+    };
+    if !looser(right) {
+        return;
+    }
+    fn onto_leftmost(e: ast::Expr, wrap: &mut dyn FnMut(ast::Expr) -> ast::Expr) -> ast::Expr {
+        match e {
+            ast::Expr::BinaryOp { left, op, right }
+                if matches!(
+                    op,
+                    ast::BinaryOperator::And | ast::BinaryOperator::Or | ast::BinaryOperator::Xor
+                ) =>
+            {
+                ast::Expr::BinaryOp {
+                    left: Box::new(onto_leftmost(*left, wrap)),
+                    op,
+                    right,
+                }
+            }
+            other => wrap(other),
+        }
+    }
+    let taken = std::mem::replace(expr, ast::Expr::Value(ast::Value::Null.into()));
+    *expr = match taken {
+        ast::Expr::IsDistinctFrom(left, right) => {
+            let mut left = Some(left);
+            onto_leftmost(*right, &mut |leaf| match left.take() {
+                Some(l) => ast::Expr::IsDistinctFrom(l, Box::new(leaf)),
+                None => leaf,
+            })
+        }
+        ast::Expr::IsNotDistinctFrom(left, right) => {
+            let mut left = Some(left);
+            onto_leftmost(*right, &mut |leaf| match left.take() {
+                Some(l) => ast::Expr::IsNotDistinctFrom(l, Box::new(leaf)),
+                None => leaf,
+            })
+        }
+        other => other,
+    };
 }
 
 /// Whether a GROUP BY item is a Flink-style window call (`tumble`, `hop`, `session`); returns
