@@ -652,11 +652,8 @@ fn table_spec(spec: &str) -> std::result::Result<String, String> {
     }
 }
 
-fn load_tables(
-    specs: &[String],
-    forced: Option<InputFormat>,
-    verbose: bool,
-) -> Result<Vec<Source>> {
+/// An error for a table name given twice.
+fn check_table_names(specs: &[String]) -> Result<()> {
     let mut names = std::collections::HashSet::new();
     for spec in specs {
         let name = spec.split_once('=').map_or(spec.as_str(), |(name, _)| name);
@@ -666,6 +663,15 @@ fn load_tables(
             )));
         }
     }
+    Ok(())
+}
+
+fn load_tables(
+    specs: &[String],
+    forced: Option<InputFormat>,
+    verbose: bool,
+) -> Result<Vec<Source>> {
+    check_table_names(specs)?;
     specs
         .iter()
         .map(|spec| {
@@ -779,7 +785,20 @@ fn run_query(
         };
         return run_streamed(&name, &path, text_format, &query);
     }
-    let sources = load_tables(specs, input_format, verbose)?;
+    // Only the tables the query reads are loaded (a `--table` it never names costs nothing).
+    check_table_names(specs)?;
+    let read: Vec<String> = match quiver_sql::relation_names(sql) {
+        Some(names) => specs
+            .iter()
+            .filter(|spec| {
+                let name = spec.split_once('=').map_or(spec.as_str(), |(name, _)| name);
+                names.iter().any(|n| n.eq_ignore_ascii_case(name))
+            })
+            .cloned()
+            .collect(),
+        None => specs.to_vec(),
+    };
+    let sources = load_tables(&read, input_format, verbose)?;
     let tables: Vec<(String, arrow::datatypes::SchemaRef)> = sources
         .iter()
         .map(|s| (s.name.clone(), s.schema.clone()))

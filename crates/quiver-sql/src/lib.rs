@@ -471,6 +471,25 @@ fn expr_span(expr: &ast::Expr) -> sqlparser::tokenizer::Span {
     expr.span()
 }
 
+/// Every table (or WITH query) name `sql` reads anywhere: FROM items, joined tables,
+/// subqueries. `None` when the text does not parse (planning reports why).
+pub fn relation_names(sql: &str) -> Option<Vec<String>> {
+    let parsed = streaming::parse(sql).ok()?;
+    let mut names = Vec::new();
+    let _ = ast::visit_relations(&parsed.statements, |relation| {
+        let name = relation
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map_or_else(|| relation.to_string(), |i| i.value.clone());
+        if !names.contains(&name) {
+            names.push(name);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    Some(names)
+}
+
 /// The source named in the `FROM` clause of `sql`.
 pub fn source_name(sql: &str) -> Result<String> {
     let statements = streaming::parse(sql)?.statements;
@@ -2158,6 +2177,45 @@ fn scalar_expr(
             }
             let test = Expr::Function(ScalarFunction::InSubquery(index), vec![recurse(value)?]);
             if *negated {
+                Expr::Not(Box::new(test))
+            } else {
+                test
+            }
+        }
+        // `x = ANY (SELECT ...)` is `x IN (...)`, `x <> ALL (SELECT ...)` is `x NOT IN (...)`.
+        ast::Expr::AnyOp {
+            left,
+            compare_op,
+            right,
+            ..
+        }
+        | ast::Expr::AllOp {
+            left,
+            compare_op,
+            right,
+        } => {
+            let any = matches!(expr, ast::Expr::AnyOp { .. });
+            let membership = match (any, compare_op) {
+                (true, ast::BinaryOperator::Eq) => Some(false),
+                (false, ast::BinaryOperator::NotEq) => Some(true),
+                _ => None,
+            };
+            let (Some(negated), ast::Expr::Subquery(subquery)) = (membership, right.as_ref())
+            else {
+                return Err(unsupported(
+                    format!("`{expr}`: ANY / ALL are supported as `= ANY (SELECT ...)` and `<> ALL (SELECT ...)`"),
+                    expr_span(expr),
+                ));
+            };
+            let (index, data_type) = subquery_in_scope(subquery, expr_span(expr))?;
+            if data_type.is_none() {
+                return Err(unsupported(
+                    "the subquery of ANY / ALL must select one column",
+                    expr_span(expr),
+                ));
+            }
+            let test = Expr::Function(ScalarFunction::InSubquery(index), vec![recurse(left)?]);
+            if negated {
                 Expr::Not(Box::new(test))
             } else {
                 test

@@ -93,7 +93,13 @@ impl Engine {
         let schema = batches.first().map(RecordBatch::schema).ok_or_else(|| {
             QuiverError::Config("query_batches needs at least one batch (for the schema)".into())
         })?;
-        let engine = Engine::new().register(quiver_sql::source_name(sql)?, schema)?;
+        // Registered with its rows too, so the query can join the table to itself or read it
+        // in a subquery.
+        let engine = Engine::new().register_table(
+            quiver_sql::source_name(sql)?,
+            schema,
+            batches.to_vec(),
+        )?;
         let mut query = engine.sql(sql)?;
         let mut out = Vec::new();
         for batch in batches {

@@ -45,6 +45,43 @@
 //! assert_eq!(out[0].num_rows(), 2);
 //! # Ok::<(), quiver::QuiverError>(())
 //! ```
+//!
+//! Joins and subqueries read tables registered with their rows; the `FROM` rows are pushed:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use quiver::arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
+//! use quiver::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+//! use quiver::Engine;
+//!
+//! let trades = Arc::new(Schema::new(vec![
+//!     Field::new("symbol", DataType::Utf8, false),
+//!     Field::new("qty", DataType::Int64, false),
+//! ]));
+//! let names = Arc::new(Schema::new(vec![
+//!     Field::new("symbol", DataType::Utf8, false),
+//!     Field::new("sector", DataType::Utf8, false),
+//! ]));
+//! let sectors = RecordBatch::try_new(names.clone(), vec![
+//!     Arc::new(StringArray::from(vec!["A", "B"])),
+//!     Arc::new(StringArray::from(vec!["tech", "energy"])),
+//! ])?;
+//! let mut query = Engine::new()
+//!     .register("trades", trades.clone())?
+//!     .register_table("sectors", names, vec![sectors])?
+//!     .sql("SELECT s.sector, SUM(t.qty) AS qty FROM trades t \
+//!           JOIN sectors s ON t.symbol = s.symbol \
+//!           WHERE t.symbol IN (SELECT symbol FROM sectors WHERE sector = 'tech') \
+//!           GROUP BY s.sector")?;
+//! query.push(&RecordBatch::try_new(trades, vec![
+//!     Arc::new(StringArray::from(vec!["A", "B", "A"])),
+//!     Arc::new(Int64Array::from(vec![1, 2, 4])),
+//! ])?)?;
+//! let out = query.finish()?;
+//! assert_eq!(out[0].num_rows(), 1);
+//! assert_eq!(out[0].column(1).as_primitive::<Int64Type>().value(0), 5);
+//! # Ok::<(), quiver::QuiverError>(())
+//! ```
 #![warn(missing_docs)]
 
 mod engine;
