@@ -615,16 +615,7 @@ fn finish_aggregate(plan: &Plan, result: RecordBatch) -> Result<RecordBatch> {
         PlanKind::Aggregate {
             having: Some(having),
             ..
-        } => {
-            let mask = having.evaluate(&result)?;
-            let mask = mask.as_boolean_opt().ok_or_else(|| {
-                QuiverError::Unsupported(format!(
-                    "HAVING of type {}; a boolean is expected",
-                    mask.data_type()
-                ))
-            })?;
-            filter_record_batch(&result, mask)?
-        }
+        } => filter_by(having, &result, "HAVING")?,
         _ => result,
     };
     project(&plan.output, &with_window_functions(plan, result)?)
@@ -657,16 +648,7 @@ fn with_window_functions(plan: &Plan, rows: RecordBatch) -> Result<RecordBatch> 
         RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)?;
     match &plan.qualify {
         None => Ok(extended),
-        Some(qualify) => {
-            let mask = qualify.evaluate(&extended)?;
-            let mask = mask.as_boolean_opt().ok_or_else(|| {
-                QuiverError::Unsupported(format!(
-                    "QUALIFY of type {}; a boolean is expected",
-                    mask.data_type()
-                ))
-            })?;
-            Ok(filter_record_batch(&extended, mask)?)
-        }
+        Some(qualify) => filter_by(qualify, &extended, "QUALIFY"),
     }
 }
 
@@ -924,6 +906,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// Running `plan` over the partitions in parallel gives the rows of one pass over all.
+    fn same_over_partitions(plan: &Plan, partitions: &[Vec<RecordBatch>], sql: &str) {
+        let all: Vec<RecordBatch> = partitions.iter().flatten().cloned().collect();
+        let one_pass = run(plan, &all).unwrap();
+        let parallel = run_partitioned(plan, partitions).unwrap();
+        let concat = |batches: &[RecordBatch]| {
+            arrow::compute::concat_batches(&plan.output_schema, batches).unwrap()
+        };
+        assert_eq!(concat(&one_pass), concat(&parallel), "{sql}");
+        assert!(concat(&one_pass).num_rows() > 0, "{sql}");
+    }
+
     #[test]
     fn a_subquery_over_partitions_equals_one_pass_over_all_rows() {
         use arrow::array::{Int64Array, StringArray};
@@ -961,14 +955,7 @@ mod tests {
             let plan = quiver_sql::plan(sql, &tables).unwrap();
             assert_eq!(plan.source, "t");
             assert_eq!(plan.input_schema(), &schema);
-            let all: Vec<RecordBatch> = partitions.iter().flatten().cloned().collect();
-            let one_pass = run(&plan, &all).unwrap();
-            let parallel = run_partitioned(&plan, &partitions).unwrap();
-            let concat = |batches: &[RecordBatch]| {
-                arrow::compute::concat_batches(&plan.output_schema, batches).unwrap()
-            };
-            assert_eq!(concat(&one_pass), concat(&parallel), "{sql}");
-            assert!(concat(&one_pass).num_rows() > 0, "{sql}");
+            same_over_partitions(&plan, &partitions, sql);
         }
     }
 
@@ -1005,13 +992,7 @@ mod tests {
             let mut plan = quiver_sql::plan(sql, &tables).unwrap();
             assert_eq!(plan.joined_tables(), vec!["t".to_string()]);
             plan.attach_table("t", &all).unwrap();
-            let one_pass = run(&plan, &all).unwrap();
-            let parallel = run_partitioned(&plan, &partitions).unwrap();
-            let concat = |batches: &[RecordBatch]| {
-                arrow::compute::concat_batches(&plan.output_schema, batches).unwrap()
-            };
-            assert_eq!(concat(&one_pass), concat(&parallel), "{sql}");
-            assert!(concat(&one_pass).num_rows() > 0, "{sql}");
+            same_over_partitions(&plan, &partitions, sql);
         }
         // Without the joined table's rows, running is a clear error.
         let plan = quiver_sql::plan("SELECT * FROM t a JOIN t b ON a.k = b.k", &tables).unwrap();

@@ -771,22 +771,18 @@ enum RangeKey {
 
 /// Whether `a` comes strictly before `b` in window order.
 fn before(a: RangeKey, b: RangeKey, descending: bool) -> bool {
-    let less = match (a, b) {
-        (RangeKey::Int(x), RangeKey::Int(y)) => x < y,
-        (RangeKey::Float(x), RangeKey::Float(y)) => x < y,
+    let order = match (a, b) {
+        (RangeKey::Int(x), RangeKey::Int(y)) => x.partial_cmp(&y),
+        (RangeKey::Float(x), RangeKey::Float(y)) => x.partial_cmp(&y),
         // One key column gives one kind; never mixed.
-        _ => false,
+        _ => None,
     };
-    let greater = match (a, b) {
-        (RangeKey::Int(x), RangeKey::Int(y)) => x > y,
-        (RangeKey::Float(x), RangeKey::Float(y)) => x > y,
-        _ => false,
-    };
-    if descending {
-        greater
-    } else {
-        less
-    }
+    order
+        == Some(if descending {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Less
+        })
 }
 
 /// The sorted order key as [`RangeKey`]s, and the frame's offsets in the same units.

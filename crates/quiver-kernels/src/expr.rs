@@ -328,39 +328,10 @@ impl Expr {
 
     /// The same expression with every column index passed through `renumber`.
     pub fn map_columns(self, renumber: &dyn Fn(usize) -> usize) -> Expr {
-        let map = |e: Box<Expr>| Box::new(e.map_columns(renumber));
-        match self {
+        self.transform(&|e| match e {
             Expr::Column(i) => Expr::Column(renumber(i)),
-            Expr::Literal(_) => self,
-            Expr::Binary(l, op, r) => Expr::Binary(map(l), op, map(r)),
-            Expr::Not(e) => Expr::Not(map(e)),
-            Expr::Negate(e) => Expr::Negate(map(e)),
-            Expr::IsNull(e, negated) => Expr::IsNull(map(e), negated),
-            Expr::Cast(e, to, safe) => Expr::Cast(map(e), to, safe),
-            Expr::Case(branches, otherwise) => Expr::Case(
-                branches
-                    .into_iter()
-                    .map(|(c, v)| (c.map_columns(renumber), v.map_columns(renumber)))
-                    .collect(),
-                otherwise.map(map),
-            ),
-            Expr::Like {
-                value,
-                pattern,
-                negated,
-                case_insensitive,
-            } => Expr::Like {
-                value: map(value),
-                pattern: map(pattern),
-                negated,
-                case_insensitive,
-            },
-            Expr::Function(f, args) => Expr::Function(
-                f,
-                args.into_iter().map(|a| a.map_columns(renumber)).collect(),
-            ),
-            Expr::InSet(value, set) => Expr::InSet(map(value), set),
-        }
+            other => other,
+        })
     }
 
     /// The type this expression produces over `schema`.
@@ -528,27 +499,6 @@ impl Expr {
             Expr::InSet(value, set) => Expr::InSet(child(value), set),
         };
         rewrite(rebuilt)
-    }
-
-    /// Whether any node satisfies `test`.
-    pub fn any(&self, test: &dyn Fn(&Expr) -> bool) -> bool {
-        if test(self) {
-            return true;
-        }
-        match self {
-            Expr::Column(_) | Expr::Literal(_) => false,
-            Expr::Binary(l, _, r) => l.any(test) || r.any(test),
-            Expr::Not(e) | Expr::Negate(e) | Expr::IsNull(e, _) | Expr::Cast(e, _, _) => {
-                e.any(test)
-            }
-            Expr::Case(branches, otherwise) => {
-                branches.iter().any(|(c, v)| c.any(test) || v.any(test))
-                    || otherwise.as_ref().is_some_and(|e| e.any(test))
-            }
-            Expr::Like { value, pattern, .. } => value.any(test) || pattern.any(test),
-            Expr::Function(_, args) => args.iter().any(|a| a.any(test)),
-            Expr::InSet(value, _) => value.any(test),
-        }
     }
 }
 

@@ -226,33 +226,27 @@ impl Plan {
         if let Some(inner) = &mut self.input {
             inner.attach_table(table, rows)?;
         }
-        for join in self.joins.iter_mut().filter(|j| j.table == table) {
-            if let Some(batch) = rows
+        // The rows must have the schema the plan was made with.
+        let checked = |planned: &Schema| -> Result<Vec<RecordBatch>> {
+            match rows
                 .iter()
-                .find(|b| b.schema().fields() != join.schema.fields())
+                .find(|b| b.schema().fields() != planned.fields())
             {
-                return Err(QuiverError::Config(format!(
-                    "joined table `{table}`: rows of schema {:?}, planned with {:?}",
+                Some(batch) => Err(QuiverError::Config(format!(
+                    "table `{table}`: rows of schema {:?}, planned with {:?}",
                     batch.schema().fields(),
-                    join.schema.fields()
-                )));
+                    planned.fields()
+                ))),
+                None => Ok(rows.to_vec()),
             }
-            join.rows = Some(rows.to_vec());
+        };
+        for join in self.joins.iter_mut().filter(|j| j.table == table) {
+            join.rows = Some(checked(&join.schema)?);
         }
         for subquery in &mut self.subqueries {
             subquery.plan.attach_table(table, rows)?;
             if subquery.plan.source == table {
-                if let Some(batch) = rows
-                    .iter()
-                    .find(|b| b.schema().fields() != subquery.plan.input_schema().fields())
-                {
-                    return Err(QuiverError::Config(format!(
-                        "table `{table}` read by a subquery: rows of schema {:?}, planned with {:?}",
-                        batch.schema().fields(),
-                        subquery.plan.input_schema().fields()
-                    )));
-                }
-                subquery.rows = Some(rows.to_vec());
+                subquery.rows = Some(checked(subquery.plan.input_schema())?);
             }
         }
         Ok(())
@@ -477,11 +471,7 @@ pub fn relation_names(sql: &str) -> Option<Vec<String>> {
     let parsed = streaming::parse(sql).ok()?;
     let mut names = Vec::new();
     let _ = ast::visit_relations(&parsed.statements, |relation| {
-        let name = relation
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map_or_else(|| relation.to_string(), |i| i.value.clone());
+        let name = last_name(relation);
         if !names.contains(&name) {
             names.push(name);
         }
@@ -961,11 +951,7 @@ fn plan_query(
                     options,
                 ) if qualifiers.is_some() => {
                     // `t.*`: the columns of one FROM item.
-                    let wanted = table
-                        .0
-                        .last()
-                        .and_then(|p| p.as_ident())
-                        .map_or_else(|| table.to_string(), |i| i.value.clone());
+                    let wanted = last_name(table);
                     let owned: Vec<usize> = qualifiers
                         .iter()
                         .flatten()
@@ -1491,6 +1477,14 @@ fn find_table(
         })
 }
 
+/// The last part of a possibly schema-qualified name (`public.trades` → `trades`).
+fn last_name(name: &ast::ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map_or_else(|| name.to_string(), |i| i.value.clone())
+}
+
 /// The name a FROM item is referred to by: its alias, else its table name.
 fn relation_qualifier(relation: &ast::TableFactor) -> String {
     match relation {
@@ -1500,11 +1494,7 @@ fn relation_qualifier(relation: &ast::TableFactor) -> String {
         | ast::TableFactor::Derived {
             alias: Some(alias), ..
         } => alias.name.value.clone(),
-        ast::TableFactor::Table { name, .. } => name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map_or_else(|| name.to_string(), |i| i.value.clone()),
+        ast::TableFactor::Table { name, .. } => last_name(name),
         _ => String::new(),
     }
 }
