@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, UInt32Array};
-use arrow::compute::{concat_batches, take};
+use arrow::compute::{concat_batches, filter_record_batch, take};
 use arrow::datatypes::{Field, Schema};
 use quiver_core::{QuiverError, Result};
 use quiver_kernels::group_values::{new_group_values, GroupValues};
@@ -65,7 +65,15 @@ impl JoinTable {
                 join.table, join.table
             ))
         })?;
-        let rows = concat_batches(&join.schema, batches)?;
+        let mut rows = concat_batches(&join.schema, batches)?;
+        if let Some(table_filter) = &join.table_filter {
+            // Rows failing the conditions on the table alone can never match.
+            let keep = table_filter.evaluate(&rows)?;
+            let keep = keep.as_boolean_opt().ok_or_else(|| {
+                QuiverError::Internal(format!("join filter of type {}", keep.data_type()))
+            })?;
+            rows = filter_record_batch(&rows, keep)?;
+        }
         let row_count = u32::try_from(rows.num_rows()).map_err(|_| {
             QuiverError::ResourceExhausted(format!(
                 "joined table `{}` has {} rows; at most {} are supported",

@@ -11,7 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use quiver_core::{DeadLetter, DeadLetterPayload, Position, QuiverError, Result};
 use quiver_kernels::expr::{Expr, Literal, ScalarFunction, ValueSet};
 use quiver_kernels::{AggregateExpr, AggregateFunction, EmitTo, HashAggregator};
-use quiver_sql::{EmitMode, Plan, PlanKind, WindowSpec};
+use quiver_sql::{EmitMode, Plan, PlanKind, PlanSubquery, WindowSpec};
 use rayon::prelude::*;
 
 use crate::join::JoinTable;
@@ -708,23 +708,17 @@ fn finish_columns(plan: &Plan, batch: RecordBatch) -> Result<RecordBatch> {
 /// values in place: a scalar subquery's value as a constant (NULL without rows, an error with
 /// more than one), `IN (SELECT ...)` as a set lookup, `EXISTS` as a constant.
 pub fn resolve_subqueries(mut plan: Plan) -> Result<Plan> {
+    for join in &mut plan.joins {
+        if let (Some(derived), None) = (&join.derived, &join.rows) {
+            join.rows = Some(held_plan_rows(derived)?);
+        }
+    }
     if plan.subqueries.is_empty() {
         return Ok(plan);
     }
     let mut results = Vec::new();
     for subquery in &plan.subqueries {
-        let rows = match (&subquery.rows, subquery.plan.has_source()) {
-            (Some(rows), _) => rows.clone(),
-            (None, false) => Vec::new(),
-            (None, true) => {
-                return Err(QuiverError::Config(format!(
-                    "table `{}` is read by a subquery, but its rows were not given (`quiver run \
-                     --table {}=PATH`, or `Engine::register_table`)",
-                    subquery.plan.source, subquery.plan.source
-                )))
-            }
-        };
-        let out = run_partitioned(&subquery.plan, &[rows])?;
+        let out = held_plan_rows(subquery)?;
         results.push(concat_batches(&subquery.plan.output_schema, out.iter())?);
     }
     plan.subqueries.clear();
@@ -773,6 +767,23 @@ pub fn resolve_subqueries(mut plan: Plan) -> Result<Plan> {
         return Err(QuiverError::Unsupported(why));
     }
     Ok(plan)
+}
+
+/// The output of a plan run before the query over its table's held rows (a subquery in an
+/// expression, a joined subquery, a branch of a set operation).
+pub fn held_plan_rows(held: &PlanSubquery) -> Result<Vec<RecordBatch>> {
+    let rows = match (&held.rows, held.plan.has_source()) {
+        (Some(rows), _) => rows.clone(),
+        (None, false) => Vec::new(),
+        (None, true) => {
+            return Err(QuiverError::Config(format!(
+                "table `{}` is read by a subquery, but its rows were not given (`quiver run \
+                 --table {}=PATH`, or `Engine::register_table`)",
+                held.plan.source, held.plan.source
+            )))
+        }
+    };
+    run_partitioned(&held.plan, &[rows])
 }
 
 /// Runs `plan` over `batches` in one partition.

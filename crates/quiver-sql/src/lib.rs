@@ -70,8 +70,15 @@ pub struct PlanJoin {
     pub right_keys: Vec<Expr>,
     /// The rest of `ON`, over the joined rows (a pair matches when it is true).
     pub residual: Option<Expr>,
+    /// The conjuncts of `ON` (and, for inner joins, of `WHERE`) over the joined table's own
+    /// columns: its rows failing them never match, so they are left out before the key map
+    /// is built.
+    pub table_filter: Option<Expr>,
+    /// A subquery or `WITH` query joined: it runs once, before the query, over its tables'
+    /// held rows, and its output is the joined rows.
+    pub derived: Option<Box<PlanSubquery>>,
     /// The joined table's rows: given by the caller before running
-    /// ([`Plan::attach_table`]).
+    /// ([`Plan::attach_table`]), or the output of `derived`.
     pub rows: Option<Vec<RecordBatch>>,
 }
 
@@ -209,10 +216,15 @@ impl Plan {
                 names.push(name.clone());
             }
         };
-        for join in &self.joins {
+        let held = self
+            .joins
+            .iter()
+            .filter_map(|j| j.derived.as_deref())
+            .chain(&self.subqueries);
+        for join in self.joins.iter().filter(|j| j.derived.is_none()) {
             add(&join.table);
         }
-        for subquery in &self.subqueries {
+        for subquery in held {
             add(&subquery.plan.source);
             for name in subquery.plan.joined_tables() {
                 add(&name);
@@ -240,10 +252,17 @@ impl Plan {
                 None => Ok(rows.to_vec()),
             }
         };
-        for join in self.joins.iter_mut().filter(|j| j.table == table) {
-            join.rows = Some(checked(&join.schema)?);
+        for join in self.joins.iter_mut() {
+            if join.derived.is_none() && join.table == table {
+                join.rows = Some(checked(&join.schema)?);
+            }
         }
-        for subquery in &mut self.subqueries {
+        let held = self
+            .joins
+            .iter_mut()
+            .filter_map(|j| j.derived.as_deref_mut())
+            .chain(&mut self.subqueries);
+        for subquery in held {
             subquery.plan.attach_table(table, rows)?;
             if subquery.plan.source == table {
                 subquery.rows = Some(checked(subquery.plan.input_schema())?);
@@ -269,6 +288,7 @@ impl Plan {
             join.left_keys.iter_mut().for_each(apply);
             join.right_keys.iter_mut().for_each(apply);
             join.residual.iter_mut().for_each(apply);
+            join.table_filter.iter_mut().for_each(apply);
         }
         if let PlanKind::Aggregate {
             group_by,
@@ -376,12 +396,21 @@ impl Plan {
             }
         }
         for join in &self.joins {
+            if let Some(derived) = &join.derived {
+                let _ = writeln!(text, "  Joined subquery {} (computed first):", join.table);
+                for line in derived.plan.explain().lines() {
+                    let _ = writeln!(text, "      {line}");
+                }
+            }
             let _ = writeln!(
                 text,
-                "  HashJoin ({:?}): {} ({} columns) on keys {:?} = {:?}{}",
+                "  HashJoin ({:?}): {} ({} columns){} on keys {:?} = {:?}{}",
                 join.kind,
                 join.table,
                 join.schema.fields().len(),
+                join.table_filter
+                    .as_ref()
+                    .map_or(String::new(), |f| format!(" filtered by {f:?}")),
                 join.left_keys,
                 join.right_keys,
                 join.residual
@@ -511,7 +540,7 @@ pub fn has_joins(sql: &str) -> bool {
     }
     fn body_joins(body: &ast::SetExpr) -> bool {
         match body {
-            ast::SetExpr::Select(select) => select.from.iter().any(|from| {
+            ast::SetExpr::Select(select) => select.from.len() > 1 || select.from.iter().any(|from| {
                 !from.joins.is_empty()
                     || matches!(&from.relation, ast::TableFactor::Derived { subquery, .. } if query_joins(subquery))
             }),
@@ -622,6 +651,8 @@ struct NamedQuery<'a> {
     name: String,
     query: &'a ast::Query,
     earlier: Vec<NamedQuery<'a>>,
+    /// Names for its output columns (`WITH name(a, b) AS ...`), when given.
+    columns: Vec<String>,
 }
 
 impl Clone for NamedQuery<'_> {
@@ -630,6 +661,7 @@ impl Clone for NamedQuery<'_> {
             name: self.name.clone(),
             query: self.query,
             earlier: self.earlier.clone(),
+            columns: self.columns.clone(),
         }
     }
 }
@@ -655,17 +687,12 @@ fn plan_query(
                     "WITH query name `{name}` is given more than once"
                 )));
             }
-            if !cte.alias.columns.is_empty() {
-                return Err(QuiverError::Unsupported(format!(
-                    "column names in `WITH {}`; name the columns in its SELECT",
-                    cte.alias
-                )));
-            }
             let earlier = ctes.clone();
             ctes.push(NamedQuery {
                 name: cte.alias.name.value.clone(),
                 query: &cte.query,
                 earlier,
+                columns: alias_columns(Some(&cte.alias)),
             });
         }
     }
@@ -675,14 +702,26 @@ fn plan_query(
             query.body
         )));
     };
+    // `FROM a, b, c` is `FROM a CROSS JOIN b CROSS JOIN c`; WHERE conjuncts that compare
+    // them become join keys below.
+    let merged;
+    let select = if select.from.len() > 1 {
+        merged = comma_joins_merged(select);
+        &merged
+    } else {
+        select.as_ref()
+    };
     // A subquery in FROM, or a WITH query named there, runs first; its rows are the source.
     let (input, source, source_schema) = match subquery_source(select, &ctes)? {
-        Some((subquery, scope)) => {
-            let inner = plan_query(subquery, tables, &streaming::Parsed::default(), &scope)?;
+        Some((subquery, scope, columns)) => {
+            let mut inner = plan_query(subquery, tables, &streaming::Parsed::default(), &scope)?;
             if inner.explain || inner.window.is_some() || inner.emit == EmitMode::Changes {
                 return Err(QuiverError::Unsupported(
                     "a window or EMIT CHANGES inside a subquery; put it in the outer query".into(),
                 ));
+            }
+            if let Some(from) = select.from.first() {
+                rename_output(&mut inner, &columns, &from.relation)?;
             }
             let (source, schema) = (inner.source.clone(), inner.output_schema.clone());
             (Some(Box::new(inner)), source, schema)
@@ -759,7 +798,7 @@ fn plan_query(
         });
     }
     let _subquery_scope = SubqueryScopeGuard::enter(scope);
-    let (joins, source_schema, qualifiers) = plan_joins(select, tables, &scan_schema)?;
+    let (mut joins, source_schema, qualifiers) = plan_joins(select, tables, &ctes, &scan_schema)?;
     if !joins.is_empty() && (parsed.window.is_some() || parsed.emit == Some(EmitMode::Changes)) {
         return Err(QuiverError::Unsupported(
             "JOIN in a windowed or EMIT CHANGES query (not yet); join in a subquery in FROM \
@@ -815,15 +854,18 @@ fn plan_query(
     };
     // With joins, the WHERE conjuncts over scanned columns alone filter before joining: the
     // same rows result (inner and left joins keep or extend each scanned row).
+    // Conjuncts over the columns up to an inner join's table are checked at that join
+    // (equalities become its keys): `FROM a, b WHERE a.x = b.y` is a hash join.
     let (mut scan_conjuncts, mut other_conjuncts) = (Vec::new(), Vec::new());
+    let scan_width = scan_schema.fields().len();
     for conjunct in select.selection.iter().flat_map(conjuncts) {
         let planned = columns.scalar(conjunct)?;
-        if !joins.is_empty()
-            && column_indices(&planned)
-                .iter()
-                .all(|&c| c < scan_schema.fields().len())
-        {
+        let used = column_indices(&planned);
+        if !joins.is_empty() && used.iter().all(|&c| c < scan_width) {
             scan_conjuncts.push(planned);
+        } else if let Some(index) = inner_join_reading(&joins, scan_width, &used) {
+            let start = join_start(&joins, scan_width, index);
+            add_join_condition(&mut joins[index], planned, start, &source_schema)?;
         } else {
             other_conjuncts.push(planned);
         }
@@ -1423,10 +1465,11 @@ fn distinct_as_group_by(select: &ast::Select, source_schema: &Schema) -> Result<
 
 /// The query `FROM` reads when it is a subquery (`FROM (SELECT ...) [AS] x`) or names a `WITH`
 /// query, with the `WITH` queries in scope for it.
+#[allow(clippy::type_complexity)]
 fn subquery_source<'a>(
     select: &'a ast::Select,
     ctes: &[NamedQuery<'a>],
-) -> Result<Option<(&'a ast::Query, Vec<NamedQuery<'a>>)>> {
+) -> Result<Option<(&'a ast::Query, Vec<NamedQuery<'a>>, Vec<String>)>> {
     let [from] = select.from.as_slice() else {
         return Ok(None);
     };
@@ -1434,19 +1477,48 @@ fn subquery_source<'a>(
         ast::TableFactor::Derived {
             lateral: false,
             subquery,
+            alias,
             ..
-        } => Ok(Some((subquery.as_ref(), ctes.to_vec()))),
-        ast::TableFactor::Table { name, .. } => {
+        } => Ok(Some((
+            subquery.as_ref(),
+            ctes.to_vec(),
+            alias_columns(alias.as_ref()),
+        ))),
+        ast::TableFactor::Table { name, alias, .. } => {
             let wanted = name.to_string();
             // The latest definition of a name wins; it sees only the queries named before it.
             Ok(ctes
                 .iter()
                 .rev()
                 .find(|c| c.name.eq_ignore_ascii_case(&wanted))
-                .map(|c| (c.query, c.earlier.clone())))
+                .map(|c| {
+                    let columns = match alias.as_ref().filter(|a| !a.columns.is_empty()) {
+                        Some(renamed) => alias_columns(Some(renamed)),
+                        None => c.columns.clone(),
+                    };
+                    (c.query, c.earlier.clone(), columns)
+                }))
         }
         _ => Ok(None),
     }
+}
+
+/// `FROM a, b JOIN c ON ...` as one join chain: `a CROSS JOIN b JOIN c ON ...`.
+fn comma_joins_merged(select: &ast::Select) -> ast::Select {
+    let mut merged = select.clone();
+    let mut items = std::mem::take(&mut merged.from).into_iter();
+    if let Some(mut first) = items.next() {
+        for item in items {
+            first.joins.push(ast::Join {
+                relation: item.relation,
+                global: false,
+                join_operator: ast::JoinOperator::CrossJoin(ast::JoinConstraint::None),
+            });
+            first.joins.extend(item.joins);
+        }
+        merged.from = vec![first];
+    }
+    merged
 }
 
 /// The registered table `name` names.
@@ -1533,6 +1605,7 @@ fn conjuncts(expr: &ast::Expr) -> Vec<&ast::Expr> {
 fn plan_joins(
     select: &ast::Select,
     tables: &[(String, SchemaRef)],
+    ctes: &[NamedQuery<'_>],
     scan_schema: &SchemaRef,
 ) -> Result<(Vec<PlanJoin>, SchemaRef, Option<Vec<String>>)> {
     let Some(from) = select.from.first() else {
@@ -1556,21 +1629,16 @@ fn plan_joins(
     let mut qualifiers = vec![relation_qualifier(&from.relation); fields.len()];
     let mut joins = Vec::new();
     for join in &from.joins {
-        let ast::TableFactor::Table { name, .. } = &join.relation else {
-            return Err(QuiverError::Unsupported(format!(
-                "JOIN to `{}`; a registered table is expected (a subquery or WITH query can \
-                 be the first FROM item only)",
-                join.relation
-            )));
-        };
-        let (table, schema) = find_table(name, tables)?;
+        let (table, schema, derived) = joined_relation(&join.relation, tables, ctes)?;
         let qualifier = relation_qualifier(&join.relation);
-        if qualifiers
-            .iter()
-            .any(|q| q.eq_ignore_ascii_case(&qualifier))
+        if !qualifier.is_empty()
+            && qualifiers
+                .iter()
+                .any(|q| q.eq_ignore_ascii_case(&qualifier))
         {
             return Err(QuiverError::Unsupported(format!(
-                "table name `{qualifier}` appears twice in FROM; give one an alias (`JOIN {name} AS x`)"
+                "table name `{qualifier}` appears twice in FROM; give one an alias (`JOIN {} AS x`)",
+                join.relation
             )));
         }
         let (kind, constraint) = match &join.join_operator {
@@ -1624,60 +1692,223 @@ fn plan_joins(
             schema: &combined,
             qualifiers: Some(&qualifiers),
         };
-        let (mut left_keys, mut right_keys, mut residual) = (Vec::new(), Vec::new(), Vec::new());
-        for conjunct in condition.map(conjuncts).unwrap_or_default() {
-            let planned = columns.scalar(conjunct)?;
-            if let Expr::Binary(left, BinaryOp::Eq, right) = &planned {
-                let (l, r) = (column_indices(left), column_indices(right));
-                let before = |c: &[usize]| !c.is_empty() && c.iter().all(|&i| i < left_width);
-                let joined = |c: &[usize]| !c.is_empty() && c.iter().all(|&i| i >= left_width);
-                let pair = if before(&l) && joined(&r) {
-                    Some((left, right))
-                } else if before(&r) && joined(&l) {
-                    Some((right, left))
-                } else {
-                    None
-                };
-                if let Some((outer, inner)) = pair {
-                    let outer_type = outer.data_type(&combined)?;
-                    let inner_type = inner.data_type(&combined)?;
-                    let common =
-                        quiver_kernels::expr::coerce(&outer_type, BinaryOp::Eq, &inner_type)?;
-                    let cast = |e: &Expr, t: &DataType| {
-                        if t == &common {
-                            e.clone()
-                        } else {
-                            Expr::Cast(Box::new(e.clone()), common.clone(), false)
-                        }
-                    };
-                    left_keys.push(cast(outer, &outer_type));
-                    right_keys.push(
-                        cast(inner, &inner_type).map_columns(&|c| c.saturating_sub(left_width)),
-                    );
-                    continue;
-                }
-            }
-            residual.push(planned);
-        }
-        let residual = residual
-            .into_iter()
-            .reduce(|a, b| Expr::Binary(Box::new(a), BinaryOp::And, Box::new(b)))
-            .map(predicate);
-        joins.push(PlanJoin {
+        let mut planned_join = PlanJoin {
             table,
             schema,
             kind,
-            left_keys,
-            right_keys,
-            residual,
+            left_keys: Vec::new(),
+            right_keys: Vec::new(),
+            residual: None,
+            table_filter: None,
+            derived,
             rows: None,
-        });
+        };
+        for conjunct in condition.map(conjuncts).unwrap_or_default() {
+            add_join_condition(
+                &mut planned_join,
+                columns.scalar(conjunct)?,
+                left_width,
+                &combined,
+            )?;
+        }
+        joins.push(planned_join);
     }
     Ok((
         joins,
         std::sync::Arc::new(Schema::new(fields)),
         Some(qualifiers),
     ))
+}
+
+/// `a AND b`, either side optional.
+fn and_also(existing: Option<Expr>, more: Expr) -> Expr {
+    match existing {
+        Some(existing) => Expr::Binary(Box::new(existing), BinaryOp::And, Box::new(more)),
+        None => more,
+    }
+}
+
+/// Adds one conjunct of a join condition, planned over the rows joined so far (`left_width`
+/// columns before the joined table's): an equality between the two sides becomes a key pair,
+/// one over the joined table alone filters its rows, anything else is checked per pair.
+fn add_join_condition(
+    join: &mut PlanJoin,
+    planned: Expr,
+    left_width: usize,
+    schema: &Schema,
+) -> Result<()> {
+    let used = column_indices(&planned);
+    if !used.is_empty() && used.iter().all(|&c| c >= left_width) {
+        let own = predicate(planned).map_columns(&|c| c.saturating_sub(left_width));
+        join.table_filter = Some(and_also(join.table_filter.take(), own));
+        return Ok(());
+    }
+    if let Expr::Binary(left, BinaryOp::Eq, right) = &planned {
+        let (l, r) = (column_indices(left), column_indices(right));
+        let before = |c: &[usize]| !c.is_empty() && c.iter().all(|&i| i < left_width);
+        let joined = |c: &[usize]| !c.is_empty() && c.iter().all(|&i| i >= left_width);
+        let pair = if before(&l) && joined(&r) {
+            Some((left, right))
+        } else if before(&r) && joined(&l) {
+            Some((right, left))
+        } else {
+            None
+        };
+        if let Some((outer, inner)) = pair {
+            let outer_type = outer.data_type(schema)?;
+            let inner_type = inner.data_type(schema)?;
+            let common = quiver_kernels::expr::coerce(&outer_type, BinaryOp::Eq, &inner_type)?;
+            let cast = |e: &Expr, t: &DataType| {
+                if t == &common {
+                    e.clone()
+                } else {
+                    Expr::Cast(Box::new(e.clone()), common.clone(), false)
+                }
+            };
+            join.left_keys.push(cast(outer, &outer_type));
+            join.right_keys
+                .push(cast(inner, &inner_type).map_columns(&|c| c.saturating_sub(left_width)));
+            return Ok(());
+        }
+    }
+    join.residual = Some(and_also(join.residual.take(), predicate(planned)));
+    Ok(())
+}
+
+/// The join whose table holds the last column `used` reads, with its first column, when it is
+/// an inner join: a `WHERE` conjunct over those columns can be checked there instead.
+fn inner_join_reading(joins: &[PlanJoin], scan_width: usize, used: &[usize]) -> Option<usize> {
+    let last = *used.iter().max()?;
+    let mut start = scan_width;
+    for (index, join) in joins.iter().enumerate() {
+        let end = start + join.schema.fields().len();
+        if last < end {
+            return (last >= start && join.kind == JoinKind::Inner).then_some(index);
+        }
+        start = end;
+    }
+    None
+}
+
+/// The first column of join `index`'s table in the joined rows.
+fn join_start(joins: &[PlanJoin], scan_width: usize, index: usize) -> usize {
+    scan_width
+        + joins[..index]
+            .iter()
+            .map(|j| j.schema.fields().len())
+            .sum::<usize>()
+}
+
+/// The table a JOIN reads: a registered table, or a subquery or `WITH` query, planned on its
+/// own and run before the query.
+#[allow(clippy::type_complexity)]
+fn joined_relation(
+    relation: &ast::TableFactor,
+    tables: &[(String, SchemaRef)],
+    ctes: &[NamedQuery<'_>],
+) -> Result<(String, SchemaRef, Option<Box<PlanSubquery>>)> {
+    let derived = match relation {
+        ast::TableFactor::Derived {
+            lateral: false,
+            subquery,
+            alias,
+            ..
+        } => Some((
+            subquery.as_ref(),
+            ctes.to_vec(),
+            alias_columns(alias.as_ref()),
+        )),
+        ast::TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } => {
+            let wanted = name.to_string();
+            ctes.iter()
+                .rev()
+                .find(|c| c.name.eq_ignore_ascii_case(&wanted))
+                .map(|c| {
+                    let mut columns = c.columns.clone();
+                    if let Some(renamed) = alias.as_ref().filter(|a| !a.columns.is_empty()) {
+                        columns = alias_columns(Some(renamed));
+                    }
+                    (c.query, c.earlier.clone(), columns)
+                })
+        }
+        _ => None,
+    };
+    match (derived, relation) {
+        (Some((query, scope, columns)), _) => {
+            let mut planned = plan_query(query, tables, &streaming::Parsed::default(), &scope)?;
+            if planned.explain || planned.window.is_some() || planned.emit == EmitMode::Changes {
+                return Err(QuiverError::Unsupported(format!(
+                    "a window or EMIT CHANGES in the joined `{relation}`"
+                )));
+            }
+            rename_output(&mut planned, &columns, relation)?;
+            let name = match relation_qualifier(relation) {
+                q if q.is_empty() => "(subquery)".to_string(),
+                q => q,
+            };
+            let schema = planned.output_schema.clone();
+            Ok((
+                name,
+                schema,
+                Some(Box::new(PlanSubquery {
+                    plan: planned,
+                    rows: None,
+                })),
+            ))
+        }
+        (None, ast::TableFactor::Table { name, .. }) => {
+            let (table, schema) = find_table(name, tables)?;
+            Ok((table, schema, None))
+        }
+        (None, other) => Err(QuiverError::Unsupported(format!(
+            "JOIN to `{other}`; a table, a subquery or a WITH query is expected"
+        ))),
+    }
+}
+
+/// The column names of `AS t(a, b, ...)`.
+fn alias_columns(alias: Option<&ast::TableAlias>) -> Vec<String> {
+    alias.map_or_else(Vec::new, |a| {
+        a.columns.iter().map(|c| c.name.value.clone()).collect()
+    })
+}
+
+/// Gives the first `names.len()` output columns of `plan` those names (`AS t(a, b)`).
+fn rename_output(
+    plan: &mut Plan,
+    names: &[String],
+    relation: &dyn std::fmt::Display,
+) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    if names.len() > plan.output.len() {
+        return Err(QuiverError::Unsupported(format!(
+            "`{relation}` names {} columns, but its query has {}",
+            names.len(),
+            plan.output.len()
+        )));
+    }
+    for ((_, name), new) in plan.output.iter_mut().zip(names) {
+        name.clone_from(new);
+    }
+    let fields: Vec<Field> = plan
+        .output_schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match names.get(i) {
+            Some(new) => f.as_ref().clone().with_name(new),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    plan.output_schema = std::sync::Arc::new(Schema::new(fields));
+    Ok(())
 }
 
 fn resolve_source(
