@@ -136,10 +136,9 @@ fn run(tables: &[Table], options: StreamOptions, sql: &str) -> Result<Vec<String
             .map_err(|e| e.to_string())?;
     }
     let mut query = engine.sql(sql).map_err(|e| e.to_string())?;
-    let source = quiver_sql::source_name(sql).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    // A query without FROM reads its one row by itself.
-    if !source.is_empty() {
+    // A query without FROM, or over held tables only, reads its rows by itself.
+    if let Some(source) = query.source().map(str::to_string) {
         let table = tables
             .iter()
             .find(|t| t.name.eq_ignore_ascii_case(&source))

@@ -9,6 +9,7 @@ pub mod fuzz;
 pub mod join;
 pub mod onebrc;
 pub mod query;
+pub mod set_operation;
 pub mod window;
 pub mod window_parallel;
 pub mod window_reference;

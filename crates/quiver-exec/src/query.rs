@@ -12,6 +12,8 @@ use quiver_core::{DeadLetter, DeadLetterPayload, Position, QuiverError, Result};
 use quiver_kernels::expr::{Expr, Literal, ScalarFunction, ValueSet};
 use quiver_kernels::{AggregateExpr, AggregateFunction, EmitTo, HashAggregator};
 use quiver_sql::{EmitMode, Plan, PlanKind, PlanSubquery, WindowSpec};
+
+use crate::set_operation::derived_rows;
 use rayon::prelude::*;
 
 use crate::join::JoinTable;
@@ -313,6 +315,13 @@ impl QueryRunner {
             let produced = inner.push(batch)?;
             return self.push_produced(produced);
         }
+        if !self.plan.has_source() && batch.num_columns() > 0 {
+            return Err(QuiverError::Config(
+                "this query reads no pushed input (it has no FROM, or reads held tables only: \
+                 a set operation or VALUES): push nothing, call finish"
+                    .into(),
+            ));
+        }
         self.push_own(batch)
     }
 
@@ -325,11 +334,6 @@ impl QueryRunner {
     }
 
     fn push_own(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
-        if !self.plan.has_source() && self.inner.is_none() && batch.num_columns() > 0 {
-            return Err(QuiverError::Config(
-                "a query without FROM reads no input: push nothing, call finish".into(),
-            ));
-        }
         let filtered = self.filtered(batch)?;
         let rows_before = self.rows_pushed;
         self.rows_pushed += batch.num_rows() as u64;
@@ -430,8 +434,16 @@ impl QueryRunner {
             return Ok(out);
         }
         if !self.plan.has_source() && !self.plan.explain && self.rows_pushed == 0 {
-            // A query without FROM reads its one row here, unless the caller pushed it.
-            let mut output = self.push(&Plan::single_row_input()?)?;
+            // A query without FROM reads its one row here, unless the caller pushed it; a
+            // set operation or VALUES list its rows.
+            let rows = match &self.plan.derived_source {
+                Some(_) => derived_rows(&self.plan)?,
+                None => vec![Plan::single_row_input()?],
+            };
+            let mut output = Vec::new();
+            for batch in &rows {
+                output.extend(self.push_own(batch)?);
+            }
             output.extend(self.finish_input()?);
             return Ok(output);
         }
@@ -824,7 +836,8 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
         return run(&own, &produced);
     }
     if !plan.has_source() {
-        return run(plan, &[Plan::single_row_input()?]);
+        // It reads its one row (no FROM), or its derived rows, itself.
+        return run(plan, &[]);
     }
     if plan.window.is_some() || plan.emit == EmitMode::Changes {
         let all: Vec<RecordBatch> = partitions.iter().flatten().cloned().collect();

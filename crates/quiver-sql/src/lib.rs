@@ -29,6 +29,7 @@ use quiver_kernels::AggregateFunction;
 use sqlparser::ast;
 use sqlparser::ast::Spanned;
 
+mod set_operation;
 pub mod streaming;
 
 pub use quiver_kernels::window::{EmitMode, WindowSpec};
@@ -80,6 +81,42 @@ pub struct PlanJoin {
     /// The joined table's rows: given by the caller before running
     /// ([`Plan::attach_table`]), or the output of `derived`.
     pub rows: Option<Vec<RecordBatch>>,
+}
+
+/// `UNION`, `INTERSECT` or `EXCEPT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOperator {
+    /// Rows of either side.
+    Union,
+    /// Rows of both sides.
+    Intersect,
+    /// Rows of the left side that the right side does not have.
+    Except,
+}
+
+/// `left UNION | INTERSECT | EXCEPT [ALL] right`. Rows are compared as `IS NOT DISTINCT
+/// FROM` does (NULLs equal). Without `ALL` the result has each distinct row once; with it, a
+/// row appearing `l` times on the left and `r` times on the right appears `l + r` (UNION),
+/// `min(l, r)` (INTERSECT) or `max(l - r, 0)` (EXCEPT) times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetOperation {
+    /// The operator.
+    pub operator: SetOperator,
+    /// `ALL`: duplicates counted instead of removed.
+    pub all: bool,
+    /// The left query, run before the query over its tables' held rows.
+    pub left: PlanSubquery,
+    /// The right query.
+    pub right: PlanSubquery,
+}
+
+/// Rows computed before a query from held tables or constants, as its scanned rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DerivedSource {
+    /// A set operation; each side's columns are cast to the scanned schema's types.
+    SetOperation(Box<SetOperation>),
+    /// `VALUES (...), (...)`: each row's expressions, constants already of the column types.
+    Values(Vec<Vec<Expr>>),
 }
 
 /// An uncorrelated subquery in an expression.
@@ -154,6 +191,9 @@ pub struct Plan {
     pub subqueries: Vec<PlanSubquery>,
     /// `FROM (SELECT ...)` or a `WITH` query: its output rows are this plan's source rows.
     pub input: Option<Box<Plan>>,
+    /// A set operation or `VALUES` list as the scanned rows (then nothing is pushed:
+    /// `source` is empty), computed before the query.
+    pub derived_source: Option<DerivedSource>,
     /// The conjuncts of `WHERE` that read only scanned columns, applied before the joins (so
     /// fewer rows probe them); `None` without joins.
     pub scan_filter: Option<Expr>,
@@ -216,11 +256,16 @@ impl Plan {
                 names.push(name.clone());
             }
         };
+        let sides = match &self.derived_source {
+            Some(DerivedSource::SetOperation(op)) => vec![&op.left, &op.right],
+            _ => Vec::new(),
+        };
         let held = self
             .joins
             .iter()
             .filter_map(|j| j.derived.as_deref())
-            .chain(&self.subqueries);
+            .chain(&self.subqueries)
+            .chain(sides);
         for join in self.joins.iter().filter(|j| j.derived.is_none()) {
             add(&join.table);
         }
@@ -257,11 +302,19 @@ impl Plan {
                 join.rows = Some(checked(&join.schema)?);
             }
         }
+        let sides = match &mut self.derived_source {
+            Some(DerivedSource::SetOperation(op)) => {
+                let op = op.as_mut();
+                vec![&mut op.left, &mut op.right]
+            }
+            _ => Vec::new(),
+        };
         let held = self
             .joins
             .iter_mut()
             .filter_map(|j| j.derived.as_deref_mut())
-            .chain(&mut self.subqueries);
+            .chain(&mut self.subqueries)
+            .chain(sides);
         for subquery in held {
             subquery.plan.attach_table(table, rows)?;
             if subquery.plan.source == table {
@@ -376,6 +429,20 @@ impl Plan {
                 "Scan: the subquery's rows ({} columns)",
                 self.source_schema.fields().len()
             );
+        } else if let Some(DerivedSource::SetOperation(op)) = &self.derived_source {
+            let _ = writeln!(
+                text,
+                "{:?}{} (computed first):",
+                op.operator,
+                if op.all { " ALL" } else { "" }
+            );
+            for side in [&op.left, &op.right] {
+                for line in side.plan.explain().lines() {
+                    let _ = writeln!(text, "    {line}");
+                }
+            }
+        } else if let Some(DerivedSource::Values(rows)) = &self.derived_source {
+            let _ = writeln!(text, "Values: {} rows", rows.len());
         } else if self.has_source() {
             let _ = writeln!(
                 text,
@@ -545,8 +612,8 @@ pub fn has_joins(sql: &str) -> bool {
                     || matches!(&from.relation, ast::TableFactor::Derived { subquery, .. } if query_joins(subquery))
             }),
             ast::SetExpr::Query(query) => query_joins(query),
-            ast::SetExpr::SetOperation { left, right, .. } => body_joins(left) || body_joins(right),
-            _ => false,
+            // Set operations and VALUES read held tables (or none).
+            _ => true,
         }
     }
     let Ok(parsed) = streaming::parse(sql) else {
@@ -584,16 +651,33 @@ fn table_read(query: &ast::Query, outer_ctes: &[(String, &ast::Query)]) -> Optio
                 .map(|c| (c.alias.name.value.clone(), c.query.as_ref())),
         );
     }
-    let ast::SetExpr::Select(select) = query.body.as_ref() else {
-        return None;
+    let select = match query.body.as_ref() {
+        ast::SetExpr::Select(select) => select,
+        ast::SetExpr::Query(inner) => return table_read(inner, &ctes),
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            // The first table either side reads (what `Engine::query_batches` registers).
+            let side = |body: &ast::SetExpr| {
+                let mut wrapped = query.clone();
+                wrapped.with = None;
+                *wrapped.body = body.clone();
+                table_read(&wrapped, &ctes)
+            };
+            let (left, right) = (side(left), side(right));
+            return match (left, right) {
+                (Some(l), _) if !l.is_empty() => Some(l),
+                (_, Some(r)) if !r.is_empty() => Some(r),
+                (l, r) => l.or(r),
+            };
+        }
+        ast::SetExpr::Values(_) => return Some(String::new()),
+        _ => return None,
     };
     if select.from.is_empty() {
         // A query without FROM reads no source.
         return Some(String::new());
     }
-    let [from] = select.from.as_slice() else {
-        return None;
-    };
+    // `FROM a, b` scans `a` and joins `b`.
+    let from = select.from.first()?;
     match &from.relation {
         ast::TableFactor::Derived { subquery, .. } => table_read(subquery, &ctes),
         ast::TableFactor::Table { name, .. } => {
@@ -697,10 +781,7 @@ fn plan_query(
         }
     }
     let ast::SetExpr::Select(select) = query.body.as_ref() else {
-        return Err(QuiverError::Unsupported(format!(
-            "query body `{}`; only SELECT",
-            query.body
-        )));
+        return set_operation::plan_query_body(query, tables, parsed, &ctes);
     };
     // `FROM a, b, c` is `FROM a CROSS JOIN b CROSS JOIN c`; WHERE conjuncts that compare
     // them become join keys below.
@@ -1329,10 +1410,12 @@ fn plan_query(
                 join.left_keys = join.left_keys.into_iter().map(Expr::fold).collect();
                 join.right_keys = join.right_keys.into_iter().map(Expr::fold).collect();
                 join.residual = join.residual.map(Expr::fold);
+                join.table_filter = join.table_filter.map(Expr::fold);
                 join
             })
             .collect(),
         input,
+        derived_source: None,
         filter,
         kind,
         analytic,

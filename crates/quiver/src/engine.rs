@@ -102,8 +102,11 @@ impl Engine {
         )?;
         let mut query = engine.sql(sql)?;
         let mut out = Vec::new();
-        for batch in batches {
-            out.extend(query.push(batch)?);
+        // A set operation reads the registered rows instead.
+        if query.source().is_some() {
+            for batch in batches {
+                out.extend(query.push(batch)?);
+            }
         }
         out.extend(query.finish()?);
         Ok(out)
@@ -119,6 +122,13 @@ pub struct Query {
 }
 
 impl Query {
+    /// The table whose rows the query expects pushed ([`Query::push`]); `None` when it reads
+    /// none: no `FROM`, or only registered tables' held rows (a set operation, `VALUES`).
+    pub fn source(&self) -> Option<&str> {
+        let plan = self.runner.plan();
+        plan.has_source().then_some(plan.source.as_str())
+    }
+
     /// The output schema.
     pub fn schema(&self) -> &SchemaRef {
         self.runner.schema()
