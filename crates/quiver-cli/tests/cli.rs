@@ -266,6 +266,28 @@ fn run_joins_a_directory_of_orders_with_a_customer_file() {
         String::from_utf8_lossy(&output.stdout),
         "id,other\n1,1\n2,2\n"
     );
+    // Set operations and comma joins read every table they name, held.
+    let union = "SELECT cust FROM o UNION SELECT cust FROM c EXCEPT SELECT 11 ORDER BY 1 NULLS LAST";
+    let comma = "SELECT o.id, c.name FROM o, c WHERE o.cust = c.cust AND o.amount > 2 ORDER BY 1";
+    for (sql, expected) in [
+        (union, "cust\n10\n12\n\"\"\n"),
+        (comma, "id,name\n1,ann\n2,bob\n"),
+    ] {
+        let output = quiver()
+            .args(["run", "--format", "csv", "--table"])
+            .arg(format!("o={}", orders.display()))
+            .arg("--table")
+            .arg(format!("c={}", dir.join("customers.jsonl").display()))
+            .args(["--sql", sql])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout), expected, "{sql}");
+    }
 }
 
 #[test]
