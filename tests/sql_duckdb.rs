@@ -423,11 +423,7 @@ fn random_window_query(rng: &mut StdRng) -> String {
 /// too), extra conditions, aggregates and window functions over the joined rows; ordered by
 /// unique ids (or group keys) so the comparison is exact.
 fn random_join_query(rng: &mut StdRng) -> String {
-    let kind = if rng.gen_bool(0.5) {
-        "JOIN"
-    } else {
-        "LEFT JOIN"
-    };
+    let kind = ["JOIN", "LEFT JOIN", "RIGHT JOIN", "FULL JOIN"][rng.gen_range(0..4)];
     let keys = [
         "a.k_int = b.k_int",
         "a.k_str = b.k_str AND a.k_int = b.k_int",
@@ -465,6 +461,15 @@ fn random_join_query(rng: &mut StdRng) -> String {
             "SELECT id, k_str, v_int, (SELECT COUNT(*) FROM t WHERE flag) AS flagged FROM t \
              WHERE {condition} AND id < {} ORDER BY id",
             limit * 10
+        );
+    }
+    if kind.starts_with("RIGHT") || kind.starts_with("FULL") {
+        // The table's unmatched rows have a NULL a.id.
+        return format!(
+            "SELECT a.id, b.id AS b_id, b.v_float, a.k_str FROM t a {kind} t b ON {on} \
+             WHERE (a.id < {limit} OR a.id IS NULL) AND (b.id < {} OR b.id IS NULL) \
+             ORDER BY a.id NULLS FIRST, b.id NULLS FIRST",
+            limit * 4
         );
     }
     match rng.gen_range(0..4) {

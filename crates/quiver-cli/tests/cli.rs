@@ -267,7 +267,8 @@ fn run_joins_a_directory_of_orders_with_a_customer_file() {
         "id,other\n1,1\n2,2\n"
     );
     // Set operations and comma joins read every table they name, held.
-    let union = "SELECT cust FROM o UNION SELECT cust FROM c EXCEPT SELECT 11 ORDER BY 1 NULLS LAST";
+    let union =
+        "SELECT cust FROM o UNION SELECT cust FROM c EXCEPT SELECT 11 ORDER BY 1 NULLS LAST";
     let comma = "SELECT o.id, c.name FROM o, c WHERE o.cust = c.cust AND o.amount > 2 ORDER BY 1";
     for (sql, expected) in [
         (union, "cust\n10\n12\n\"\"\n"),

@@ -10,7 +10,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow::array::{
+    new_null_array, Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, UInt32Array,
+};
 use arrow::compute::{concat_batches, filter_record_batch, take};
 use arrow::datatypes::{Field, Schema};
 use quiver_core::{QuiverError, Result};
@@ -38,6 +40,8 @@ pub struct JoinTable {
     key_starts: Vec<u32>,
     key_rows: Vec<u32>,
     probe_ids: Vec<u32>,
+    /// `RIGHT` / `FULL`: which of the table's rows matched some probe row so far.
+    matched: Vec<bool>,
 }
 
 impl std::fmt::Debug for JoinTable {
@@ -91,6 +95,11 @@ impl JoinTable {
             key_starts: vec![0, row_count],
             key_rows: (0..row_count).collect(),
             probe_ids: Vec::new(),
+            matched: if join.kind.keeps_unmatched_table_rows() {
+                vec![false; row_count as usize]
+            } else {
+                Vec::new()
+            },
         };
         if join.right_keys.is_empty() {
             return Ok(table);
@@ -202,9 +211,16 @@ impl JoinTable {
             left_rows = kept.iter().map(|&i| left_rows[i]).collect();
             right_rows = kept.iter().map(|&i| right_rows[i]).collect();
         }
+        if self.join.kind.keeps_unmatched_table_rows() {
+            for &r in &right_rows {
+                self.matched[r as usize] = true;
+            }
+        }
         let (left_rows, right_rows): (Vec<u32>, Vec<Option<u32>>) = match self.join.kind {
-            JoinKind::Inner => (left_rows, right_rows.into_iter().map(Some).collect()),
-            JoinKind::Left => {
+            JoinKind::Inner | JoinKind::Right => {
+                (left_rows, right_rows.into_iter().map(Some).collect())
+            }
+            JoinKind::Left | JoinKind::Full => {
                 // Pairs come in scanned-row order; a row without one gets a NULL partner.
                 let mut all_left = Vec::with_capacity(left_rows.len());
                 let mut all_right = Vec::with_capacity(left_rows.len());
@@ -227,6 +243,31 @@ impl JoinTable {
         self.pairs(left, &left_rows, &right_rows)
     }
 
+    /// `RIGHT` / `FULL`: the table's rows that matched no probe row so far, after NULLs for
+    /// the columns of `left_schema` (the rows before the join).
+    pub fn unmatched_rows(&self, left_schema: &Schema) -> Result<RecordBatch> {
+        let unmatched: UInt32Array = (0..self.matched.len() as u32)
+            .filter(|&r| !self.matched[r as usize])
+            .collect();
+        let count = unmatched.len();
+        let mut fields = Vec::new();
+        let mut columns = Vec::new();
+        for field in left_schema.fields() {
+            fields.push(field.as_ref().clone().with_nullable(true));
+            columns.push(new_null_array(field.data_type(), count));
+        }
+        for (field, column) in self.rows.schema().fields().iter().zip(self.rows.columns()) {
+            fields.push(Field::new(field.name(), field.data_type().clone(), true));
+            columns.push(take(column.as_ref(), &unmatched, None)?);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(count));
+        Ok(RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            columns,
+            &options,
+        )?)
+    }
+
     /// `left` rows side by side with this table's rows (NULLs for `None`).
     fn pairs(
         &self,
@@ -240,7 +281,11 @@ impl JoinTable {
             .schema()
             .fields()
             .iter()
-            .map(|f| f.as_ref().clone())
+            .map(|f| {
+                f.as_ref()
+                    .clone()
+                    .with_nullable(f.is_nullable() || self.join.kind.keeps_unmatched_table_rows())
+            })
             .collect();
         fields.extend(
             self.rows

@@ -5,11 +5,11 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod derived;
 pub mod fuzz;
 pub mod join;
 pub mod onebrc;
 pub mod query;
-pub mod set_operation;
 pub mod window;
 pub mod window_parallel;
 pub mod window_reference;

@@ -13,7 +13,7 @@ use quiver_kernels::expr::{Expr, Literal, ScalarFunction, ValueSet};
 use quiver_kernels::{AggregateExpr, AggregateFunction, EmitTo, HashAggregator};
 use quiver_sql::{EmitMode, Plan, PlanKind, PlanSubquery, WindowSpec};
 
-use crate::set_operation::derived_rows;
+use crate::derived::derived_rows;
 use rayon::prelude::*;
 
 use crate::join::JoinTable;
@@ -789,8 +789,9 @@ pub fn held_plan_rows(held: &PlanSubquery) -> Result<Vec<RecordBatch>> {
         (None, false) => Vec::new(),
         (None, true) => {
             return Err(QuiverError::Config(format!(
-                "table `{}` is read by a subquery, but its rows were not given (`quiver run \
-                 --table {}=PATH`, or `Engine::register_table`)",
+                "table `{}` is read before the query (by a subquery, a set operation or a \
+                 RIGHT / FULL JOIN), but its rows were not given (`quiver run --table {}=PATH`, \
+                 or `Engine::register_table`)",
                 held.plan.source, held.plan.source
             )))
         }

@@ -53,6 +53,23 @@ pub enum JoinKind {
     Inner,
     /// `LEFT [OUTER] JOIN`: pairs that match, and each row without a match once, with NULLs.
     Left,
+    /// `RIGHT [OUTER] JOIN`: pairs that match, then each joined-table row without a match,
+    /// with NULLs for the columns before it.
+    Right,
+    /// `FULL [OUTER] JOIN`: as `LEFT`, then the joined-table rows without a match as `RIGHT`.
+    Full,
+}
+
+impl JoinKind {
+    /// Whether the joined table's rows without a match are kept (`RIGHT`, `FULL`).
+    pub fn keeps_unmatched_table_rows(self) -> bool {
+        matches!(self, JoinKind::Right | JoinKind::Full)
+    }
+
+    /// Whether the rows before the join without a match are kept (`LEFT`, `FULL`).
+    pub fn keeps_unmatched_rows(self) -> bool {
+        matches!(self, JoinKind::Left | JoinKind::Full)
+    }
 }
 
 /// A table joined to the rows before it (the scanned rows and earlier joins): a hash join on
@@ -117,6 +134,14 @@ pub enum DerivedSource {
     SetOperation(Box<SetOperation>),
     /// `VALUES (...), (...)`: each row's expressions, constants already of the column types.
     Values(Vec<Vec<Expr>>),
+    /// `FROM` with a `RIGHT` or `FULL JOIN`: the scanned rows (held) joined one join at a
+    /// time, so that each table's rows without a match can follow the matches.
+    Joined {
+        /// The first FROM item's rows (a table, a subquery, ...).
+        scan: Box<PlanSubquery>,
+        /// The joins, in order; their columns follow the scanned ones.
+        joins: Vec<PlanJoin>,
+    },
 }
 
 /// An uncorrelated subquery in an expression.
@@ -231,6 +256,50 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The joins of this plan's FROM (its own, or those of a `Joined` derived source) and the
+    /// plans it runs over held rows first (joined subqueries, subqueries in expressions, the
+    /// sides of a set operation, the scan of a `Joined` source); not those of `input`.
+    fn held_parts(&self) -> (Vec<&PlanJoin>, Vec<&PlanSubquery>) {
+        let mut joins: Vec<&PlanJoin> = self.joins.iter().collect();
+        let mut held: Vec<&PlanSubquery> = self.subqueries.iter().collect();
+        match &self.derived_source {
+            Some(DerivedSource::SetOperation(op)) => held.extend([&op.left, &op.right]),
+            Some(DerivedSource::Joined { scan, joins: more }) => {
+                held.push(scan);
+                joins.extend(more);
+            }
+            Some(DerivedSource::Values(_)) | None => {}
+        }
+        held.extend(joins.iter().filter_map(|j| j.derived.as_deref()));
+        (joins, held)
+    }
+
+    /// [`Plan::held_parts`], to change.
+    fn held_parts_mut(&mut self) -> (Vec<&mut PlanJoin>, Vec<&mut PlanSubquery>) {
+        let mut joins: Vec<&mut PlanJoin> = self.joins.iter_mut().collect();
+        let mut held: Vec<&mut PlanSubquery> = self.subqueries.iter_mut().collect();
+        match &mut self.derived_source {
+            Some(DerivedSource::SetOperation(op)) => {
+                let op = op.as_mut();
+                held.extend([&mut op.left, &mut op.right]);
+            }
+            Some(DerivedSource::Joined { scan, joins: more }) => {
+                held.push(scan);
+                joins.extend(more.iter_mut());
+            }
+            Some(DerivedSource::Values(_)) | None => {}
+        }
+        let mut plain_joins = Vec::new();
+        for join in joins {
+            if join.derived.is_none() {
+                plain_joins.push(join);
+            } else if let Some(derived) = join.derived.as_deref_mut() {
+                held.push(derived);
+            }
+        }
+        (plain_joins, held)
+    }
+
     /// Whether the query reads a source (`false` without `FROM`).
     pub fn has_source(&self) -> bool {
         !self.source.is_empty()
@@ -256,17 +325,8 @@ impl Plan {
                 names.push(name.clone());
             }
         };
-        let sides = match &self.derived_source {
-            Some(DerivedSource::SetOperation(op)) => vec![&op.left, &op.right],
-            _ => Vec::new(),
-        };
-        let held = self
-            .joins
-            .iter()
-            .filter_map(|j| j.derived.as_deref())
-            .chain(&self.subqueries)
-            .chain(sides);
-        for join in self.joins.iter().filter(|j| j.derived.is_none()) {
+        let (joins, held) = self.held_parts();
+        for join in joins.iter().filter(|j| j.derived.is_none()) {
             add(&join.table);
         }
         for subquery in held {
@@ -297,24 +357,12 @@ impl Plan {
                 None => Ok(rows.to_vec()),
             }
         };
-        for join in self.joins.iter_mut() {
-            if join.derived.is_none() && join.table == table {
+        let (joins, held) = self.held_parts_mut();
+        for join in joins {
+            if join.table == table {
                 join.rows = Some(checked(&join.schema)?);
             }
         }
-        let sides = match &mut self.derived_source {
-            Some(DerivedSource::SetOperation(op)) => {
-                let op = op.as_mut();
-                vec![&mut op.left, &mut op.right]
-            }
-            _ => Vec::new(),
-        };
-        let held = self
-            .joins
-            .iter_mut()
-            .filter_map(|j| j.derived.as_deref_mut())
-            .chain(&mut self.subqueries)
-            .chain(sides);
         for subquery in held {
             subquery.plan.attach_table(table, rows)?;
             if subquery.plan.source == table {
@@ -337,7 +385,11 @@ impl Plan {
         {
             apply(e);
         }
-        for join in &mut self.joins {
+        let more_joins = match &mut self.derived_source {
+            Some(DerivedSource::Joined { joins, .. }) => joins.as_mut_slice(),
+            _ => &mut [],
+        };
+        for join in self.joins.iter_mut().chain(more_joins) {
             join.left_keys.iter_mut().for_each(apply);
             join.right_keys.iter_mut().for_each(apply);
             join.residual.iter_mut().for_each(apply);
@@ -443,6 +495,14 @@ impl Plan {
             }
         } else if let Some(DerivedSource::Values(rows)) = &self.derived_source {
             let _ = writeln!(text, "Values: {} rows", rows.len());
+        } else if let Some(DerivedSource::Joined { scan, joins }) = &self.derived_source {
+            let _ = writeln!(text, "Joined rows (computed first, one join at a time):");
+            for line in scan.plan.explain().lines() {
+                let _ = writeln!(text, "    {line}");
+            }
+            for join in joins {
+                let _ = writeln!(text, "    {}", join_text(join));
+            }
         } else if self.has_source() {
             let _ = writeln!(
                 text,
@@ -469,21 +529,7 @@ impl Plan {
                     let _ = writeln!(text, "      {line}");
                 }
             }
-            let _ = writeln!(
-                text,
-                "  HashJoin ({:?}): {} ({} columns){} on keys {:?} = {:?}{}",
-                join.kind,
-                join.table,
-                join.schema.fields().len(),
-                join.table_filter
-                    .as_ref()
-                    .map_or(String::new(), |f| format!(" filtered by {f:?}")),
-                join.left_keys,
-                join.right_keys,
-                join.residual
-                    .as_ref()
-                    .map_or(String::new(), |r| format!(", then {r:?}"))
-            );
+            let _ = writeln!(text, "  {}", join_text(join));
         }
         if let Some(filter) = &self.filter {
             let _ = writeln!(text, "  Filter: {filter:?}");
@@ -543,6 +589,24 @@ impl Plan {
         }
         text
     }
+}
+
+/// One join, for `EXPLAIN`.
+fn join_text(join: &PlanJoin) -> String {
+    format!(
+        "HashJoin ({:?}): {} ({} columns){} on keys {:?} = {:?}{}",
+        join.kind,
+        join.table,
+        join.schema.fields().len(),
+        join.table_filter
+            .as_ref()
+            .map_or(String::new(), |f| format!(" filtered by {f:?}")),
+        join.left_keys,
+        join.right_keys,
+        join.residual
+            .as_ref()
+            .map_or(String::new(), |r| format!(", then {r:?}"))
+    )
 }
 
 fn location(span: sqlparser::tokenizer::Span) -> String {
@@ -939,10 +1003,15 @@ fn plan_query(
     // (equalities become its keys): `FROM a, b WHERE a.x = b.y` is a hash join.
     let (mut scan_conjuncts, mut other_conjuncts) = (Vec::new(), Vec::new());
     let scan_width = scan_schema.fields().len();
+    // Not past a RIGHT or FULL join: rows filtered out before it would come back as its
+    // table's unmatched rows, with NULLs a condition such as `x IS NULL` keeps.
+    let pushdown = !joins.iter().any(|j| j.kind.keeps_unmatched_table_rows());
     for conjunct in select.selection.iter().flat_map(conjuncts) {
         let planned = columns.scalar(conjunct)?;
         let used = column_indices(&planned);
-        if !joins.is_empty() && used.iter().all(|&c| c < scan_width) {
+        if !pushdown {
+            other_conjuncts.push(planned);
+        } else if !joins.is_empty() && used.iter().all(|&c| c < scan_width) {
             scan_conjuncts.push(planned);
         } else if let Some(index) = inner_join_reading(&joins, scan_width, &used) {
             let start = join_start(&joins, scan_width, index);
@@ -1398,7 +1467,7 @@ fn plan_query(
             call
         })
         .collect();
-    Ok(Plan {
+    let plan = Plan {
         source,
         source_schema,
         scan_schema,
@@ -1428,7 +1497,59 @@ fn plan_query(
         window,
         emit,
         explain: false,
-    })
+    };
+    Ok(with_outer_joins_held(plan))
+}
+
+/// `plan` with its FROM rows computed before the query (a `Joined` derived source) when a
+/// join keeps its table's unmatched rows (`RIGHT`, `FULL`): those rows are known only after
+/// every row before the join has probed it.
+fn with_outer_joins_held(mut plan: Plan) -> Plan {
+    if !plan
+        .joins
+        .iter()
+        .any(|j| j.kind.keeps_unmatched_table_rows())
+    {
+        return plan;
+    }
+    let joins = std::mem::take(&mut plan.joins);
+    let scan = Plan {
+        source: std::mem::take(&mut plan.source),
+        source_schema: plan.scan_schema.clone(),
+        scan_schema: plan.scan_schema.clone(),
+        joins: Vec::new(),
+        subqueries: Vec::new(),
+        input: plan.input.take(),
+        derived_source: plan.derived_source.take(),
+        scan_filter: plan.scan_filter.take(),
+        filter: None,
+        kind: PlanKind::Projection,
+        analytic: Vec::new(),
+        qualify: None,
+        output: plan
+            .scan_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (Expr::Column(i), f.name().clone()))
+            .collect(),
+        order_by: Vec::new(),
+        limit: None,
+        offset: 0,
+        output_schema: plan.scan_schema.clone(),
+        window: None,
+        emit: plan.emit,
+        explain: false,
+    };
+    plan.scan_schema = plan.source_schema.clone();
+    plan.derived_source = Some(DerivedSource::Joined {
+        scan: Box::new(PlanSubquery {
+            plan: scan,
+            rows: None,
+        }),
+        joins,
+    });
+    plan
 }
 
 /// `SELECT DISTINCT items ...` as `SELECT items ... GROUP BY items` (a `*` expanded to every
@@ -1728,14 +1849,8 @@ fn plan_joins(
             ast::JoinOperator::Join(c) | ast::JoinOperator::Inner(c) => (JoinKind::Inner, c),
             ast::JoinOperator::Left(c) | ast::JoinOperator::LeftOuter(c) => (JoinKind::Left, c),
             ast::JoinOperator::CrossJoin(c) => (JoinKind::Inner, c),
-            ast::JoinOperator::Right(_)
-            | ast::JoinOperator::RightOuter(_)
-            | ast::JoinOperator::FullOuter(_) => {
-                return Err(QuiverError::Unsupported(format!(
-                    "RIGHT and FULL JOIN (`{join}`); write the tables the other way round with \
-                     LEFT JOIN"
-                )))
-            }
+            ast::JoinOperator::Right(c) | ast::JoinOperator::RightOuter(c) => (JoinKind::Right, c),
+            ast::JoinOperator::FullOuter(c) => (JoinKind::Full, c),
             _ => return Err(QuiverError::Unsupported(format!("`{join}`"))),
         };
         let cross = matches!(join.join_operator, ast::JoinOperator::CrossJoin(_));
@@ -1763,6 +1878,12 @@ fn plan_joins(
             }
         }
         let left_width = fields.len();
+        if kind.keeps_unmatched_table_rows() {
+            // The joined table's rows without a match have NULLs on the left.
+            for field in &mut fields {
+                *field = field.clone().with_nullable(true);
+            }
+        }
         fields.extend(
             schema
                 .fields()
@@ -1821,7 +1942,11 @@ fn add_join_condition(
     schema: &Schema,
 ) -> Result<()> {
     let used = column_indices(&planned);
-    if !used.is_empty() && used.iter().all(|&c| c >= left_width) {
+    // RIGHT and FULL joins keep the table's rows failing the condition (unmatched).
+    if !used.is_empty()
+        && used.iter().all(|&c| c >= left_width)
+        && !join.kind.keeps_unmatched_table_rows()
+    {
         let own = predicate(planned).map_columns(&|c| c.saturating_sub(left_width));
         join.table_filter = Some(and_also(join.table_filter.take(), own));
         return Ok(());

@@ -1,15 +1,20 @@
-//! The rows of a derived source: a set operation over two queries run on held tables, or a
-//! `VALUES` list.
+//! The rows of a derived source, computed before the query: a set operation over two queries
+//! run on held tables, a `VALUES` list, or a FROM clause with RIGHT / FULL joins (joined one
+//! join at a time, each table's unmatched rows after its matches).
 
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::{concat, take};
+use arrow::compute::{concat, concat_batches, take};
 use quiver_core::{QuiverError, Result};
 use quiver_kernels::expr::Expr;
 use quiver_kernels::group_values::new_group_values;
 use quiver_kernels::EmitTo;
 use quiver_sql::{DerivedSource, Plan, SetOperation, SetOperator};
 
+use crate::join::JoinTable;
 use crate::query::held_plan_rows;
+
+/// Rows of the scan probed at a time when joins are computed before the query.
+const PROBE_ROWS: usize = 1 << 16;
 
 /// The scanned rows of `plan`, whose source is derived (`plan.derived_source`), in the
 /// schema `plan.scan_schema`.
@@ -36,6 +41,39 @@ pub fn derived_rows(plan: &Plan) -> Result<Vec<RecordBatch>> {
                 })
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             Ok(vec![RecordBatch::try_new(schema.clone(), columns)?])
+        }
+        Some(DerivedSource::Joined { scan, joins }) => {
+            let scanned = held_plan_rows(scan)?;
+            let mut rows = concat_batches(&scan.plan.output_schema, &scanned)?;
+            for join in joins {
+                let mut join = join.clone();
+                if let (Some(derived), None) = (&join.derived, &join.rows) {
+                    join.rows = Some(held_plan_rows(derived)?);
+                }
+                let mut table = JoinTable::try_new(&join)?;
+                let mut parts = Vec::new();
+                // Probed in slices, so the pair lists stay small.
+                let mut offset = 0;
+                while offset < rows.num_rows() {
+                    let length = PROBE_ROWS.min(rows.num_rows() - offset);
+                    parts.push(table.probe(&rows.slice(offset, length))?);
+                    offset += length;
+                }
+                if join.kind.keeps_unmatched_table_rows() {
+                    parts.push(table.unmatched_rows(&rows.schema())?);
+                }
+                let joined = match parts.first() {
+                    Some(first) => concat_batches(&first.schema(), &parts)?,
+                    // No rows before the join: only its table's unmatched rows (none for
+                    // inner and left joins).
+                    None => table.unmatched_rows(&rows.schema())?.slice(0, 0),
+                };
+                rows = joined;
+            }
+            Ok(vec![RecordBatch::try_new(
+                schema.clone(),
+                rows.columns().to_vec(),
+            )?])
         }
         Some(DerivedSource::SetOperation(operation)) => {
             let left = side_rows(plan, &operation.left)?;
