@@ -4043,8 +4043,12 @@ mod tests {
                 "unknown table `other`",
             ),
             (
-                "SELECT * FROM trades a FULL JOIN trades b ON true",
-                "RIGHT and FULL JOIN",
+                "SELECT * FROM trades a NATURAL JOIN trades b",
+                "USING and NATURAL",
+            ),
+            (
+                "SELECT 1 UNION SELECT 1, 2",
+                "same number of columns",
             ),
             ("DELETE FROM trades", "only SELECT"),
             ("SELECT * FROM nowhere", "unknown table `nowhere`"),
