@@ -537,7 +537,21 @@ fn random_set_query(rng: &mut StdRng) -> String {
     );
     let (op1, op2) = (pick(rng, &operators), pick(rng, &operators));
     let limit = rng.gen_range(5..40);
-    match rng.gen_range(0..7) {
+    match rng.gen_range(0..9) {
+        7 => format!(
+            "SELECT * FROM (SELECT id, k_int, k_str, v_int FROM t WHERE id < {limit}) a {} \
+             (SELECT k_int, k_str AS s, v_float FROM t WHERE {p1} AND id < 200) b USING (k_int) \
+             ORDER BY 1 NULLS FIRST, 2 NULLS FIRST, 3 NULLS FIRST, 4 NULLS FIRST, \
+             5 NULLS FIRST, 6 NULLS FIRST",
+            pick(rng, &["JOIN", "LEFT JOIN", "RIGHT JOIN", "FULL JOIN"])
+        ),
+        8 => format!(
+            "SELECT k_int, COUNT(*) AS n, SUM(other) AS s FROM (SELECT id, k_int, flag FROM t \
+             WHERE id < {}) a {} (SELECT id AS other, k_int, flag FROM t WHERE {p1} AND id < 300) b \
+             GROUP BY k_int ORDER BY k_int NULLS FIRST",
+            limit * 5,
+            pick(rng, &["NATURAL JOIN", "NATURAL LEFT JOIN", "NATURAL FULL JOIN"])
+        ),
         0 => format!(
             "SELECT {left_columns} FROM t WHERE {p1} {op1} SELECT {right_columns} FROM t \
              WHERE {p2} ORDER BY {order}"

@@ -943,7 +943,13 @@ fn plan_query(
         });
     }
     let _subquery_scope = SubqueryScopeGuard::enter(scope);
-    let (mut joins, source_schema, qualifiers) = plan_joins(select, tables, &ctes, &scan_schema)?;
+    let PlannedFrom {
+        mut joins,
+        schema: source_schema,
+        qualifiers,
+        merged,
+        star,
+    } = plan_joins(select, tables, &ctes, &scan_schema)?;
     if !joins.is_empty() && (parsed.window.is_some() || parsed.emit == Some(EmitMode::Changes)) {
         return Err(QuiverError::Unsupported(
             "JOIN in a windowed or EMIT CHANGES query (not yet); join in a subquery in FROM \
@@ -996,6 +1002,7 @@ fn plan_query(
     let columns = Columns {
         schema: &source_schema,
         qualifiers: qualifiers.as_deref(),
+        merged: &merged,
     };
     // With joins, the WHERE conjuncts over scanned columns alone filter before joining: the
     // same rows result (inner and left joins keep or extend each scanned row).
@@ -1132,12 +1139,19 @@ fn plan_query(
     if group_exprs.is_empty() && !has_aggregates && window.is_none() {
         for item in &select.projection {
             match item {
-                ast::SelectItem::Wildcard(options) => {
-                    for i in wildcard_columns(options, &source_schema)? {
-                        let name = source_schema.field(i).name().clone();
-                        plan_output.push((Expr::Column(i), name));
+                ast::SelectItem::Wildcard(options) => match &star {
+                    // With USING / NATURAL: each merged column once, first.
+                    Some(star) => {
+                        let kept = wildcard_columns(options, &star_schema(star))?;
+                        plan_output.extend(kept.into_iter().map(|i| star[i].clone()));
                     }
-                }
+                    None => {
+                        for i in wildcard_columns(options, &source_schema)? {
+                            let name = source_schema.field(i).name().clone();
+                            plan_output.push((Expr::Column(i), name));
+                        }
+                    }
+                },
                 ast::SelectItem::QualifiedWildcard(
                     ast::SelectItemQualifiedWildcardKind::ObjectName(table),
                     options,
@@ -1802,29 +1816,50 @@ fn conjuncts(expr: &ast::Expr) -> Vec<&ast::Expr> {
     }
 }
 
+/// The FROM clause planned: joins, the joined rows' schema, and how names resolve over it.
+struct PlannedFrom {
+    joins: Vec<PlanJoin>,
+    schema: SchemaRef,
+    /// The table (alias) each column comes from; `None` without FROM.
+    qualifiers: Option<Vec<String>>,
+    /// Columns merged by `USING` / `NATURAL`.
+    merged: Vec<MergedColumn>,
+    /// What `SELECT *` lists when `USING` / `NATURAL` merged columns (each merged column once,
+    /// first); `None` otherwise (every column, in order).
+    star: Option<Vec<(Expr, String)>>,
+}
+
 /// Plans the JOINs of FROM over the scanned rows: each joined table's columns follow the
-/// columns before it. Returns the joins, the joined schema, and (with joins) the table each
-/// column comes from.
-#[allow(clippy::type_complexity)]
+/// columns before it.
 fn plan_joins(
     select: &ast::Select,
     tables: &[(String, SchemaRef)],
     ctes: &[NamedQuery<'_>],
     scan_schema: &SchemaRef,
-) -> Result<(Vec<PlanJoin>, SchemaRef, Option<Vec<String>>)> {
+) -> Result<PlannedFrom> {
     let Some(from) = select.from.first() else {
-        return Ok((Vec::new(), scan_schema.clone(), None));
+        return Ok(PlannedFrom {
+            joins: Vec::new(),
+            schema: scan_schema.clone(),
+            qualifiers: None,
+            merged: Vec::new(),
+            star: None,
+        });
     };
     if from.joins.is_empty() {
         // One FROM item: `x.col` must still name it (a subquery's `o.col` naming an outer
         // query would otherwise read its own `col`).
         let qualifier = relation_qualifier(&from.relation);
-        return Ok((
-            Vec::new(),
-            scan_schema.clone(),
-            Some(vec![qualifier; scan_schema.fields().len()]),
-        ));
+        return Ok(PlannedFrom {
+            joins: Vec::new(),
+            schema: scan_schema.clone(),
+            qualifiers: Some(vec![qualifier; scan_schema.fields().len()]),
+            merged: Vec::new(),
+            star: None,
+        });
     }
+    let mut merged: Vec<MergedColumn> = Vec::new();
+    let mut star: Option<Vec<(Expr, String)>> = None;
     let mut fields: Vec<Field> = scan_schema
         .fields()
         .iter()
@@ -1854,6 +1889,7 @@ fn plan_joins(
             _ => return Err(QuiverError::Unsupported(format!("`{join}`"))),
         };
         let cross = matches!(join.join_operator, ast::JoinOperator::CrossJoin(_));
+        let mut using: Option<Vec<ast::Ident>> = None;
         let condition = match constraint {
             ast::JoinConstraint::On(e) => Some(e),
             ast::JoinConstraint::None if cross => None,
@@ -1862,10 +1898,39 @@ fn plan_joins(
                     "`{join}` without ON; write ON a.x = b.y, or CROSS JOIN for every pair"
                 )))
             }
-            ast::JoinConstraint::Using(_) | ast::JoinConstraint::Natural => {
-                return Err(QuiverError::Unsupported(format!(
-                    "USING and NATURAL in `{join}`; write ON a.x = b.x"
-                )))
+            ast::JoinConstraint::Using(names) => {
+                let mut idents = Vec::new();
+                for name in names {
+                    match name.0.as_slice() {
+                        [part] => idents.push(part.as_ident().cloned().ok_or_else(|| {
+                            QuiverError::Unsupported(format!("USING column `{name}`"))
+                        })?),
+                        _ => {
+                            return Err(QuiverError::Unsupported(format!(
+                                "USING column `{name}`; a plain column name is expected"
+                            )))
+                        }
+                    }
+                }
+                using = Some(idents);
+                None
+            }
+            ast::JoinConstraint::Natural => {
+                // Every column name the two sides share (visible on the left).
+                let left_columns = Columns {
+                    schema: &Schema::new(fields.clone()),
+                    qualifiers: Some(&qualifiers),
+                    merged: &merged,
+                };
+                using = Some(
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| ast::Ident::with_quote('"', f.name()))
+                        .filter(|ident| left_columns.column(ident).is_ok())
+                        .collect(),
+                );
+                None
             }
         };
         if let Some(condition) = condition {
@@ -1895,6 +1960,7 @@ fn plan_joins(
         let columns = Columns {
             schema: &combined,
             qualifiers: Some(&qualifiers),
+            merged: &merged,
         };
         let mut planned_join = PlanJoin {
             table,
@@ -1915,13 +1981,140 @@ fn plan_joins(
                 &combined,
             )?;
         }
+        let before_star = star.take().unwrap_or_else(|| {
+            (0..left_width)
+                .map(|i| (Expr::Column(i), combined.field(i).name().clone()))
+                .collect()
+        });
+        match using {
+            Some(names) => {
+                let merged_before = merged.clone();
+                let left_schema = Schema::new(fields[..left_width].to_vec());
+                let left_columns = Columns {
+                    schema: &left_schema,
+                    qualifiers: Some(&qualifiers[..left_width]),
+                    merged: &merged_before,
+                };
+                let mut merged_star = Vec::new();
+                let mut right_used = Vec::new();
+                for name in &names {
+                    if names
+                        .iter()
+                        .filter(|n| n.value.eq_ignore_ascii_case(&name.value))
+                        .count()
+                        > 1
+                    {
+                        return Err(QuiverError::Unsupported(format!(
+                            "column `{}` appears twice in USING of `{join}`",
+                            name.value
+                        )));
+                    }
+                    let left = left_columns.column(name).map_err(|e| match e {
+                        QuiverError::Unsupported(why) if why.starts_with("unknown column") => {
+                            QuiverError::Unsupported(format!(
+                                "USING column `{}` is not a column of the tables before `{join}`",
+                                name.value
+                            ))
+                        }
+                        other => other,
+                    })?;
+                    let right_matches: Vec<usize> = (left_width..combined.fields().len())
+                        .filter(|&i| combined.field(i).name().eq_ignore_ascii_case(&name.value))
+                        .collect();
+                    let &[right_index] = right_matches.as_slice() else {
+                        return Err(QuiverError::Unsupported(format!(
+                            "USING column `{}` is {} in `{}`",
+                            name.value,
+                            if right_matches.is_empty() {
+                                "not a column"
+                            } else {
+                                "ambiguous"
+                            },
+                            join.relation
+                        )));
+                    };
+                    let right = Expr::Column(right_index);
+                    add_join_condition(
+                        &mut planned_join,
+                        Expr::Binary(
+                            Box::new(left.clone()),
+                            BinaryOp::Eq,
+                            Box::new(right.clone()),
+                        ),
+                        left_width,
+                        &combined,
+                    )?;
+                    let expr = match kind {
+                        JoinKind::Inner | JoinKind::Left => left.clone(),
+                        JoinKind::Right => right.clone(),
+                        JoinKind::Full => {
+                            let common = quiver_kernels::expr::coerce(
+                                &left.data_type(&combined)?,
+                                BinaryOp::Eq,
+                                combined.field(right_index).data_type(),
+                            )?;
+                            let cast = |e: Expr| Expr::Cast(Box::new(e), common.clone(), false);
+                            Expr::Case(
+                                vec![(
+                                    Expr::IsNull(Box::new(left.clone()), true),
+                                    cast(left.clone()),
+                                )],
+                                Some(Box::new(cast(right.clone()))),
+                            )
+                        }
+                    };
+                    let mut hidden: Vec<usize> = column_indices(&left);
+                    hidden.push(right_index);
+                    let column_name = match &left {
+                        Expr::Column(i) => combined.field(*i).name().clone(),
+                        _ => name.value.clone(),
+                    };
+                    merged.retain(|m| !m.name.eq_ignore_ascii_case(&name.value));
+                    merged.push(MergedColumn {
+                        name: column_name.clone(),
+                        expr: expr.clone(),
+                        hidden,
+                    });
+                    merged_star.push((expr, column_name));
+                    right_used.push(right_index);
+                }
+                // As DuckDB lists them: each merged column where the left side had it, then
+                // the joined table's other columns.
+                let mut in_place: Vec<(Expr, String)> = before_star
+                    .into_iter()
+                    .map(|(e, n)| {
+                        match merged_star.iter().find(|(_, m)| m.eq_ignore_ascii_case(&n)) {
+                            Some(merged_column) => merged_column.clone(),
+                            None => (e, n),
+                        }
+                    })
+                    .collect();
+                in_place.extend(
+                    (left_width..combined.fields().len())
+                        .filter(|i| !right_used.contains(i))
+                        .map(|i| (Expr::Column(i), combined.field(i).name().clone())),
+                );
+                star = Some(in_place);
+            }
+            None if star.is_some() || !merged.is_empty() => {
+                let mut all = before_star;
+                all.extend(
+                    (left_width..combined.fields().len())
+                        .map(|i| (Expr::Column(i), combined.field(i).name().clone())),
+                );
+                star = Some(all);
+            }
+            None => {}
+        }
         joins.push(planned_join);
     }
-    Ok((
+    Ok(PlannedFrom {
         joins,
-        std::sync::Arc::new(Schema::new(fields)),
-        Some(qualifiers),
-    ))
+        schema: std::sync::Arc::new(Schema::new(fields)),
+        qualifiers: Some(qualifiers),
+        merged,
+        star,
+    })
 }
 
 /// `a AND b`, either side optional.
@@ -2139,6 +2332,15 @@ fn resolve_source(
         )));
     };
     find_table(name, tables)
+}
+
+/// A schema of `star`'s names (types do not matter), for [`wildcard_columns`].
+fn star_schema(star: &[(Expr, String)]) -> Schema {
+    Schema::new(
+        star.iter()
+            .map(|(_, name)| Field::new(name, DataType::Null, true))
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// The source columns `*` stands for: all, or all but those of `EXCLUDE (...)` / `EXCEPT (...)`.
@@ -2444,6 +2646,19 @@ struct Columns<'a> {
     schema: &'a Schema,
     /// With joins: the table (alias) each column comes from, for `t.x` and ambiguity checks.
     qualifiers: Option<&'a [String]>,
+    /// Columns merged by `JOIN ... USING` / `NATURAL JOIN`.
+    merged: &'a [MergedColumn],
+}
+
+/// A column `JOIN ... USING (x)` (or `NATURAL JOIN`) merged: unqualified `x` reads `expr`
+/// (the left side's value, the right side's for `RIGHT JOIN`, the first non-NULL for `FULL`),
+/// while `a.x` and `b.x` still read each table's own column.
+#[derive(Debug, Clone)]
+struct MergedColumn {
+    name: String,
+    expr: Expr,
+    /// The joined columns it stands for, no longer reachable unqualified.
+    hidden: Vec<usize>,
 }
 
 impl<'a> Columns<'a> {
@@ -2451,6 +2666,7 @@ impl<'a> Columns<'a> {
         Columns {
             schema,
             qualifiers: None,
+            merged: &[],
         }
     }
 
@@ -2490,10 +2706,20 @@ impl<'a> Columns<'a> {
 
     fn find(&self, ident: &ast::Ident, table: Option<&str>) -> Result<Expr> {
         let fields = self.schema.fields();
+        if table.is_none() {
+            let merged = self.merged.iter().find(|m| {
+                m.name == ident.value
+                    || (ident.quote_style.is_none() && m.name.eq_ignore_ascii_case(&ident.value))
+            });
+            if let Some(merged) = merged {
+                return Ok(merged.expr.clone());
+            }
+        }
         let in_table = |i: usize| match (table, self.qualifiers) {
             (Some(table), Some(qualifiers)) => qualifiers
                 .get(i)
                 .is_some_and(|q| q.eq_ignore_ascii_case(table)),
+            (None, _) => !self.merged.iter().any(|m| m.hidden.contains(&i)),
             _ => true,
         };
         let matching = |exact: bool| -> Vec<usize> {
@@ -4046,10 +4272,7 @@ mod tests {
                 "SELECT * FROM trades a NATURAL JOIN trades b",
                 "USING and NATURAL",
             ),
-            (
-                "SELECT 1 UNION SELECT 1, 2",
-                "same number of columns",
-            ),
+            ("SELECT 1 UNION SELECT 1, 2", "same number of columns"),
             ("DELETE FROM trades", "only SELECT"),
             ("SELECT * FROM nowhere", "unknown table `nowhere`"),
             ("SELEC * FROM trades", "syntax error"),
