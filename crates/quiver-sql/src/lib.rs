@@ -1,6 +1,8 @@
 //! SQL text → query plans, on `sqlparser` (generic dialect).
 //!
-//! Supported now: one `SELECT` over one named source with `WHERE`, `GROUP BY` expressions,
+//! A query is a `SELECT` (or a set operation, `VALUES` list, `WITH` queries) whose FROM is a
+//! table, subquery or `VALUES` list joined to others (inner, left, right, full, cross, natural,
+//! `USING`, comma-separated), with `WHERE`, `GROUP BY` expressions,
 //! aggregates (with `DISTINCT` for COUNT, `FILTER (WHERE ...)`, `WITHIN GROUP` for
 //! PERCENTILE_CONT), `HAVING`, `ORDER BY` (ASC/DESC, NULLS FIRST/LAST, by output name, position
 //! or expression) and `LIMIT`; expressions are column references, literals, arithmetic,
