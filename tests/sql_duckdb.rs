@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 const QUERIES: usize = 240;
 const WINDOW_QUERIES: usize = 160;
 const JOIN_QUERIES: usize = 80;
-const SET_QUERIES: usize = 120;
+const SET_QUERIES: usize = 160;
 
 fn duckdb_available() -> bool {
     Command::new("python3")
@@ -537,6 +537,44 @@ fn random_set_query(rng: &mut StdRng) -> String {
     );
     let (op1, op2) = (pick(rng, &operators), pick(rng, &operators));
     let limit = rng.gen_range(5..40);
+    let correlated = [
+        "v_int > (SELECT AVG(v_int) FROM t b WHERE b.k_str = a.k_str AND b.flag)",
+        "v_float < (SELECT MIN(b.v_float) + 500 FROM t b WHERE b.k_int = a.k_int AND b.k_str = a.k_str)",
+        "(SELECT COUNT(*) FROM t b WHERE b.k_int = a.k_int AND b.v_int > 0) > 210",
+        "(SELECT COUNT(*) FROM t b WHERE b.k_int = a.k_int AND b.flag) > 200",
+        "EXISTS (SELECT 1 FROM t b WHERE b.k_str = a.k_str AND b.k_int = a.k_int AND b.v_int > 990000)",
+        "NOT EXISTS (SELECT 1 FROM t b WHERE b.k_str = a.k_str AND b.v_float > 4990)",
+        "EXISTS (SELECT 1 FROM t b WHERE b.k_int = a.k_int AND b.v_float > a.v_float + 9900)",
+        "NOT EXISTS (SELECT 1 FROM t b WHERE b.k_str = a.k_str AND b.id > a.id AND b.v_int > a.v_int)",
+        "a.k_int IN (SELECT b.k_int FROM t b WHERE b.k_str = a.k_str AND b.v_int < -995000)",
+        "a.k_str IN (SELECT b.k_str FROM t b WHERE b.id = a.id + 1 AND b.flag)",
+    ];
+    let per_row = [
+        "(SELECT COUNT(*) FROM t b WHERE b.k_int = a.k_int AND b.flag)",
+        "(SELECT SUM(b.v_int) FROM t b WHERE b.k_str = a.k_str AND b.k_int = a.k_int)",
+        "(SELECT MAX(b.v_float) - MIN(b.v_float) FROM t b WHERE b.k_str = a.k_str AND NOT b.flag)",
+        "EXISTS (SELECT 1 FROM t b WHERE b.k_int = a.k_int AND b.v_float > a.v_float + 9000)",
+        "NOT EXISTS (SELECT 1 FROM t b WHERE b.k_str = a.k_str AND b.k_int = a.k_int AND b.v_int > 900000)",
+    ];
+    if rng.gen_bool(0.1) {
+        let value = per_row[rng.gen_range(0..per_row.len())];
+        return format!(
+            "SELECT a.id, {value} AS x, a.k_str FROM t a WHERE a.id < {limit} ORDER BY a.id"
+        );
+    }
+    if rng.gen_bool(0.25) {
+        let condition = correlated[rng.gen_range(0..correlated.len())];
+        let or_else = if rng.gen_bool(0.3) {
+            " OR a.k_int = 0"
+        } else {
+            ""
+        };
+        return format!(
+            "SELECT a.id, a.k_str, a.v_int FROM t a WHERE ({condition}{or_else}) AND a.id < {} \
+             ORDER BY a.id",
+            limit * 20
+        );
+    }
     match rng.gen_range(0..9) {
         7 => format!(
             "SELECT * FROM (SELECT id, k_int, k_str, v_int FROM t WHERE id < {limit}) a {} \

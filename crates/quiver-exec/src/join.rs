@@ -11,10 +11,11 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    new_null_array, Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, UInt32Array,
+    new_null_array, Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions,
+    UInt32Array,
 };
 use arrow::compute::{concat_batches, filter_record_batch, take};
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema};
 use quiver_core::{QuiverError, Result};
 use quiver_kernels::group_values::{new_group_values, GroupValues};
 use quiver_sql::{JoinKind, Plan, PlanJoin};
@@ -216,8 +217,33 @@ impl JoinTable {
                 self.matched[r as usize] = true;
             }
         }
+        if self.join.kind == JoinKind::Mark {
+            let mut marks = vec![false; left.num_rows()];
+            for &l in &left_rows {
+                marks[l as usize] = true;
+            }
+            let mut fields: Vec<Field> = left
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields.push(Field::new(
+                quiver_sql::MARK_COLUMN,
+                DataType::Boolean,
+                false,
+            ));
+            let mut columns = left.columns().to_vec();
+            columns.push(Arc::new(BooleanArray::from(marks)));
+            let options = RecordBatchOptions::new().with_row_count(Some(left.num_rows()));
+            return Ok(RecordBatch::try_new_with_options(
+                Arc::new(Schema::new(fields)),
+                columns,
+                &options,
+            )?);
+        }
         let (left_rows, right_rows): (Vec<u32>, Vec<Option<u32>>) = match self.join.kind {
-            JoinKind::Inner | JoinKind::Right => {
+            JoinKind::Inner | JoinKind::Right | JoinKind::Mark => {
                 (left_rows, right_rows.into_iter().map(Some).collect())
             }
             JoinKind::Left | JoinKind::Full => {

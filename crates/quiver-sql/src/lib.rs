@@ -31,6 +31,7 @@ use quiver_kernels::AggregateFunction;
 use sqlparser::ast;
 use sqlparser::ast::Spanned;
 
+mod decorrelate;
 mod set_operation;
 pub mod streaming;
 
@@ -60,6 +61,24 @@ pub enum JoinKind {
     Right,
     /// `FULL [OUTER] JOIN`: as `LEFT`, then the joined-table rows without a match as `RIGHT`.
     Full,
+    /// A correlated `EXISTS` (or `IN`) turned into a join: each row before the join once,
+    /// with one more column, a boolean saying whether some table row matched it. The table's
+    /// own columns are not in the output.
+    Mark,
+}
+
+/// The name of a mark join's one output column.
+pub const MARK_COLUMN: &str = "quiver match";
+
+impl PlanJoin {
+    /// How many columns the join adds to the rows before it: its table's, or one for a mark
+    /// join.
+    pub fn output_width(&self) -> usize {
+        match self.kind {
+            JoinKind::Mark => 1,
+            _ => self.schema.fields().len(),
+        }
+    }
 }
 
 impl JoinKind {
@@ -858,6 +877,15 @@ fn plan_query(
     } else {
         select.as_ref()
     };
+    // Correlated subqueries in WHERE become joins.
+    let decorrelated;
+    let select = match decorrelate::decorrelated(select, tables, &ctes)? {
+        Some(rewritten) => {
+            decorrelated = rewritten;
+            &decorrelated
+        }
+        None => select,
+    };
     // A subquery in FROM, or a WITH query named there, runs first; its rows are the source.
     let (input, source, source_schema) = match subquery_source(select, &ctes)? {
         Some((subquery, scope, columns)) => {
@@ -923,7 +951,9 @@ fn plan_query(
                 let outer_name = why.contains("unknown column") || why.contains("tables in FROM");
                 let hint = if outer_name && !why.contains("correlated subquery") {
                     " (a subquery reading the outer query's columns, a correlated subquery, is \
-                     not supported: write it as a JOIN)"
+                     supported in WHERE and in the SELECT list of a query without aggregates: \
+                     [NOT] EXISTS, IN (in WHERE, not under NOT) and scalar aggregates, comparing \
+                     the subquery's columns with the outer query's)"
                 } else {
                     ""
                 };
@@ -1149,6 +1179,14 @@ fn plan_query(
                     }
                     None => {
                         for i in wildcard_columns(options, &source_schema)? {
+                            // Not the columns of subqueries joined for correlated ones.
+                            if qualifiers
+                                .as_ref()
+                                .and_then(|q| q.get(i))
+                                .is_some_and(|q| decorrelate::is_joined_subquery(q))
+                            {
+                                continue;
+                            }
                             let name = source_schema.field(i).name().clone();
                             plan_output.push((Expr::Column(i), name));
                         }
@@ -1888,6 +1926,12 @@ fn plan_joins(
             ast::JoinOperator::CrossJoin(c) => (JoinKind::Inner, c),
             ast::JoinOperator::Right(c) | ast::JoinOperator::RightOuter(c) => (JoinKind::Right, c),
             ast::JoinOperator::FullOuter(c) => (JoinKind::Full, c),
+            // Only made by the rewriting of correlated subqueries.
+            ast::JoinOperator::LeftSemi(c)
+                if decorrelate::is_joined_subquery(&relation_qualifier(&join.relation)) =>
+            {
+                (JoinKind::Mark, c)
+            }
             _ => return Err(QuiverError::Unsupported(format!("`{join}`"))),
         };
         let cross = matches!(join.join_operator, ast::JoinOperator::CrossJoin(_));
@@ -1983,6 +2027,14 @@ fn plan_joins(
                 &combined,
             )?;
         }
+        if kind == JoinKind::Mark {
+            // The table's columns served the condition; the output has the mark instead.
+            let qualifier = qualifiers[left_width].clone();
+            fields.truncate(left_width);
+            qualifiers.truncate(left_width);
+            fields.push(Field::new(MARK_COLUMN, DataType::Boolean, false));
+            qualifiers.push(qualifier);
+        }
         let before_star = star.take().unwrap_or_else(|| {
             (0..left_width)
                 .map(|i| (Expr::Column(i), combined.field(i).name().clone()))
@@ -2047,7 +2099,7 @@ fn plan_joins(
                         &combined,
                     )?;
                     let expr = match kind {
-                        JoinKind::Inner | JoinKind::Left => left.clone(),
+                        JoinKind::Inner | JoinKind::Left | JoinKind::Mark => left.clone(),
                         JoinKind::Right => right.clone(),
                         JoinKind::Full => {
                             let common = quiver_kernels::expr::coerce(
@@ -2097,6 +2149,9 @@ fn plan_joins(
                         .map(|i| (Expr::Column(i), combined.field(i).name().clone())),
                 );
                 star = Some(in_place);
+            }
+            None if decorrelate::is_joined_subquery(&qualifiers[left_width]) => {
+                star = (!merged.is_empty()).then_some(before_star);
             }
             None if star.is_some() || !merged.is_empty() => {
                 let mut all = before_star;
@@ -2184,7 +2239,7 @@ fn inner_join_reading(joins: &[PlanJoin], scan_width: usize, used: &[usize]) -> 
     let last = *used.iter().max()?;
     let mut start = scan_width;
     for (index, join) in joins.iter().enumerate() {
-        let end = start + join.schema.fields().len();
+        let end = start + join.output_width();
         if last < end {
             return (last >= start && join.kind == JoinKind::Inner).then_some(index);
         }
@@ -2198,7 +2253,7 @@ fn join_start(joins: &[PlanJoin], scan_width: usize, index: usize) -> usize {
     scan_width
         + joins[..index]
             .iter()
-            .map(|j| j.schema.fields().len())
+            .map(PlanJoin::output_width)
             .sum::<usize>()
 }
 
