@@ -32,6 +32,7 @@ use sqlparser::ast;
 use sqlparser::ast::Spanned;
 
 mod decorrelate;
+mod grouping_sets;
 mod set_operation;
 pub mod streaming;
 
@@ -679,8 +680,8 @@ pub fn source_name(sql: &str) -> Result<String> {
     ))
 }
 
-/// Whether `sql` joins tables or has subqueries in expressions anywhere (then every table it
-/// reads must be held in memory, not streamed). Text that does not parse has neither
+/// Whether `sql` joins tables, has subqueries in expressions, set operations or grouping sets
+/// anywhere (then every table it reads must be held in memory, not streamed). Text that does not parse has neither
 /// (planning reports the error).
 pub fn has_joins(sql: &str) -> bool {
     fn query_joins(query: &ast::Query) -> bool {
@@ -692,7 +693,7 @@ pub fn has_joins(sql: &str) -> bool {
     }
     fn body_joins(body: &ast::SetExpr) -> bool {
         match body {
-            ast::SetExpr::Select(select) => select.from.len() > 1 || select.from.iter().any(|from| {
+            ast::SetExpr::Select(select) => select.from.len() > 1 || grouping_sets::has_grouping_sets(select) || select.from.iter().any(|from| {
                 !from.joins.is_empty()
                     || matches!(&from.relation, ast::TableFactor::Derived { subquery, .. } if query_joins(subquery))
             }),
@@ -868,6 +869,40 @@ fn plan_query(
     let ast::SetExpr::Select(select) = query.body.as_ref() else {
         return set_operation::plan_query_body(query, tables, parsed, &ctes);
     };
+    // ROLLUP, CUBE and GROUPING SETS: a union of plain GROUP BY queries.
+    let source_columns = |select: &ast::Select| -> Vec<String> {
+        let from: Vec<String> = select.from.iter().map(|f| f.to_string()).collect();
+        sqlparser::parser::Parser::parse_sql(
+            &sqlparser::dialect::GenericDialect {},
+            &format!("SELECT * FROM {}", from.join(", ")),
+        )
+        .ok()
+        .and_then(|mut statements| statements.pop())
+        .and_then(|statement| match statement {
+            ast::Statement::Query(scope) => {
+                plan_query(&scope, tables, &streaming::Parsed::default(), &ctes).ok()
+            }
+            _ => None,
+        })
+        .map_or_else(Vec::new, |scope| {
+            scope
+                .output_schema
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect()
+        })
+    };
+    if let Some(union) = grouping_sets::expanded(query, &source_columns)? {
+        if parsed.window.is_some() || parsed.emit.is_some() {
+            return Err(QuiverError::Unsupported(
+                "grouping sets (ROLLUP, CUBE, GROUPING SETS) in a windowed or EMIT query".into(),
+            ));
+        }
+        let mut union = union;
+        union.with = None;
+        return set_operation::plan_query_body(&union, tables, parsed, &ctes);
+    }
     // `FROM a, b, c` is `FROM a CROSS JOIN b CROSS JOIN c`; WHERE conjuncts that compare
     // them become join keys below.
     let merged;
