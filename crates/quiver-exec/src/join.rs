@@ -24,8 +24,11 @@ use quiver_sql::{JoinKind, Plan, PlanJoin};
 /// keys without a match would otherwise stay in it).
 const SPARE_PROBE_KEYS: usize = 1 << 16;
 
-/// At most this many candidate pairs per probed batch.
+/// At most this many matching pairs per probed batch.
 const MAX_PAIRS: usize = u32::MAX as usize;
+
+/// Candidate pairs checked against the rest of `ON` at a time.
+const PAIR_CHUNK: usize = 1 << 16;
 
 /// One joined table, ready to probe.
 pub struct JoinTable {
@@ -153,25 +156,9 @@ impl JoinTable {
 
     /// The rows of `left` (the rows before this join) paired with this table's rows.
     pub fn probe(&mut self, left: &RecordBatch) -> Result<RecordBatch> {
-        let mut left_rows: Vec<u32> = Vec::new();
-        let mut right_rows: Vec<u32> = Vec::new();
-        let mut add = |l: u32, candidates: &[u32]| -> Result<()> {
-            if left_rows.len() + candidates.len() > MAX_PAIRS {
-                return Err(QuiverError::ResourceExhausted(format!(
-                    "JOIN {}: more than {MAX_PAIRS} pairs from one batch",
-                    self.join.table
-                )));
-            }
-            left_rows.extend(std::iter::repeat_n(l, candidates.len()));
-            right_rows.extend_from_slice(candidates);
-            Ok(())
-        };
-        match &mut self.key_map {
-            None => {
-                for l in 0..left.num_rows() as u32 {
-                    add(l, &self.key_rows)?;
-                }
-            }
+        // Each probe row's candidate ids (the table's key id, or all rows without keys).
+        let with_keys = match &mut self.key_map {
+            None => false,
             Some(map) => {
                 let keys = self
                     .join
@@ -180,37 +167,50 @@ impl JoinTable {
                     .map(|k| k.evaluate(left))
                     .collect::<Result<Vec<ArrayRef>>>()?;
                 map.intern(&keys, &mut self.probe_ids)?;
-                for (l, &id) in self.probe_ids.iter().enumerate() {
-                    let id = id as usize;
-                    if id < self.table_keys {
-                        let range = self.key_starts[id] as usize..self.key_starts[id + 1] as usize;
-                        add(l as u32, &self.key_rows[range])?;
-                    }
+                true
+            }
+        };
+        let mut left_rows: Vec<u32> = Vec::new();
+        let mut right_rows: Vec<u32> = Vec::new();
+        // Candidate pairs are checked against the rest of ON a chunk at a time, so a wide
+        // cross product never exists whole.
+        let mut chunk_left: Vec<u32> = Vec::new();
+        let mut chunk_right: Vec<u32> = Vec::new();
+        for l in 0..left.num_rows() {
+            let candidates: &[u32] = if !with_keys {
+                &self.key_rows
+            } else {
+                let id = self.probe_ids[l] as usize;
+                if id >= self.table_keys {
+                    continue;
                 }
-                if map.len() > self.table_keys * 2 + SPARE_PROBE_KEYS {
-                    self.rebuild_key_map()?;
+                &self.key_rows[self.key_starts[id] as usize..self.key_starts[id + 1] as usize]
+            };
+            for piece in candidates.chunks(PAIR_CHUNK) {
+                chunk_left.extend(std::iter::repeat_n(l as u32, piece.len()));
+                chunk_right.extend_from_slice(piece);
+                if chunk_left.len() >= PAIR_CHUNK {
+                    self.keep_matching(
+                        left,
+                        &mut chunk_left,
+                        &mut chunk_right,
+                        &mut left_rows,
+                        &mut right_rows,
+                    )?;
                 }
             }
         }
-        if let Some(residual) = &self.join.residual {
-            let candidates = self.pairs(
-                left,
-                &left_rows,
-                &right_rows.iter().map(|&r| Some(r)).collect::<Vec<_>>(),
-            )?;
-            let mask = residual.evaluate(&candidates)?;
-            let mask = mask.as_boolean_opt().ok_or_else(|| {
-                QuiverError::Unsupported(format!(
-                    "JOIN {} condition of type {}; a boolean is expected",
-                    self.join.table,
-                    mask.data_type()
-                ))
-            })?;
-            let kept: Vec<usize> = (0..mask.len())
-                .filter(|&i| mask.is_valid(i) && mask.value(i))
-                .collect();
-            left_rows = kept.iter().map(|&i| left_rows[i]).collect();
-            right_rows = kept.iter().map(|&i| right_rows[i]).collect();
+        self.keep_matching(
+            left,
+            &mut chunk_left,
+            &mut chunk_right,
+            &mut left_rows,
+            &mut right_rows,
+        )?;
+        if let Some(map) = &self.key_map {
+            if map.len() > self.table_keys * 2 + SPARE_PROBE_KEYS {
+                self.rebuild_key_map()?;
+            }
         }
         if self.join.kind.keeps_unmatched_table_rows() {
             for &r in &right_rows {
@@ -267,6 +267,58 @@ impl JoinTable {
             }
         };
         self.pairs(left, &left_rows, &right_rows)
+    }
+
+    /// Moves the candidate pairs of `chunk_*` that satisfy the rest of `ON` to `left_rows` /
+    /// `right_rows` (all of them without a residual condition).
+    fn keep_matching(
+        &self,
+        left: &RecordBatch,
+        chunk_left: &mut Vec<u32>,
+        chunk_right: &mut Vec<u32>,
+        left_rows: &mut Vec<u32>,
+        right_rows: &mut Vec<u32>,
+    ) -> Result<()> {
+        if chunk_left.is_empty() {
+            return Ok(());
+        }
+        match &self.join.residual {
+            None => {
+                left_rows.append(chunk_left);
+                right_rows.append(chunk_right);
+            }
+            Some(residual) => {
+                let candidates = self.pairs(
+                    left,
+                    chunk_left,
+                    &chunk_right.iter().map(|&r| Some(r)).collect::<Vec<_>>(),
+                )?;
+                let mask = residual.evaluate(&candidates)?;
+                let mask = mask.as_boolean_opt().ok_or_else(|| {
+                    QuiverError::Unsupported(format!(
+                        "JOIN {} condition of type {}; a boolean is expected",
+                        self.join.table,
+                        mask.data_type()
+                    ))
+                })?;
+                for i in 0..mask.len() {
+                    if mask.is_valid(i) && mask.value(i) {
+                        left_rows.push(chunk_left[i]);
+                        right_rows.push(chunk_right[i]);
+                    }
+                }
+                chunk_left.clear();
+                chunk_right.clear();
+            }
+        }
+        if left_rows.len() > MAX_PAIRS {
+            return Err(QuiverError::ResourceExhausted(format!(
+                "JOIN {}: more than {MAX_PAIRS} matching pairs from one batch of {} rows",
+                self.join.table,
+                left.num_rows()
+            )));
+        }
+        Ok(())
     }
 
     /// `RIGHT` / `FULL`: the table's rows that matched no probe row so far, after NULLs for

@@ -912,6 +912,17 @@ fn plan_query(
     } else {
         select.as_ref()
     };
+    // `(a AND b) OR (a AND c)` is `a AND (b OR c)`: a shared join condition becomes a key.
+    let factored;
+    let select = match select.selection.as_ref().map(common_conjuncts_factored) {
+        Some(Some(selection)) => {
+            let mut rewritten = select.clone();
+            rewritten.selection = Some(selection);
+            factored = rewritten;
+            &factored
+        }
+        _ => select,
+    };
     // Correlated subqueries in WHERE become joins.
     let decorrelated;
     let select = match decorrelate::decorrelated(select, tables, &ctes)? {
@@ -1794,6 +1805,89 @@ fn subquery_source<'a>(
         }
         _ => Ok(None),
     }
+}
+
+/// `expr` with the conjuncts shared by every branch of an OR (`(a AND b) OR (a AND c)`)
+/// taken out of it (`a AND (b OR c)`, the same in SQL's three-valued logic), in each of its
+/// conjuncts; `None` when there are none.
+fn common_conjuncts_factored(expr: &ast::Expr) -> Option<ast::Expr> {
+    fn disjuncts(expr: &ast::Expr) -> Vec<&ast::Expr> {
+        match expr {
+            ast::Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::Or,
+                right,
+            } => {
+                let mut all = disjuncts(left);
+                all.extend(disjuncts(right));
+                all
+            }
+            ast::Expr::Nested(inner) => disjuncts(inner),
+            other => vec![other],
+        }
+    }
+    fn joined(parts: Vec<ast::Expr>, op: ast::BinaryOperator) -> Option<ast::Expr> {
+        parts.into_iter().reduce(|left, right| ast::Expr::BinaryOp {
+            left: Box::new(left),
+            op: op.clone(),
+            right: Box::new(right),
+        })
+    }
+    let mut changed = false;
+    let mut parts: Vec<ast::Expr> = Vec::new();
+    for conjunct in conjuncts(expr) {
+        let branches = disjuncts(conjunct);
+        if branches.len() < 2 {
+            parts.push(conjunct.clone());
+            continue;
+        }
+        let branch_conjuncts: Vec<Vec<&ast::Expr>> =
+            branches.iter().map(|b| conjuncts(b)).collect();
+        let key = |e: &ast::Expr| e.to_string();
+        let common: Vec<&ast::Expr> = branch_conjuncts[0]
+            .iter()
+            .copied()
+            .filter(|c| {
+                branch_conjuncts[1..]
+                    .iter()
+                    .all(|other| other.iter().any(|o| key(o) == key(c)))
+            })
+            .collect();
+        if common.is_empty() {
+            parts.push(conjunct.clone());
+            continue;
+        }
+        changed = true;
+        let common_keys: Vec<String> = common.iter().map(|c| key(c)).collect();
+        parts.extend(common.iter().map(|c| (*c).clone()));
+        let rest: Vec<Option<ast::Expr>> = branch_conjuncts
+            .iter()
+            .map(|cs| {
+                joined(
+                    cs.iter()
+                        .filter(|c| !common_keys.contains(&key(c)))
+                        .map(|c| ast::Expr::Nested(Box::new((*c).clone())))
+                        .collect(),
+                    ast::BinaryOperator::And,
+                )
+            })
+            .collect();
+        // A branch left with nothing is TRUE: so is the OR.
+        if rest.iter().all(Option::is_some) {
+            let or = joined(
+                rest.into_iter()
+                    .flatten()
+                    .map(|e| ast::Expr::Nested(Box::new(e)))
+                    .collect(),
+                ast::BinaryOperator::Or,
+            );
+            parts.extend(or.map(|e| ast::Expr::Nested(Box::new(e))));
+        }
+    }
+    if !changed {
+        return None;
+    }
+    joined(parts, ast::BinaryOperator::And)
 }
 
 /// `FROM a, b JOIN c ON ...` as one join chain: `a CROSS JOIN b JOIN c ON ...`.
@@ -4303,6 +4397,22 @@ mod tests {
                 Field::new("quantity", DataType::Int64, false),
             ])),
         )]
+    }
+
+    #[test]
+    fn comma_joins_take_their_keys_from_where_even_inside_an_or() {
+        for sql in [
+            "SELECT a.symbol FROM trades a, trades b WHERE a.symbol = b.symbol AND b.price > 1",
+            "SELECT a.symbol FROM trades a, trades b WHERE (a.symbol = b.symbol AND a.price > 1) \
+             OR (b.quantity < 3 AND a.symbol = b.symbol)",
+        ] {
+            let planned = plan(sql, &tables()).unwrap();
+            let [join] = planned.joins.as_slice() else {
+                panic!("{sql}: {} joins", planned.joins.len());
+            };
+            assert_eq!(join.left_keys, vec![Expr::Column(0)], "{sql}");
+            assert_eq!(join.right_keys, vec![Expr::Column(0)], "{sql}");
+        }
     }
 
     #[test]
