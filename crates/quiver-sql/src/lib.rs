@@ -842,6 +842,10 @@ fn plan_query(
     parsed: &streaming::Parsed,
     outer_ctes: &[NamedQuery<'_>],
 ) -> Result<Plan> {
+    refuse_unplanned_clauses(query)?;
+    if let Some(rewritten) = with_all_expanded(query)? {
+        return plan_query(&rewritten, tables, parsed, outer_ctes);
+    }
     let mut ctes: Vec<NamedQuery<'_>> = outer_ctes.to_vec();
     if let Some(with) = &query.with {
         if with.recursive {
@@ -1480,17 +1484,24 @@ fn plan_query(
         *e = renumber(std::mem::replace(e, Expr::Column(0)));
     }
     let qualify = qualify.map(renumber);
+    // A constant expression of a whole number (`LIMIT 10`, `LIMIT 2 * 5`).
     let count = |e: &ast::Expr, what: &str| -> Result<usize> {
-        match e {
-            ast::Expr::Value(v) => match &v.value {
-                ast::Value::Number(n, _) => n
-                    .parse::<usize>()
-                    .map_err(|_| unsupported(format!("{what} {n}"), v.span)),
-                other => Err(unsupported(format!("{what} {other}"), v.span)),
-            },
-            other => Err(unsupported(
-                format!("{what} {other}; a number is expected"),
-                expr_span(other),
+        let empty = Schema::empty();
+        let value = Columns::new(&empty)
+            .scalar(e)
+            .ok()
+            .filter(Expr::is_constant)
+            .map(Expr::fold);
+        match value {
+            Some(Expr::Literal(Literal::Int64(n))) => usize::try_from(n).map_err(|_| {
+                unsupported(
+                    format!("{what} {e}: a count is never negative"),
+                    expr_span(e),
+                )
+            }),
+            _ => Err(unsupported(
+                format!("{what} {e}; a whole number is expected"),
+                expr_span(e),
             )),
         }
     };
@@ -1512,6 +1523,42 @@ fn plan_query(
             (Some(count(limit, "LIMIT")?), count(offset, "OFFSET")?)
         }
         Some(other) => return Err(QuiverError::Unsupported(format!("`{other}`"))),
+    };
+    // `FETCH FIRST n ROWS ONLY` and `TOP n` are LIMIT n.
+    let fetched = match (&query.fetch, &select.top) {
+        (None, None) => None,
+        (Some(fetch), None) if !fetch.with_ties && !fetch.percent => Some(match &fetch.quantity {
+            Some(quantity) => count(quantity, "FETCH FIRST")?,
+            None => 1,
+        }),
+        (None, Some(top)) if !top.with_ties && !top.percent => Some(match &top.quantity {
+            Some(ast::TopQuantity::Constant(n)) => {
+                usize::try_from(*n).map_err(|_| QuiverError::Unsupported(format!("TOP {n}")))?
+            }
+            Some(ast::TopQuantity::Expr(e)) => count(e, "TOP")?,
+            None => return Err(QuiverError::Unsupported("TOP without a count".into())),
+        }),
+        (Some(fetch), None) => {
+            return Err(QuiverError::Unsupported(format!(
+                "`{fetch}`: WITH TIES and PERCENT are not supported; FETCH FIRST n ROWS ONLY is"
+            )))
+        }
+        (None, Some(top)) => {
+            return Err(QuiverError::Unsupported(format!(
+                "`{top}`: WITH TIES and PERCENT are not supported; TOP n is"
+            )))
+        }
+        (Some(_), Some(_)) => {
+            return Err(QuiverError::Unsupported("both TOP and FETCH FIRST".into()))
+        }
+    };
+    let limit = match (limit, fetched) {
+        (Some(_), Some(_)) => {
+            return Err(QuiverError::Unsupported(
+                "both LIMIT and FETCH FIRST (or TOP); give one".into(),
+            ))
+        }
+        (limit, fetched) => limit.or(fetched),
     };
     if offset > 0 && (window.is_some() || emit == EmitMode::Changes) {
         return Err(QuiverError::Unsupported(
@@ -1888,6 +1935,156 @@ fn common_conjuncts_factored(expr: &ast::Expr) -> Option<ast::Expr> {
         return None;
     }
     joined(parts, ast::BinaryOperator::And)
+}
+
+/// DuckDB's `GROUP BY ALL` (every SELECT item without an aggregate) and `ORDER BY ALL` (every
+/// output column, left to right) written out; `None` when the query has neither.
+fn with_all_expanded(query: &ast::Query) -> Result<Option<ast::Query>> {
+    let select = match query.body.as_ref() {
+        ast::SetExpr::Select(select) => Some(select.as_ref()),
+        _ => None,
+    };
+    let group_all = select.is_some_and(|s| matches!(s.group_by, ast::GroupByExpr::All(_)));
+    // The generic dialect reads `ORDER BY ALL` as a column named ALL (unquoted).
+    let mut query = std::borrow::Cow::Borrowed(query);
+    if let Some(ast::OrderByKind::Expressions(keys)) = query.order_by.as_ref().map(|o| &o.kind) {
+        if let [key] = keys.as_slice() {
+            if matches!(&key.expr, ast::Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("all"))
+            {
+                let options = key.options;
+                if let Some(order_by) = query.to_mut().order_by.as_mut() {
+                    order_by.kind = ast::OrderByKind::All(options);
+                }
+            }
+        }
+    }
+    let order_all = matches!(
+        query.order_by.as_ref().map(|o| &o.kind),
+        Some(ast::OrderByKind::All(_))
+    );
+    if !group_all && !order_all {
+        return Ok(None);
+    }
+    let mut rewritten = query.as_ref().clone();
+    if let (true, Some(select)) = (group_all, select) {
+        if let ast::GroupByExpr::All(modifiers) = &select.group_by {
+            if !modifiers.is_empty() {
+                return Err(QuiverError::Unsupported(format!("`{}`", select.group_by)));
+            }
+        }
+        let mut keys = Vec::new();
+        for item in &select.projection {
+            match item {
+                ast::SelectItem::UnnamedExpr(e)
+                | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                    if !contains_aggregate(e) && windowed_calls(std::iter::once(e))?.is_empty() {
+                        keys.push(e.clone());
+                    }
+                }
+                other => {
+                    return Err(QuiverError::Unsupported(format!(
+                        "GROUP BY ALL with `{other}`; list the columns"
+                    )))
+                }
+            }
+        }
+        if let ast::SetExpr::Select(select) = rewritten.body.as_mut() {
+            select.group_by = ast::GroupByExpr::Expressions(keys, Vec::new());
+        }
+    }
+    if let Some(order_by) = rewritten.order_by.as_mut() {
+        if let ast::OrderByKind::All(options) = &order_by.kind {
+            let width = match query.body.as_ref() {
+                ast::SetExpr::Select(select) => {
+                    if select.projection.iter().any(|i| {
+                        !matches!(
+                            i,
+                            ast::SelectItem::UnnamedExpr(_) | ast::SelectItem::ExprWithAlias { .. }
+                        )
+                    }) {
+                        return Err(QuiverError::Unsupported(
+                            "ORDER BY ALL with `*`; list the columns".into(),
+                        ));
+                    }
+                    select.projection.len()
+                }
+                _ => {
+                    return Err(QuiverError::Unsupported(
+                        "ORDER BY ALL on a set operation; order by the columns' positions".into(),
+                    ))
+                }
+            };
+            let keys = (1..=width)
+                .map(|position| ast::OrderByExpr {
+                    expr: ast::Expr::value(ast::Value::Number(position.to_string(), false)),
+                    options: *options,
+                    with_fill: None,
+                })
+                .collect();
+            order_by.kind = ast::OrderByKind::Expressions(keys);
+        }
+    }
+    Ok(Some(rewritten))
+}
+
+/// Clauses the parser reads that no plan carries out: an error naming them, never a query run
+/// without them.
+fn refuse_unplanned_clauses(query: &ast::Query) -> Result<()> {
+    let refuse = |what: String| Err(QuiverError::Unsupported(what));
+    if let Some(lock) = query.locks.first() {
+        return refuse(format!("`{lock}`: locking clauses"));
+    }
+    if let Some(clause) = &query.for_clause {
+        return refuse(format!("`{clause}`"));
+    }
+    if query.settings.is_some() {
+        return refuse("SETTINGS on a query".into());
+    }
+    if let Some(clause) = &query.format_clause {
+        return refuse(format!("`{clause}` on a query"));
+    }
+    if !query.pipe_operators.is_empty() {
+        return refuse("pipe syntax (`|>`)".into());
+    }
+    if query.fetch.is_some() && !matches!(query.body.as_ref(), ast::SetExpr::Select(_)) {
+        return refuse("FETCH FIRST on a set operation; use LIMIT".into());
+    }
+    let ast::SetExpr::Select(select) = query.body.as_ref() else {
+        return Ok(());
+    };
+    if let Some(into) = &select.into {
+        return refuse(format!("`{into}`: SELECT INTO"));
+    }
+    if !select.lateral_views.is_empty() {
+        return refuse("LATERAL VIEW".into());
+    }
+    if let Some(prewhere) = &select.prewhere {
+        return refuse(format!("PREWHERE {prewhere}; use WHERE"));
+    }
+    if !select.connect_by.is_empty() {
+        return refuse("CONNECT BY".into());
+    }
+    if !select.cluster_by.is_empty() || !select.distribute_by.is_empty() {
+        return refuse("CLUSTER BY / DISTRIBUTE BY".into());
+    }
+    if !select.sort_by.is_empty() {
+        return refuse("SORT BY; use ORDER BY".into());
+    }
+    if let Some(window) = select.named_window.first() {
+        return refuse(format!(
+            "named window `{window}`; write the window inline, OVER (...)"
+        ));
+    }
+    if select.value_table_mode.is_some() {
+        return refuse("SELECT AS STRUCT / VALUE".into());
+    }
+    if let Some(modifiers) = &select.select_modifiers {
+        return refuse(format!("`{modifiers}` select modifiers"));
+    }
+    if select.exclude.is_some() {
+        return refuse("EXCLUDE after the SELECT list; write * EXCLUDE (...)".into());
+    }
+    Ok(())
 }
 
 /// `FROM a, b JOIN c ON ...` as one join chain: `a CROSS JOIN b JOIN c ON ...`.
@@ -4470,10 +4667,8 @@ mod tests {
                 "SELECT * FROM trades JOIN other ON true",
                 "unknown table `other`",
             ),
-            (
-                "SELECT * FROM trades a NATURAL JOIN trades b",
-                "USING and NATURAL",
-            ),
+            ("SELECT symbol FROM trades SORT BY symbol", "SORT BY"),
+            ("SELECT symbol FROM trades FOR UPDATE", "locking clauses"),
             ("SELECT 1 UNION SELECT 1, 2", "same number of columns"),
             ("DELETE FROM trades", "only SELECT"),
             ("SELECT * FROM nowhere", "unknown table `nowhere`"),
