@@ -52,23 +52,26 @@ pub fn derived_rows(plan: &Plan) -> Result<Vec<RecordBatch>> {
                 }
                 let mut table = JoinTable::try_new(&join)?;
                 let mut parts = Vec::new();
-                // Probed in slices, so the pair lists stay small.
+                // Probed in slices, so the pair lists stay small (once when there are no rows,
+                // for the joined rows' schema).
                 let mut offset = 0;
-                while offset < rows.num_rows() {
+                loop {
                     let length = PROBE_ROWS.min(rows.num_rows() - offset);
                     parts.push(table.probe(&rows.slice(offset, length))?);
                     offset += length;
+                    if offset >= rows.num_rows() {
+                        break;
+                    }
                 }
                 if join.kind.keeps_unmatched_table_rows() {
-                    parts.push(table.unmatched_rows(&rows.schema())?);
+                    let unmatched = table.unmatched_rows(&rows.schema())?;
+                    // The probe's schema (nullability included) for every part.
+                    parts.push(RecordBatch::try_new(
+                        parts[0].schema(),
+                        unmatched.columns().to_vec(),
+                    )?);
                 }
-                let joined = match parts.first() {
-                    Some(first) => concat_batches(&first.schema(), &parts)?,
-                    // No rows before the join: only its table's unmatched rows (none for
-                    // inner and left joins).
-                    None => table.unmatched_rows(&rows.schema())?.slice(0, 0),
-                };
-                rows = joined;
+                rows = concat_batches(&parts[0].schema(), &parts)?;
             }
             Ok(vec![RecordBatch::try_new(
                 schema.clone(),

@@ -84,7 +84,7 @@ pub(crate) fn decorrelated(
             }
         }
     }
-    if joins.is_empty() {
+    if joins.is_empty() && rewritten == *select {
         return Ok(None);
     }
     if let Some(from) = rewritten.from.first_mut() {
@@ -104,6 +104,10 @@ fn replace_subqueries(
     for subquery_expr in top_level_subqueries(expr) {
         let replacement = match &subquery_expr {
             ast::Expr::Exists { subquery, negated } => match correlation(subquery, tables, ctes)? {
+                // Aggregates without GROUP BY give one row, always: EXISTS is true.
+                Some(found) if aggregates(&found.select) => {
+                    Some(ast::Expr::value(ast::Value::Boolean(!*negated)))
+                }
                 Some(found) => Some(exists_join(&found, *negated, joins)?),
                 None => None,
             },
@@ -151,6 +155,12 @@ fn in_as_exists(
             subquery,
             negated: false,
         } => match correlation(subquery, tables, ctes)? {
+            // One aggregate row per outer row: `x IN (SELECT MAX(y) ...)` is `x = (SELECT ...)`.
+            Some(found) if aggregates(&found.select) => ast::Expr::BinaryOp {
+                left: value.clone(),
+                op: ast::BinaryOperator::Eq,
+                right: Box::new(ast::Expr::Subquery(subquery.clone())),
+            },
             Some(mut found) => {
                 if let Some(why) = &found.outer_in_select {
                     return Err(QuiverError::Unsupported(why.clone()));
@@ -171,6 +181,16 @@ fn in_as_exists(
             None => expr.clone(),
         },
         other => other.clone(),
+    })
+}
+
+/// Whether `select`'s list aggregates (then, without GROUP BY, it gives exactly one row).
+fn aggregates(select: &ast::Select) -> bool {
+    select.projection.iter().any(|item| match item {
+        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+            crate::contains_aggregate(e)
+        }
+        _ => false,
     })
 }
 

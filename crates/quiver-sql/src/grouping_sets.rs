@@ -57,6 +57,28 @@ pub(crate) fn expanded(
     if !sets_written && modifier.is_none() {
         return Ok(None);
     }
+    if let Some(top) = &select.top {
+        return Err(QuiverError::Unsupported(format!(
+            "`{top}` with grouping sets; use LIMIT"
+        )));
+    }
+    let windowed = select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                Some(e)
+            }
+            _ => None,
+        })
+        .chain(select.qualify.as_ref());
+    if !crate::windowed_calls(windowed)?.is_empty() || select.qualify.is_some() {
+        return Err(QuiverError::Unsupported(
+            "window functions or QUALIFY with grouping sets; compute them over a subquery \
+             that groups"
+                .into(),
+        ));
+    }
     if modifiers.len() > usize::from(modifier.is_some()) {
         return Err(QuiverError::Unsupported(format!(
             "`{}`; WITH ROLLUP and WITH CUBE are the modifiers supported",
@@ -156,7 +178,20 @@ pub(crate) fn expanded(
                 distinct_present.push(key.clone());
             }
         }
+        // DISTINCT applies to the whole union (below).
+        branch.distinct = None;
+        let no_keys = distinct_present.is_empty();
         branch.group_by = ast::GroupByExpr::Expressions(distinct_present, Vec::new());
+        let aggregated = branch.projection.iter().any(|item| match item {
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                crate::contains_aggregate(e)
+            }
+            _ => false,
+        });
+        if no_keys && !aggregated && branch.having.is_none() {
+            // The set `()` is one row (as an aggregate without GROUP BY), not one per row.
+            branch.having = Some(ast::Expr::value(ast::Value::Boolean(true)));
+        }
         for item in &mut branch.projection {
             match item {
                 ast::SelectItem::UnnamedExpr(e) => {
@@ -185,11 +220,20 @@ pub(crate) fn expanded(
         }
         branches.push(ast::SetExpr::Select(Box::new(branch)));
     }
+    let quantifier = match select.distinct {
+        Some(ast::Distinct::Distinct) => ast::SetQuantifier::Distinct,
+        None | Some(ast::Distinct::All) => ast::SetQuantifier::All,
+        Some(ast::Distinct::On(_)) => {
+            return Err(QuiverError::Unsupported(
+                "DISTINCT ON with grouping sets".into(),
+            ))
+        }
+    };
     let body = branches
         .into_iter()
         .reduce(|left, right| ast::SetExpr::SetOperation {
             op: ast::SetOperator::Union,
-            set_quantifier: ast::SetQuantifier::All,
+            set_quantifier: quantifier,
             left: Box::new(left),
             right: Box::new(right),
         })

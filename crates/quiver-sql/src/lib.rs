@@ -911,6 +911,19 @@ fn plan_query(
     // them become join keys below.
     let merged;
     let select = if select.from.len() > 1 {
+        if let Some(join) = select.from[1..].iter().flat_map(|f| &f.joins).find(|j| {
+            matches!(
+                j.join_operator,
+                ast::JoinOperator::Right(_)
+                    | ast::JoinOperator::RightOuter(_)
+                    | ast::JoinOperator::FullOuter(_)
+            )
+        }) {
+            return Err(QuiverError::Unsupported(format!(
+                "`{join}` after a comma in FROM (it would join the comma's product); write \
+                 the FROM items as explicit JOINs"
+            )));
+        }
         merged = comma_joins_merged(select);
         &merged
     } else {
@@ -1080,7 +1093,22 @@ fn plan_query(
             "QUALIFY without a window function; use WHERE or HAVING".into(),
         ));
     }
-    let select = &distinct_as_group_by(select, &source_schema)?;
+    let star_names: Vec<String> = match &star {
+        Some(star) => star.iter().map(|(_, name)| name.clone()).collect(),
+        None => source_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                !qualifiers
+                    .as_ref()
+                    .and_then(|q| q.get(*i))
+                    .is_some_and(|q| decorrelate::is_joined_subquery(q))
+            })
+            .map(|(_, f)| f.name().clone())
+            .collect(),
+    };
+    let select = &distinct_as_group_by(select, &star_names)?;
     let columns = Columns {
         schema: &source_schema,
         qualifiers: qualifiers.as_deref(),
@@ -1761,7 +1789,8 @@ fn select_item_for_group(
     }
 }
 
-fn distinct_as_group_by(select: &ast::Select, source_schema: &Schema) -> Result<ast::Select> {
+/// `SELECT DISTINCT items` as `GROUP BY items`; `star` names the columns `*` stands for.
+fn distinct_as_group_by(select: &ast::Select, star: &[String]) -> Result<ast::Select> {
     let mut select = select.clone();
     match select.distinct.take() {
         None | Some(ast::Distinct::All) => return Ok(select),
@@ -1791,8 +1820,13 @@ fn distinct_as_group_by(select: &ast::Select, source_schema: &Schema) -> Result<
     for item in &select.projection {
         match item {
             ast::SelectItem::Wildcard(options) => {
-                for i in wildcard_columns(options, source_schema)? {
-                    let field = source_schema.field(i);
+                let names = Schema::new(
+                    star.iter()
+                        .map(|name| Field::new(name, DataType::Null, true))
+                        .collect::<Vec<_>>(),
+                );
+                for i in wildcard_columns(options, &names)? {
+                    let field = names.field(i);
                     let column = ast::Expr::Identifier(ast::Ident::with_quote('"', field.name()));
                     keys.push(column.clone());
                     projection.push(ast::SelectItem::UnnamedExpr(column));
@@ -1977,7 +2011,18 @@ fn with_all_expanded(query: &ast::Query) -> Result<Option<ast::Query>> {
             match item {
                 ast::SelectItem::UnnamedExpr(e)
                 | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-                    if !contains_aggregate(e) && windowed_calls(std::iter::once(e))?.is_empty() {
+                    // Constants need no grouping (and a number would read as a position).
+                    let constant = !ast::visit_expressions(e, |x| match x {
+                        ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) => {
+                            std::ops::ControlFlow::Break(())
+                        }
+                        _ => std::ops::ControlFlow::Continue(()),
+                    })
+                    .is_break();
+                    if !constant
+                        && !contains_aggregate(e)
+                        && windowed_calls(std::iter::once(e))?.is_empty()
+                    {
                         keys.push(e.clone());
                     }
                 }
@@ -2294,14 +2339,22 @@ fn plan_joins(
                     qualifiers: Some(&qualifiers),
                     merged: &merged,
                 };
-                using = Some(
-                    schema
-                        .fields()
-                        .iter()
-                        .map(|f| ast::Ident::with_quote('"', f.name()))
-                        .filter(|ident| left_columns.column(ident).is_ok())
-                        .collect(),
-                );
+                let mut common = Vec::new();
+                for field in schema.fields() {
+                    let ident = ast::Ident::new(field.name());
+                    match left_columns.column(&ident) {
+                        Ok(_) => common.push(ident),
+                        // A name two tables on the left share cannot be merged.
+                        Err(QuiverError::Unsupported(why)) if why.contains("ambiguous") => {
+                            return Err(QuiverError::Unsupported(format!(
+                                "NATURAL JOIN on `{}`: {why}",
+                                field.name()
+                            )))
+                        }
+                        Err(_) => {}
+                    }
+                }
+                using = Some(common);
                 None
             }
         };
@@ -2355,7 +2408,7 @@ fn plan_joins(
         }
         if kind == JoinKind::Mark {
             // The table's columns served the condition; the output has the mark instead.
-            let qualifier = qualifiers[left_width].clone();
+            let qualifier = qualifiers.get(left_width).cloned().unwrap_or_default();
             fields.truncate(left_width);
             qualifiers.truncate(left_width);
             fields.push(Field::new(MARK_COLUMN, DataType::Boolean, false));
@@ -2445,6 +2498,13 @@ fn plan_joins(
                     };
                     let mut hidden: Vec<usize> = column_indices(&left);
                     hidden.push(right_index);
+                    // Merged again (`a JOIN b USING (k) JOIN c USING (k)`): all stay hidden.
+                    if let Some(previous) = merged
+                        .iter()
+                        .find(|m| m.name.eq_ignore_ascii_case(&name.value))
+                    {
+                        hidden.extend(previous.hidden.iter().copied());
+                    }
                     let column_name = match &left {
                         Expr::Column(i) => combined.field(*i).name().clone(),
                         _ => name.value.clone(),
@@ -2476,7 +2536,10 @@ fn plan_joins(
                 );
                 star = Some(in_place);
             }
-            None if decorrelate::is_joined_subquery(&qualifiers[left_width]) => {
+            None if qualifiers
+                .get(left_width)
+                .is_some_and(|q| decorrelate::is_joined_subquery(q)) =>
+            {
                 star = (!merged.is_empty()).then_some(before_star);
             }
             None if star.is_some() || !merged.is_empty() => {
@@ -2645,13 +2708,29 @@ fn joined_relation(
                 })),
             ))
         }
-        (None, ast::TableFactor::Table { name, .. }) => {
+        (None, ast::TableFactor::Table { name, alias, .. }) => {
+            refuse_table_column_aliases(relation, alias.as_ref())?;
             let (table, schema) = find_table(name, tables)?;
             Ok((table, schema, None))
         }
         (None, other) => Err(QuiverError::Unsupported(format!(
             "JOIN to `{other}`; a table, a subquery or a WITH query is expected"
         ))),
+    }
+}
+
+/// `FROM t AS x(a, b)` renames a registered table's columns: not supported (an error, so the
+/// names are not silently the table's own).
+fn refuse_table_column_aliases(
+    relation: &ast::TableFactor,
+    alias: Option<&ast::TableAlias>,
+) -> Result<()> {
+    match alias {
+        Some(alias) if !alias.columns.is_empty() => Err(QuiverError::Unsupported(format!(
+            "column names in `{relation}` for a table; rename them in a subquery: \
+             (SELECT a AS x, ...) AS t"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -2708,12 +2787,13 @@ fn resolve_source(
             select.from.len()
         )));
     };
-    let ast::TableFactor::Table { name, .. } = &from.relation else {
+    let ast::TableFactor::Table { name, alias, .. } = &from.relation else {
         return Err(QuiverError::Unsupported(format!(
             "FROM `{}`; a table name is expected",
             from.relation
         )));
     };
+    refuse_table_column_aliases(&from.relation, alias.as_ref())?;
     find_table(name, tables)
 }
 
@@ -3089,15 +3169,11 @@ impl<'a> Columns<'a> {
 
     fn find(&self, ident: &ast::Ident, table: Option<&str>) -> Result<Expr> {
         let fields = self.schema.fields();
-        if table.is_none() {
-            let merged = self.merged.iter().find(|m| {
-                m.name == ident.value
-                    || (ident.quote_style.is_none() && m.name.eq_ignore_ascii_case(&ident.value))
-            });
-            if let Some(merged) = merged {
-                return Ok(merged.expr.clone());
-            }
-        }
+        let merged = self.merged.iter().find(|m| {
+            table.is_none()
+                && (m.name == ident.value
+                    || (ident.quote_style.is_none() && m.name.eq_ignore_ascii_case(&ident.value)))
+        });
         let in_table = |i: usize| match (table, self.qualifiers) {
             (Some(table), Some(qualifiers)) => qualifiers
                 .get(i)
@@ -3120,6 +3196,23 @@ impl<'a> Columns<'a> {
         let mut candidates = matching(true);
         if candidates.is_empty() && ident.quote_style.is_none() {
             candidates = matching(false);
+        }
+        if let Some(merged) = merged {
+            // A later table's column of the same name makes the name ambiguous.
+            if let Some(&other) = candidates.first() {
+                let table = self
+                    .qualifiers
+                    .and_then(|q| q.get(other))
+                    .cloned()
+                    .unwrap_or_default();
+                return Err(QuiverError::Unsupported(format!(
+                    "column `{}`{} is ambiguous: the USING column, or {table}.{}",
+                    ident.value,
+                    location(ident.span),
+                    ident.value
+                )));
+            }
+            return Ok(merged.expr.clone());
         }
         if let (Some(qualifiers), [first, second, ..]) = (self.qualifiers, candidates.as_slice()) {
             let tables = |i: usize| qualifiers.get(i).cloned().unwrap_or_default();
