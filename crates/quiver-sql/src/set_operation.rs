@@ -172,11 +172,14 @@ fn common_type(a: &DataType, b: &DataType) -> Result<DataType> {
     match (a, b) {
         _ if a == b => Ok(a.clone()),
         (DataType::Null, other) | (other, DataType::Null) => Ok(other.clone()),
-        // Zones differ: instants are kept, shown in UTC.
-        (DataType::Timestamp(u1, _), DataType::Timestamp(u2, _)) => {
+        // The finer unit; naive on both sides stays naive, else instants are shown in UTC.
+        (DataType::Timestamp(_, z1), DataType::Timestamp(_, z2)) => {
             quiver_kernels::expr::coerce(a, BinaryOp::Eq, b).map(|t| match t {
+                DataType::Timestamp(unit, _) if z1.is_none() && z2.is_none() => {
+                    DataType::Timestamp(unit, None)
+                }
                 DataType::Timestamp(unit, _) => DataType::Timestamp(unit, Some("+00:00".into())),
-                _ => DataType::Timestamp(if u1 > u2 { *u1 } else { *u2 }, None),
+                other => other,
             })
         }
         (DataType::Date32, DataType::Timestamp(..))
