@@ -55,21 +55,15 @@ pub(crate) fn decorrelated(
     // values stay per row).
     let grouped = !matches!(&select.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty())
         || select.having.is_some()
-        || select.projection.iter().any(|item| match item {
-            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-                crate::contains_aggregate(e)
-            }
-            _ => false,
-        });
+        || crate::selects_aggregate(select);
     if !grouped {
         for item in &mut rewritten.projection {
-            let before = joins.len();
             match item {
                 ast::SelectItem::UnnamedExpr(e) => {
                     let name = crate::display_name(e);
                     let mut value = e.clone();
                     replace_subqueries(&mut value, tables, ctes, &mut joins)?;
-                    if joins.len() > before {
+                    if value != *e {
                         // Named as written, not as rewritten.
                         *item = ast::SelectItem::ExprWithAlias {
                             expr: value,
@@ -101,11 +95,11 @@ fn replace_subqueries(
     ctes: &[NamedQuery<'_>],
     joins: &mut Vec<ast::Join>,
 ) -> Result<()> {
-    for subquery_expr in top_level_subqueries(expr) {
+    for subquery_expr in crate::top_level_subqueries(std::iter::once(&*expr)) {
         let replacement = match &subquery_expr {
             ast::Expr::Exists { subquery, negated } => match correlation(subquery, tables, ctes)? {
                 // Aggregates without GROUP BY give one row, always: EXISTS is true.
-                Some(found) if aggregates(&found.select) => {
+                Some(found) if crate::selects_aggregate(&found.select) => {
                     Some(ast::Expr::value(ast::Value::Boolean(!*negated)))
                 }
                 Some(found) => Some(exists_join(&found, *negated, joins)?),
@@ -156,7 +150,7 @@ fn in_as_exists(
             negated: false,
         } => match correlation(subquery, tables, ctes)? {
             // One aggregate row per outer row: `x IN (SELECT MAX(y) ...)` is `x = (SELECT ...)`.
-            Some(found) if aggregates(&found.select) => ast::Expr::BinaryOp {
+            Some(found) if crate::selects_aggregate(&found.select) => ast::Expr::BinaryOp {
                 left: value.clone(),
                 op: ast::BinaryOperator::Eq,
                 right: Box::new(ast::Expr::Subquery(subquery.clone())),
@@ -182,56 +176,6 @@ fn in_as_exists(
         },
         other => other.clone(),
     })
-}
-
-/// Whether `select`'s list aggregates (then, without GROUP BY, it gives exactly one row).
-fn aggregates(select: &ast::Select) -> bool {
-    select.projection.iter().any(|item| match item {
-        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-            crate::contains_aggregate(e)
-        }
-        _ => false,
-    })
-}
-
-/// The subqueries in `expr` that are not inside another subquery.
-fn top_level_subqueries(expr: &ast::Expr) -> Vec<ast::Expr> {
-    let mut found: Vec<ast::Expr> = Vec::new();
-    let mut nested: Vec<ast::Query> = Vec::new();
-    let _ = ast::visit_expressions(expr, |e| {
-        let query = match e {
-            ast::Expr::Subquery(q) => Some(q.as_ref()),
-            ast::Expr::InSubquery { subquery, .. } | ast::Expr::Exists { subquery, .. } => {
-                Some(subquery.as_ref())
-            }
-            _ => None,
-        };
-        if let Some(query) = query {
-            if !found.contains(e) {
-                found.push(e.clone());
-                let _ = ast::visit_expressions(query, |inner| {
-                    match inner {
-                        ast::Expr::Subquery(q) => nested.push(q.as_ref().clone()),
-                        ast::Expr::InSubquery { subquery, .. }
-                        | ast::Expr::Exists { subquery, .. } => {
-                            nested.push(subquery.as_ref().clone())
-                        }
-                        _ => {}
-                    }
-                    std::ops::ControlFlow::<()>::Continue(())
-                });
-            }
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
-    found.retain(|e| match e {
-        ast::Expr::Subquery(q) => !nested.contains(q),
-        ast::Expr::InSubquery { subquery, .. } | ast::Expr::Exists { subquery, .. } => {
-            !nested.contains(subquery)
-        }
-        _ => true,
-    });
-    found
 }
 
 /// A subquery correlated with its outer query by equalities only.

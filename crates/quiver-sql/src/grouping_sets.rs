@@ -65,12 +65,7 @@ pub(crate) fn expanded(
     let windowed = select
         .projection
         .iter()
-        .filter_map(|item| match item {
-            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-                Some(e)
-            }
-            _ => None,
-        })
+        .filter_map(crate::item_expr)
         .chain(select.qualify.as_ref());
     if !crate::windowed_calls(windowed)?.is_empty() || select.qualify.is_some() {
         return Err(QuiverError::Unsupported(
@@ -182,13 +177,7 @@ pub(crate) fn expanded(
         branch.distinct = None;
         let no_keys = distinct_present.is_empty();
         branch.group_by = ast::GroupByExpr::Expressions(distinct_present, Vec::new());
-        let aggregated = branch.projection.iter().any(|item| match item {
-            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-                crate::contains_aggregate(e)
-            }
-            _ => false,
-        });
-        if no_keys && !aggregated && branch.having.is_none() {
+        if no_keys && !crate::selects_aggregate(&branch) && branch.having.is_none() {
             // The set `()` is one row (as an aggregate without GROUP BY), not one per row.
             branch.having = Some(ast::Expr::value(ast::Value::Boolean(true)));
         }
@@ -245,12 +234,7 @@ pub(crate) fn expanded(
 
 /// What GROUP BY item `key` stands for: the SELECT item at a position, or an aliased one.
 fn resolved_key(key: &ast::Expr, select: &ast::Select, columns: &[String]) -> ast::Expr {
-    let item_expr = |item: &ast::SelectItem| match item {
-        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-            Some(e.clone())
-        }
-        _ => None,
-    };
+    let item_expr = |item: &ast::SelectItem| crate::item_expr(item).cloned();
     match key {
         ast::Expr::Value(v) => match &v.value {
             ast::Value::Number(n, _) => n

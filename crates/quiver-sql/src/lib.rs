@@ -974,12 +974,7 @@ fn plan_query(
     let mut expression_roots: Vec<&ast::Expr> = select
         .projection
         .iter()
-        .filter_map(|item| match item {
-            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-                Some(e)
-            }
-            _ => None,
-        })
+        .filter_map(item_expr)
         .chain(select.selection.as_ref())
         .chain(select.having.as_ref())
         .chain(select.qualify.as_ref())
@@ -1233,12 +1228,7 @@ fn plan_query(
         }
     };
     let emit = parsed.emit.unwrap_or(EmitMode::Final);
-    let has_aggregates = select.projection.iter().any(|item| match item {
-        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-            contains_aggregate(e)
-        }
-        _ => false,
-    }) || select.having.is_some();
+    let has_aggregates = selects_aggregate(select) || select.having.is_some();
 
     let mut plan_output: Vec<(Expr, String)> = Vec::new();
     let mut aliases: Vec<(String, usize)> = Vec::new();
@@ -1802,13 +1792,7 @@ fn distinct_as_group_by(select: &ast::Select, star: &[String]) -> Result<ast::Se
         Some(ast::Distinct::Distinct) => {}
     }
     let grouped = !matches!(&select.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty());
-    let aggregated = select.projection.iter().any(|item| match item {
-        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-            contains_aggregate(e)
-        }
-        _ => false,
-    });
-    if grouped || aggregated || select.having.is_some() {
+    if grouped || selects_aggregate(&select) || select.having.is_some() {
         return Err(QuiverError::Unsupported(
             "SELECT DISTINCT with GROUP BY, HAVING or aggregates; GROUP BY the selected \
              columns instead"
@@ -3005,32 +2989,29 @@ fn subquery_in_scope(
         })
 }
 
-/// The subqueries directly in `exprs` (not those nested inside them), each once.
-fn expression_subqueries<'a>(exprs: impl Iterator<Item = &'a ast::Expr>) -> Vec<ast::Query> {
-    let mut found: Vec<ast::Query> = Vec::new();
+/// The query of a subquery expression (`(SELECT ...)`, `IN (SELECT ...)`, `EXISTS (...)`).
+fn subquery_of(expr: &ast::Expr) -> Option<&ast::Query> {
+    match expr {
+        ast::Expr::Subquery(q) => Some(q.as_ref()),
+        ast::Expr::InSubquery { subquery, .. } | ast::Expr::Exists { subquery, .. } => {
+            Some(subquery.as_ref())
+        }
+        _ => None,
+    }
+}
+
+/// The subquery expressions directly in `exprs` (not those nested inside a subquery, which
+/// belong to it), each once.
+fn top_level_subqueries<'a>(exprs: impl Iterator<Item = &'a ast::Expr>) -> Vec<ast::Expr> {
+    let mut found: Vec<ast::Expr> = Vec::new();
     let mut nested: Vec<ast::Query> = Vec::new();
     for expr in exprs {
         let _ = ast::visit_expressions(expr, |e| {
-            let query = match e {
-                ast::Expr::Subquery(q) => Some(q.as_ref()),
-                ast::Expr::InSubquery { subquery, .. } | ast::Expr::Exists { subquery, .. } => {
-                    Some(subquery.as_ref())
-                }
-                _ => None,
-            };
-            if let Some(query) = query {
-                if !found.contains(query) {
-                    found.push(query.clone());
-                    // Subqueries inside this one belong to it.
+            if let Some(query) = subquery_of(e) {
+                if !found.contains(e) {
+                    found.push(e.clone());
                     let _ = ast::visit_expressions(query, |inner| {
-                        match inner {
-                            ast::Expr::Subquery(q) => nested.push(q.as_ref().clone()),
-                            ast::Expr::InSubquery { subquery, .. }
-                            | ast::Expr::Exists { subquery, .. } => {
-                                nested.push(subquery.as_ref().clone())
-                            }
-                            _ => {}
-                        }
+                        nested.extend(subquery_of(inner).cloned());
                         std::ops::ControlFlow::<()>::Continue(())
                     });
                 }
@@ -3038,8 +3019,38 @@ fn expression_subqueries<'a>(exprs: impl Iterator<Item = &'a ast::Expr>) -> Vec<
             std::ops::ControlFlow::<()>::Continue(())
         });
     }
-    found.retain(|q| !nested.contains(q));
+    found.retain(|e| subquery_of(e).is_none_or(|q| !nested.contains(q)));
     found
+}
+
+/// The subqueries directly in `exprs` (not those nested inside them), each once.
+fn expression_subqueries<'a>(exprs: impl Iterator<Item = &'a ast::Expr>) -> Vec<ast::Query> {
+    let mut queries: Vec<ast::Query> = Vec::new();
+    for expr in top_level_subqueries(exprs) {
+        if let Some(query) = subquery_of(&expr) {
+            if !queries.contains(query) {
+                queries.push(query.clone());
+            }
+        }
+    }
+    queries
+}
+
+/// The expression of a SELECT item (not of `*`).
+fn item_expr(item: &ast::SelectItem) -> Option<&ast::Expr> {
+    match item {
+        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+        _ => None,
+    }
+}
+
+/// Whether the SELECT list of `select` calls an aggregate.
+fn selects_aggregate(select: &ast::Select) -> bool {
+    select
+        .projection
+        .iter()
+        .filter_map(item_expr)
+        .any(contains_aggregate)
 }
 
 /// Columns of window function results are numbered from here while planning, then renumbered
