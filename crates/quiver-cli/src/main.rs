@@ -609,6 +609,18 @@ fn read_partitions(
         .iter()
         .map(|file| input_format_of(file, forced))
         .collect::<Result<Vec<_>>>()?;
+    if let ([file], [format @ (InputFormat::Csv | InputFormat::Jsonl)]) = (files, &formats[..]) {
+        // One text file decodes in chunks on every worker, as a streamed table does.
+        let input = ChunkedInput::open(file, *format, verbose)?;
+        let schema = input.decoder.schema.clone();
+        let batches = input.read_all()?;
+        return Ok(vec![quiver_ingest::IngestOutput {
+            schema,
+            accepted_rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+            batches,
+            ..Default::default()
+        }]);
+    }
     let text = matches!(formats[..], [InputFormat::Csv | InputFormat::Jsonl, _, ..])
         && formats.iter().all(|f| *f == formats[0]);
     if !text {
@@ -965,6 +977,98 @@ impl ChunkDecoder {
     }
 }
 
+/// A CSV or JSON-lines input (a file, or `-` for stdin) read in chunks of whole records. The
+/// first chunk, which holds the first `infer_schema_rows` records (or all of a shorter input), is
+/// decoded on opening: the input's schema is inferred from it.
+struct ChunkedInput {
+    source_name: String,
+    chunks: quiver_cli::chunked::ChunkedRecords<Box<dyn std::io::Read>>,
+    decoder: ChunkDecoder,
+    /// The first chunk's rows.
+    first: Vec<arrow::record_batch::RecordBatch>,
+}
+
+impl ChunkedInput {
+    fn open(path: &std::path::Path, format: InputFormat, verbose: bool) -> Result<Self> {
+        let source_name = path.display().to_string();
+        let reader: Box<dyn std::io::Read> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdin().lock())
+        } else {
+            Box::new(std::fs::File::open(path).map_err(|e| QuiverError::io(&source_name, e))?)
+        };
+        let config = quiver_ingest::IngestConfig::default().with_source_name(&source_name);
+        let syntax = match format {
+            InputFormat::Csv => quiver_cli::chunked::RecordSyntax::Csv,
+            _ => quiver_cli::chunked::RecordSyntax::Lines,
+        };
+        // One more record than inference reads: the CSV header.
+        let chunks =
+            quiver_cli::chunked::ChunkedRecords::new(reader, syntax, config.infer_schema_rows + 1);
+        let mut input = ChunkedInput {
+            source_name,
+            chunks,
+            decoder: ChunkDecoder {
+                format,
+                schema: None,
+                config,
+                lines_before: 0,
+                bytes_before: 0,
+                accepted_rows: 0,
+                rejected_rows: 0,
+                verbose,
+            },
+            first: Vec::new(),
+        };
+        let first = input.next_chunk()?.unwrap_or_default();
+        input.first = input.decoder.decode(&first)?;
+        Ok(input)
+    }
+
+    /// The schema inferred from the first chunk; an error for an input without a record or header.
+    fn schema(&self) -> Result<arrow::datatypes::SchemaRef> {
+        self.decoder.schema.clone().ok_or_else(|| {
+            QuiverError::Config(format!(
+                "{}: no rows to take a schema from",
+                self.source_name
+            ))
+        })
+    }
+
+    fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        self.chunks
+            .next_chunk()
+            .map_err(|e| QuiverError::io(&self.source_name, e))
+    }
+
+    /// Every row of the input in order: a few chunks at a time decode in parallel and are taken
+    /// in input order. Reports the dead letters' count at the end.
+    fn read_all(mut self) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+        use rayon::prelude::*;
+        let mut batches = std::mem::take(&mut self.first);
+        let group_size = 2 * default_threads();
+        loop {
+            let mut group = Vec::with_capacity(group_size);
+            while group.len() < group_size {
+                match self.next_chunk()? {
+                    Some(chunk) => group.push(chunk),
+                    None => break,
+                }
+            }
+            if group.is_empty() {
+                break;
+            }
+            let decoder = &self.decoder;
+            let outputs: Vec<Result<quiver_ingest::IngestOutput>> =
+                group.par_iter().map(|chunk| decoder.parse(chunk)).collect();
+            for (chunk, output) in group.iter().zip(outputs) {
+                batches.extend(self.decoder.absorb(chunk, output?));
+            }
+        }
+        self.decoder.report();
+        Ok(batches)
+    }
+}
+
 /// Runs `query` over a CSV or JSON-lines table read in chunks as it arrives: window and EMIT
 /// CHANGES queries push each chunk through and write (and flush) their output as it is
 /// produced, so a query over a pipe answers before the pipe closes; other queries aggregate
@@ -976,39 +1080,8 @@ fn run_streamed(
     format: InputFormat,
     query: &StreamedQuery<'_>,
 ) -> Result<()> {
-    let source_name = path.display().to_string();
-    let reader: Box<dyn std::io::Read> = if path.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        Box::new(std::fs::File::open(path).map_err(|e| QuiverError::io(&source_name, e))?)
-    };
-    let config = quiver_ingest::IngestConfig::default().with_source_name(&source_name);
-    let syntax = match format {
-        InputFormat::Csv => quiver_cli::chunked::RecordSyntax::Csv,
-        _ => quiver_cli::chunked::RecordSyntax::Lines,
-    };
-    // One more record than inference reads: the CSV header.
-    let mut chunks =
-        quiver_cli::chunked::ChunkedRecords::new(reader, syntax, config.infer_schema_rows + 1);
-    let mut next_chunk = || {
-        chunks
-            .next_chunk()
-            .map_err(|e| QuiverError::io(&source_name, e))
-    };
-    let mut decoder = ChunkDecoder {
-        format,
-        schema: None,
-        config,
-        lines_before: 0,
-        bytes_before: 0,
-        accepted_rows: 0,
-        rejected_rows: 0,
-        verbose: query.verbose,
-    };
-    let first = decoder.decode(&next_chunk()?.unwrap_or_default())?;
-    let schema = decoder.schema.clone().ok_or_else(|| {
-        QuiverError::Config(format!("{source_name}: no rows to take a schema from"))
-    })?;
+    let mut input = ChunkedInput::open(path, format, query.verbose)?;
+    let schema = input.schema()?;
     let plan = quiver_sql::plan(query.sql, &[(name.to_string(), schema)])?;
     let (mut sink, context) = open_output(query.output)?;
     // Rows selected from a pipe go out as they arrive (a filter over a stream); from a file they
@@ -1017,29 +1090,7 @@ fn run_streamed(
         && plan.kind == quiver_sql::PlanKind::Projection
         && plan.order_by.is_empty();
     if plan.window.is_none() && plan.emit != quiver_sql::EmitMode::Changes && !piped_projection {
-        let mut batches = first;
-        // A few chunks at a time decode in parallel; they are taken in input order.
-        let group_size = 2 * default_threads();
-        loop {
-            let mut group = Vec::with_capacity(group_size);
-            while group.len() < group_size {
-                match next_chunk()? {
-                    Some(chunk) => group.push(chunk),
-                    None => break,
-                }
-            }
-            if group.is_empty() {
-                break;
-            }
-            let outputs: Vec<Result<quiver_ingest::IngestOutput>> = {
-                use rayon::prelude::*;
-                group.par_iter().map(|chunk| decoder.parse(chunk)).collect()
-            };
-            for (chunk, output) in group.iter().zip(outputs) {
-                batches.extend(decoder.absorb(chunk, output?));
-            }
-        }
-        decoder.report();
+        let batches = input.read_all()?;
         let results = quiver_exec::query::run_partitioned(&plan, &[batches])?;
         write_batches(&mut sink, &plan.output_schema, &results, query.format)?;
         return sink.flush().map_err(|e| QuiverError::io(context, e));
@@ -1051,23 +1102,23 @@ fn run_streamed(
         wrote_header: false,
         table_rows: Vec::new(),
     };
-    let mut input = first;
+    let mut batches = std::mem::take(&mut input.first);
     loop {
         let mut results = Vec::new();
-        for batch in &input {
+        for batch in &batches {
             results.extend(runner.push(batch)?);
         }
         writer.write(&mut sink, &results)?;
         sink.flush().map_err(|e| QuiverError::io(&context, e))?;
-        match next_chunk()? {
-            Some(chunk) => input = decoder.decode(&chunk)?,
+        match input.next_chunk()? {
+            Some(chunk) => batches = input.decoder.decode(&chunk)?,
             None => break,
         }
     }
     let results = runner.finish()?;
     writer.write(&mut sink, &results)?;
     writer.finish(&mut sink)?;
-    decoder.report();
+    input.decoder.report();
     report_window_run(&mut runner, query.verbose);
     sink.flush().map_err(|e| QuiverError::io(context, e))
 }

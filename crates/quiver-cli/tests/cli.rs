@@ -748,3 +748,47 @@ fn a_query_without_from_reads_one_row_and_needs_no_table() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown table `t`"));
 }
+
+#[test]
+fn a_held_table_of_many_chunks_keeps_order_and_dead_letter_positions() {
+    // Over 1 MiB of CSV: the joined file decodes in several chunks, in parallel.
+    let dir = temp_dir("held-chunks");
+    let mut text = String::from("id,k\n");
+    let rows = 150_000u64;
+    for id in 1..=rows {
+        if id == 120_000 {
+            text.push_str("not a number,1\n");
+        }
+        text.push_str(&format!("{id},{}\n", id % 7));
+    }
+    std::fs::write(dir.join("t.csv"), &text).unwrap();
+    std::fs::write(dir.join("k.csv"), "k,name\n1,one\n3,three\n").unwrap();
+    let output = quiver()
+        .args(["run", "--format", "csv", "--table"])
+        .arg(format!("t={}", dir.join("t.csv").display()))
+        .arg("--table")
+        .arg(format!("k={}", dir.join("k.csv").display()))
+        .args([
+            "--sql",
+            "SELECT k.name, COUNT(*) AS n, SUM(t.id) AS total, MIN(t.id) AS first \
+             FROM t JOIN k ON t.k = k.k GROUP BY k.name ORDER BY k.name",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let expected = |k: u64| {
+        let ids: Vec<u64> = (1..=rows).filter(|id| id % 7 == k).collect();
+        format!("{},{},{}", ids.len(), ids.iter().sum::<u64>(), ids[0])
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("name,n,total,first\none,{}\nthree,{}\n", expected(1), expected(3))
+    );
+    // The header is line 1, so the bad row is record 120 001 of the file.
+    assert!(stderr.contains("record 120001"), "{stderr}");
+    assert!(
+        stderr.contains("1 records rejected (dead letters), 150000 accepted"),
+        "{stderr}"
+    );
+}
