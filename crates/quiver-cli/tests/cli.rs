@@ -783,7 +783,11 @@ fn a_held_table_of_many_chunks_keeps_order_and_dead_letter_positions() {
     };
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
-        format!("name,n,total,first\none,{}\nthree,{}\n", expected(1), expected(3))
+        format!(
+            "name,n,total,first\none,{}\nthree,{}\n",
+            expected(1),
+            expected(3)
+        )
     );
     // The header is line 1, so the bad row is record 120 001 of the file.
     assert!(stderr.contains("record 120001"), "{stderr}");
