@@ -886,7 +886,8 @@ fn logical_on_undecided_rows(
 /// The common type two operands are cast to before `op`.
 pub fn coerce(left: &DataType, op: BinaryOp, right: &DataType) -> Result<DataType> {
     use DataType as T;
-    if left == right {
+    // Equal decimals still go through the rules below: `/` divides them in floats.
+    if left == right && !matches!(left, T::Decimal128(..)) {
         return Ok(left.clone());
     }
     if let T::Dictionary(_, values) = left {
@@ -1021,7 +1022,8 @@ pub fn binary(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<ArrayRe
     }
     if op == BinaryOp::Multiply {
         if let Some((l, r)) = exact_factors(left, right)? {
-            return Ok(numeric::mul(&l, &r)?);
+            let product = numeric::mul(&l, &r).map_err(|e| arithmetic_error(op, e))?;
+            return within_precision(op, product);
         }
     }
     let common = coerce(left.data_type(), op, right.data_type())?;
@@ -1046,9 +1048,13 @@ pub fn binary(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<ArrayRe
     };
     let (l, r): (&dyn Datum, &dyn Datum) = (&l, &r);
     Ok(match op {
-        BinaryOp::Plus => numeric::add(l, r)?,
-        BinaryOp::Minus => numeric::sub(l, r)?,
-        BinaryOp::Multiply => numeric::mul(l, r)?,
+        BinaryOp::Plus => {
+            within_precision(op, numeric::add(l, r).map_err(|e| arithmetic_error(op, e))?)?
+        }
+        BinaryOp::Minus => {
+            within_precision(op, numeric::sub(l, r).map_err(|e| arithmetic_error(op, e))?)?
+        }
+        BinaryOp::Multiply => numeric::mul(l, r).map_err(|e| arithmetic_error(op, e))?,
         BinaryOp::Divide => numeric::div(l, r).map_err(|e| arithmetic_error(op, e))?,
         BinaryOp::Modulo => numeric::rem(l, r).map_err(|e| arithmetic_error(op, e))?,
         BinaryOp::Eq => Arc::new(cmp::eq(l, r)?),
@@ -1096,12 +1102,34 @@ fn exact_factors(left: &ArrayRef, right: &ArrayRef) -> Result<Option<(ArrayRef, 
     Ok(Some((as_decimal(left, sl)?, as_decimal(right, sr)?)))
 }
 
-/// Arrow's division-by-zero error in SQL's words; other errors as they are.
+/// A decimal result checked against its precision: a sum of two 38-digit decimals fits an
+/// `i128` with 39 digits, which Arrow's kernels do not reject.
+fn within_precision(op: BinaryOp, result: ArrayRef) -> Result<ArrayRef> {
+    if let DataType::Decimal128(precision, _) = result.data_type() {
+        result
+            .as_primitive::<arrow::datatypes::Decimal128Type>()
+            .validate_decimal_precision(*precision)
+            .map_err(|_| QuiverError::Arithmetic {
+                context: op.to_string(),
+                message: format!("overflow of {}", result.data_type()),
+            })?;
+    }
+    Ok(result)
+}
+
+/// Arrow's division-by-zero and overflow errors in SQL's words; other errors as they are.
 fn arithmetic_error(op: BinaryOp, error: arrow::error::ArrowError) -> QuiverError {
     match error {
         arrow::error::ArrowError::DivideByZero => QuiverError::Arithmetic {
             context: op.to_string(),
             message: "division by zero".into(),
+        },
+        arrow::error::ArrowError::ArithmeticOverflow(message) => QuiverError::Arithmetic {
+            context: op.to_string(),
+            message: format!(
+                "overflow: {}",
+                message.trim_start_matches("Overflow happened on: ")
+            ),
         },
         other => other.into(),
     }
@@ -1183,7 +1211,7 @@ mod tests {
             Box::new(Expr::Literal(Literal::Int64(1))),
         );
         let error = plus_one.evaluate(&batch()).unwrap_err();
-        assert!(error.to_string().contains("Overflow"), "{error}");
+        assert!(error.to_string().contains("overflow"), "{error}");
         let mixed = Expr::Binary(
             Box::new(Expr::Column(0)),
             BinaryOp::Multiply,
@@ -1192,6 +1220,38 @@ mod tests {
         let result = mixed.evaluate(&batch()).unwrap();
         assert_eq!(result.data_type(), &DataType::Float64);
         assert!(result.is_null(1));
+    }
+
+    #[test]
+    fn decimals_overflow_past_38_digits_and_divide_in_floats() {
+        let decimal = |m: i128, scale: i8| -> ArrayRef {
+            Arc::new(
+                arrow::array::Decimal128Array::from(vec![m])
+                    .with_precision_and_scale(38, scale)
+                    .unwrap(),
+            )
+        };
+        let largest = decimal(10i128.pow(38) - 1, 1);
+        for op in [BinaryOp::Plus, BinaryOp::Minus] {
+            let other = decimal(if op == BinaryOp::Plus { 1 } else { -1 }, 1);
+            let error = binary(&largest, op, &other).unwrap_err().to_string();
+            assert!(error.contains("overflow of Decimal128(38, 1)"), "{error}");
+        }
+        let product = binary(
+            &decimal(10i128.pow(19), 0),
+            BinaryOp::Multiply,
+            &decimal(10i128.pow(19), 0),
+        );
+        assert!(product.is_err(), "{product:?}");
+        let fits = binary(&largest, BinaryOp::Minus, &decimal(1, 1)).unwrap();
+        assert_eq!(fits.data_type(), &DataType::Decimal128(38, 1));
+        // Equal decimal types divide in floats too.
+        let quotient = binary(&decimal(25, 1), BinaryOp::Divide, &decimal(15, 1)).unwrap();
+        assert_eq!(quotient.data_type(), &DataType::Float64);
+        let value = quotient
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .value(0);
+        assert_eq!(value, 2.5 / 1.5);
     }
 
     #[test]

@@ -767,7 +767,7 @@ fn table_read(query: &ast::Query, outer_ctes: &[(String, &ast::Query)]) -> Optio
     match &from.relation {
         ast::TableFactor::Derived { subquery, .. } => table_read(subquery, &ctes),
         ast::TableFactor::Table { name, .. } => {
-            let wanted = name.to_string();
+            let wanted = unquoted_name(name);
             match ctes
                 .iter()
                 .rposition(|(n, _)| n.eq_ignore_ascii_case(&wanted))
@@ -1854,7 +1854,7 @@ fn subquery_source<'a>(
             alias_columns(alias.as_ref()),
         ))),
         ast::TableFactor::Table { name, alias, .. } => {
-            let wanted = name.to_string();
+            let wanted = unquoted_name(name);
             // The latest definition of a name wins; it sees only the queries named before it.
             Ok(ctes
                 .iter()
@@ -2149,7 +2149,7 @@ fn comma_join_order(
             ast::TableFactor::Table { name, .. }
                 if !ctes
                     .iter()
-                    .any(|c| c.name.eq_ignore_ascii_case(&name.to_string())) =>
+                    .any(|c| c.name.eq_ignore_ascii_case(&unquoted_name(name))) =>
             {
                 find_table(name, tables)
                     .ok()
@@ -2245,10 +2245,15 @@ fn find_table(
     name: &ast::ObjectName,
     tables: &[(String, SchemaRef)],
 ) -> Result<(String, SchemaRef)> {
-    let wanted = name.to_string();
+    let wanted = unquoted_name(name);
     tables
         .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(&wanted) || n == &wanted)
+        .find(|(n, _)| n.eq_ignore_ascii_case(&wanted))
+        .or_else(|| {
+            // `schema.table` names the table `table` (as `quiver run` loads it).
+            let last = last_name(name);
+            tables.iter().find(|(n, _)| n.eq_ignore_ascii_case(&last))
+        })
         .map(|(n, s)| (n.clone(), s.clone()))
         .ok_or_else(|| {
             let known: Vec<&str> = tables.iter().map(|(n, _)| n.as_str()).collect();
@@ -2266,6 +2271,19 @@ fn find_table(
                 }
             ))
         })
+}
+
+/// A possibly schema-qualified name as its parts' text, without quotes (`"my-table"` is
+/// `my-table`).
+fn unquoted_name(name: &ast::ObjectName) -> String {
+    name.0
+        .iter()
+        .map(|part| {
+            part.as_ident()
+                .map_or_else(|| part.to_string(), |i| i.value.clone())
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// The last part of a possibly schema-qualified name (`public.trades` → `trades`).
@@ -2761,7 +2779,7 @@ fn joined_relation(
             args: None,
             ..
         } => {
-            let wanted = name.to_string();
+            let wanted = unquoted_name(name);
             ctes.iter()
                 .rev()
                 .find(|c| c.name.eq_ignore_ascii_case(&wanted))
@@ -4814,6 +4832,21 @@ mod tests {
                 .map(|n| Field::new(*n, DataType::Int64, true))
                 .collect::<Vec<_>>(),
         ))
+    }
+
+    #[test]
+    fn quoted_and_schema_qualified_table_names_find_the_table() {
+        let tables = vec![("my-table".to_string(), schema_of(&["a"]))];
+        for sql in [
+            "SELECT a FROM \"my-table\"",
+            "SELECT t.a FROM \"my-table\" t JOIN \"my-table\" u ON t.a = u.a",
+            "WITH \"q\" AS (SELECT a FROM \"my-table\") SELECT a FROM \"q\"",
+            "SELECT a FROM main.\"my-table\"",
+        ] {
+            let planned = plan(sql, &tables);
+            assert!(planned.is_ok(), "{sql}: {:?}", planned.err());
+            assert_eq!(relation_names(sql).unwrap()[0], "my-table", "{sql}");
+        }
     }
 
     #[test]
