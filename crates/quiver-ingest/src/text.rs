@@ -54,6 +54,8 @@ struct RecordSpan {
     line: u64,
     /// CSV: the record's field count (JSON lines: 0).
     fields: usize,
+    /// Why the record is rejected before decoding, when its syntax already says so.
+    malformed: Option<&'static str>,
 }
 
 /// Reads JSON lines (one object per line) into batches; infers the schema when `schema` is None.
@@ -449,7 +451,11 @@ where
         }
         let group = &spans[group_start..group_end];
         let bytes = &data[first..group[group.len() - 1].range.end];
-        let decoded = decode(bytes, group.len());
+        let decoded = if group.iter().any(|span| span.malformed.is_some()) {
+            Err(ArrowError::CsvError("a malformed record".into()))
+        } else {
+            decode(bytes, group.len())
+        };
         match decoded {
             Ok(batches)
                 if batches.iter().map(RecordBatch::num_rows).sum::<usize>() == group.len() =>
@@ -478,7 +484,11 @@ where
     let mut good = Vec::new();
     for span in group {
         let bytes = &data[span.range.clone()];
-        let reason = match decode(bytes, 1) {
+        let decoded = match span.malformed {
+            Some(why) => Err(ArrowError::CsvError(why.into())),
+            None => decode(bytes, 1),
+        };
+        let reason = match decoded {
             Ok(batches) => {
                 let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
                 if rows == 1 {
@@ -518,6 +528,7 @@ fn json_line_spans(data: &[u8]) -> Vec<RecordSpan> {
                 range: start..end,
                 line,
                 fields: 0,
+                malformed: None,
             });
         }
         start = end + 1;
@@ -546,7 +557,7 @@ fn csv_inference_sample(
     let mut sample = Vec::new();
     for span in spans
         .iter()
-        .filter(|s| s.fields == first.fields)
+        .filter(|s| s.fields == first.fields && s.malformed.is_none())
         .take(wanted)
     {
         sample.extend_from_slice(&data[span.range.clone()]);
@@ -558,44 +569,99 @@ fn csv_inference_sample(
 }
 
 fn csv_record_spans(data: &[u8], options: CsvOptions, source: &str) -> Result<Vec<RecordSpan>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(options.delimiter)
-        .from_reader(data);
-    let mut record = csv::ByteRecord::new();
     let mut spans = Vec::new();
+    // Where the records being read start, and the lines before that point.
+    let (mut offset, mut lines_before) = (0, 0);
     loop {
-        let start = reader.position().clone();
-        let more = reader
-            .read_byte_record(&mut record)
-            .map_err(|e| QuiverError::Parse {
-                position: Position {
-                    source: source.to_string(),
-                    record: start.line(),
-                    byte_offset: Some(start.byte()),
-                },
-                message: format!("malformed CSV: {e}"),
-            })?;
-        if !more {
-            break;
+        let from = spans.len();
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(options.delimiter)
+            .from_reader(&data[offset..]);
+        let mut record = csv::ByteRecord::new();
+        loop {
+            let start = reader.position().clone();
+            let more = reader
+                .read_byte_record(&mut record)
+                .map_err(|e| QuiverError::Parse {
+                    position: Position {
+                        source: source.to_string(),
+                        record: lines_before + start.line(),
+                        byte_offset: Some(offset as u64 + start.byte()),
+                    },
+                    message: format!("malformed CSV: {e}"),
+                })?;
+            if !more {
+                break;
+            }
+            // The record's own start (after skipped blank lines) is where the reader says it
+            // began.
+            let record_start = record.position().map_or(start.clone(), Clone::clone);
+            let end = usize::try_from(reader.position().byte())
+                .map_or(data.len(), |end| offset + end)
+                .min(data.len());
+            let begin = usize::try_from(record_start.byte())
+                .map_or(end, |begin| offset + begin)
+                .min(end);
+            spans.push(RecordSpan {
+                range: begin..end,
+                line: lines_before + record_start.line(),
+                fields: record.len(),
+                malformed: None,
+            });
         }
-        // The record's own start (after skipped blank lines) is where the reader says it began.
-        let record_start = record.position().map_or(start.clone(), Clone::clone);
-        let end = usize::try_from(reader.position().byte())
-            .unwrap_or(data.len())
-            .min(data.len());
-        let begin = usize::try_from(record_start.byte()).unwrap_or(end).min(end);
-        spans.push(RecordSpan {
-            range: begin..end,
-            line: record_start.line(),
-            fields: record.len(),
-        });
+        // A quoted field that never closes takes the rest of the input into the last record
+        // (the reader does not object): that record's first line is rejected, and the lines
+        // after it are read again as records of their own, so none of them is lost.
+        let read_some = spans.len() > from;
+        match spans.last_mut() {
+            Some(last)
+                if read_some
+                    && unterminated_quote(&data[last.range.clone()], options.delimiter) =>
+            {
+                let line_end = memchr::memchr(b'\n', &data[last.range.clone()])
+                    .map_or(last.range.end, |i| last.range.start + i + 1);
+                let rest = line_end..last.range.end;
+                last.range.end = line_end;
+                last.malformed = Some("a quoted field is not closed before the end of the input");
+                if rest.is_empty() {
+                    break;
+                }
+                (offset, lines_before) = (rest.start, last.line);
+            }
+            _ => break,
+        }
     }
     if options.has_header && !spans.is_empty() {
         spans.remove(0);
     }
     Ok(spans)
+}
+
+/// Whether a CSV record ends inside a quoted field: under the `csv` crate's rules, a quote opens
+/// a quoted field only at the start of a field, and `""` inside one is a quote.
+fn unterminated_quote(record: &[u8], delimiter: u8) -> bool {
+    let (mut in_quotes, mut at_field_start) = (false, true);
+    let mut at = 0;
+    while at < record.len() {
+        let byte = record[at];
+        if in_quotes {
+            if byte == b'"' {
+                if record.get(at + 1) == Some(&b'"') {
+                    at += 2;
+                    continue;
+                }
+                in_quotes = false;
+            }
+            at_field_start = false;
+        } else {
+            in_quotes = byte == b'"' && at_field_start;
+            at_field_start = matches!(byte, b'\n' | b'\r') || byte == delimiter;
+        }
+        at += 1;
+    }
+    in_quotes
 }
 
 /// An inferred column whose sampled values were all null or empty (`Null`-typed) becomes text:
@@ -1258,6 +1324,38 @@ mod tests {
         );
         let symbols = out.batches[0].column(0).as_string::<i32>();
         assert_eq!(symbols.value(1), "B\nquoted");
+    }
+
+    #[test]
+    fn an_unclosed_quote_rejects_its_line_and_keeps_the_lines_after_it() {
+        // Line 6 opens a quote that never closes; `"x""y"` and `"q\nr"` are well formed.
+        let data = b"symbol,quantity\nA,1\n\"x\"\"y\",5\n\"q\nr\",6\n\"B,2\nC,3\nE,7";
+        let out = read_csv(
+            data,
+            Some(schema()),
+            CsvOptions::default(),
+            &IngestConfig::default(),
+        )
+        .unwrap();
+        assert_eq!((out.accepted_rows, out.rejected_rows), (5, 1));
+        let dead = &out.dead_letters[0];
+        assert_eq!(
+            (dead.position.record, dead.position.byte_offset),
+            (6, Some(37))
+        );
+        assert!(dead.reason.contains("not closed"), "{}", dead.reason);
+        let batch = arrow::compute::concat_batches(&schema(), &out.batches).unwrap();
+        let symbols: Vec<&str> = batch
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(symbols, ["A", "x\"y", "q\nr", "C", "E"]);
+        // A quote inside a field is an ordinary character: nothing is unclosed.
+        assert!(!unterminated_quote(b"a\"b,c\n", b','));
+        assert!(unterminated_quote(b"a,\"b\"\"\n", b','));
+        assert!(!unterminated_quote(b"a,\"b\"\"\"\n", b','));
     }
 
     #[test]

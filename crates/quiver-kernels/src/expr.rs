@@ -639,7 +639,7 @@ fn trimmed(array: &ArrayRef) -> Result<ArrayRef> {
 
 /// Timestamps as text the way PostgreSQL and DuckDB print them: `2024-01-05 10:20:30.5`
 /// (a space, the fraction without trailing zeros, the UTC clock).
-fn timestamp_text(value: &ArrayRef) -> Result<ArrayRef> {
+pub(crate) fn timestamp_text(value: &ArrayRef) -> Result<ArrayRef> {
     let DataType::Timestamp(unit, _) = value.data_type() else {
         return Err(QuiverError::Internal(
             "timestamp_text of a non-timestamp".into(),

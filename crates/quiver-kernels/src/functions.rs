@@ -307,7 +307,11 @@ pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef>
             }
             let inputs = args
                 .iter()
-                .map(|a| cast(a, &DataType::Utf8).map_err(QuiverError::from))
+                .map(|a| match a.data_type() {
+                    // As CAST(ts AS VARCHAR) prints it, not Arrow's ISO `T` form.
+                    DataType::Timestamp(..) => crate::expr::timestamp_text(a),
+                    _ => cast(a, &DataType::Utf8).map_err(QuiverError::from),
+                })
                 .collect::<Result<Vec<_>>>()?;
             let inputs: Vec<&StringArray> = inputs.iter().map(|a| a.as_string::<i32>()).collect();
             let rows = inputs[0].len();
