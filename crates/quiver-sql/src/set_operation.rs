@@ -104,10 +104,9 @@ pub(crate) fn plan_query_body(
         sample: None,
         index_hints: Vec::new(),
     })?;
-    let table_name = format!("\"{name}\"");
     let mut plan = plan_query(
         &outer,
-        &[(table_name, schema)],
+        &[(name, schema)],
         &streaming::Parsed::default(),
         &[],
     )?;
