@@ -189,6 +189,21 @@ pub enum ScalarFunction {
     ExistsSubquery(usize),
     /// `GREATEST(a, b, ...)`: the largest non-NULL argument (NULL when all are).
     Greatest,
+    /// `CONCAT_WS(separator, a, b, ...)`: the non-NULL arguments joined by the separator
+    /// (NULL when the separator is).
+    ConcatWs,
+    /// `ATAN2(y, x)` as `DOUBLE`.
+    Atan2,
+    /// `ISNAN`, `ISINF`, `ISFINITE`.
+    FloatTest(crate::math::FloatTest),
+    /// `GCD(a, b)` (false) / `LCM(a, b)` (true) of integers.
+    GcdLcm(bool),
+    /// `DATE_DIFF(unit, start, end)`.
+    DateDiff(TimeField),
+    /// `MAKE_DATE(year, month, day)`.
+    MakeDate,
+    /// `STRFTIME(t, format)`.
+    Strftime,
     /// `LEAST(a, b, ...)`: the smallest non-NULL argument (NULL when all are).
     Least,
 }
@@ -419,6 +434,65 @@ pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef>
             arity(function, args, &[2])?;
             crate::math::log_base(&args[0], &args[1])
         }
+        ScalarFunction::Atan2 => {
+            arity(function, args, &[2])?;
+            crate::math::atan2(&args[0], &args[1])
+        }
+        ScalarFunction::FloatTest(test) => {
+            arity(function, args, &[1])?;
+            crate::math::float_test(test, &args[0])
+        }
+        ScalarFunction::GcdLcm(lcm) => {
+            arity(function, args, &[2])?;
+            crate::math::gcd_lcm(lcm, &args[0], &args[1])
+        }
+        ScalarFunction::DateDiff(unit) => {
+            arity(function, args, &[2])?;
+            crate::calendar::date_diff(unit, &args[0], &args[1])
+        }
+        ScalarFunction::MakeDate => {
+            arity(function, args, &[3])?;
+            crate::calendar::make_date(&args[0], &args[1], &args[2])
+        }
+        ScalarFunction::Strftime => {
+            arity(function, args, &[2])?;
+            crate::calendar::strftime(&args[0], &args[1])
+        }
+        ScalarFunction::ConcatWs => {
+            if args.len() < 2 {
+                return Err(QuiverError::Unsupported(
+                    "CONCAT_WS takes a separator and at least one value".into(),
+                ));
+            }
+            let separators = strings(&args[0], "CONCAT_WS")?;
+            let values = args[1..]
+                .iter()
+                .map(|a| match a.data_type() {
+                    DataType::Timestamp(..) => crate::expr::timestamp_text(a),
+                    _ => cast(a, &DataType::Utf8).map_err(QuiverError::from),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let values: Vec<&StringArray> = values.iter().map(|a| a.as_string::<i32>()).collect();
+            let mut builder = StringBuilder::with_capacity(separators.len(), 0);
+            let mut text = String::new();
+            for row in 0..separators.len() {
+                if separators.is_null(row) {
+                    builder.append_null();
+                    continue;
+                }
+                text.clear();
+                let mut first = true;
+                for value in values.iter().filter(|v| v.is_valid(row)) {
+                    if !first {
+                        text.push_str(separators.value(row));
+                    }
+                    text.push_str(value.value(row));
+                    first = false;
+                }
+                builder.append_value(&text);
+            }
+            Ok(Arc::new(builder.finish()))
+        }
         ScalarFunction::Text(text) => crate::string_functions::evaluate(text, args),
         ScalarFunction::Subquery(_)
         | ScalarFunction::InSubquery(_)
@@ -643,7 +717,7 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 /// (year, month, day) → days since 1970-01-01.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);

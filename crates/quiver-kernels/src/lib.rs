@@ -9,6 +9,7 @@ pub mod accumulators;
 pub mod aggregate;
 pub mod analytic;
 pub mod approx_percentile;
+pub mod calendar;
 pub mod expr;
 pub mod expr_fuzz;
 pub mod functions;

@@ -85,6 +85,24 @@ pub enum FloatFunction {
     Log10,
     /// Base-2 logarithm.
     Log2,
+    /// Sine of radians.
+    Sin,
+    /// Cosine of radians.
+    Cos,
+    /// Tangent of radians.
+    Tan,
+    /// Cotangent of radians.
+    Cot,
+    /// Arcsine, in radians.
+    Asin,
+    /// Arccosine, in radians.
+    Acos,
+    /// Arctangent, in radians.
+    Atan,
+    /// Radians to degrees.
+    Degrees,
+    /// Degrees to radians.
+    Radians,
 }
 
 impl FloatFunction {
@@ -96,6 +114,15 @@ impl FloatFunction {
             FloatFunction::Ln => x.ln(),
             FloatFunction::Log10 => x.log10(),
             FloatFunction::Log2 => x.log2(),
+            FloatFunction::Sin => x.sin(),
+            FloatFunction::Cos => x.cos(),
+            FloatFunction::Tan => x.tan(),
+            FloatFunction::Cot => 1.0 / x.tan(),
+            FloatFunction::Asin => x.asin(),
+            FloatFunction::Acos => x.acos(),
+            FloatFunction::Atan => x.atan(),
+            FloatFunction::Degrees => x.to_degrees(),
+            FloatFunction::Radians => x.to_radians(),
         }
     }
 }
@@ -392,6 +419,97 @@ pub fn power(base: &ArrayRef, exponent: &ArrayRef) -> Result<ArrayRef> {
         &exponent,
         f64::powf,
     )?))
+}
+
+/// `ATAN2(y, x)`: the angle of the point (x, y), in radians, as `DOUBLE`.
+pub fn atan2(y: &ArrayRef, x: &ArrayRef) -> Result<ArrayRef> {
+    let y = as_doubles(y, "ATAN2")?;
+    let x = as_doubles(x, "ATAN2")?;
+    Ok(Arc::new(arrow::compute::binary::<_, _, _, Float64Type>(
+        &y,
+        &x,
+        f64::atan2,
+    )?))
+}
+
+/// Tests of a number's IEEE class (`ISNAN`, `ISINF`, `ISFINITE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatTest {
+    /// NaN.
+    Nan,
+    /// +∞ or −∞.
+    Infinite,
+    /// Neither NaN nor infinite (every integer and decimal).
+    Finite,
+}
+
+/// `ISNAN(x)` / `ISINF(x)` / `ISFINITE(x)` as booleans (NULL for NULL).
+pub fn float_test(test: FloatTest, value: &ArrayRef) -> Result<ArrayRef> {
+    let name = match test {
+        FloatTest::Nan => "ISNAN",
+        FloatTest::Infinite => "ISINF",
+        FloatTest::Finite => "ISFINITE",
+    };
+    let doubles = as_doubles(value, name)?;
+    Ok(Arc::new(
+        doubles
+            .iter()
+            .map(|v| {
+                v.map(|x| match test {
+                    FloatTest::Nan => x.is_nan(),
+                    FloatTest::Infinite => x.is_infinite(),
+                    FloatTest::Finite => x.is_finite(),
+                })
+            })
+            .collect::<arrow::array::BooleanArray>(),
+    ))
+}
+
+/// `GCD(a, b)` / `LCM(a, b)` of integers as `BIGINT` (`GCD(0, 0)` is 0; a result past
+/// `BIGINT` is an overflow error).
+pub fn gcd_lcm(lcm: bool, a: &ArrayRef, b: &ArrayRef) -> Result<ArrayRef> {
+    let name = if lcm { "LCM" } else { "GCD" };
+    let as_integers = |v: &ArrayRef| -> Result<arrow::array::Int64Array> {
+        if v.data_type().is_integer() || v.data_type() == &DataType::Null {
+            Ok(cast(v, &DataType::Int64)?
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .clone())
+        } else {
+            Err(QuiverError::Unsupported(format!(
+                "{name} of {}; it takes integers",
+                v.data_type()
+            )))
+        }
+    };
+    let (a, b) = (as_integers(a)?, as_integers(b)?);
+    let gcd = |mut x: u64, mut y: u64| {
+        while y != 0 {
+            (x, y) = (y, x % y);
+        }
+        x
+    };
+    let mut out = arrow::array::Int64Builder::with_capacity(a.len());
+    for (x, y) in a.iter().zip(b.iter()) {
+        let (Some(x), Some(y)) = (x, y) else {
+            out.append_null();
+            continue;
+        };
+        let divisor = gcd(x.unsigned_abs(), y.unsigned_abs());
+        let result = if lcm {
+            // LCM(0, 0) is 0.
+            match x.unsigned_abs().checked_div(divisor) {
+                Some(quotient) => quotient.checked_mul(y.unsigned_abs()),
+                None => Some(0),
+            }
+        } else {
+            Some(divisor)
+        };
+        match result.and_then(|r| i64::try_from(r).ok()) {
+            Some(r) => out.append_value(r),
+            None => return Err(QuiverError::overflow(name, DataType::Int64)),
+        }
+    }
+    Ok(Arc::new(out.finish()))
 }
 
 #[cfg(test)]

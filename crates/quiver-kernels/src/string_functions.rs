@@ -50,13 +50,26 @@ pub enum StringFunction {
     EndsWith,
     /// `CONTAINS(s, sub)`.
     Contains,
+    /// `OCTET_LENGTH(s)` / `STRLEN(s)`: bytes of UTF-8.
+    OctetLength,
+    /// `ASCII(s)`: the code point of the first character (0 for an empty string).
+    Ascii,
+    /// `CHR(n)`: the character with code point `n`.
+    Chr,
+    /// `INITCAP(s)`: each word's first letter upper case, the others lower case (words are
+    /// runs of letters and digits).
+    Initcap,
 }
 
 impl StringFunction {
     /// The argument counts the function takes.
     pub fn arities(self) -> &'static [usize] {
         match self {
-            StringFunction::Reverse => &[1],
+            StringFunction::Reverse
+            | StringFunction::OctetLength
+            | StringFunction::Ascii
+            | StringFunction::Chr
+            | StringFunction::Initcap => &[1],
             StringFunction::Replace | StringFunction::SplitPart => &[3],
             StringFunction::Pad(_) => &[2, 3],
             _ => &[2],
@@ -77,6 +90,10 @@ impl StringFunction {
             StringFunction::StartsWith => "STARTS_WITH",
             StringFunction::EndsWith => "ENDS_WITH",
             StringFunction::Contains => "CONTAINS",
+            StringFunction::OctetLength => "OCTET_LENGTH",
+            StringFunction::Ascii => "ASCII",
+            StringFunction::Chr => "CHR",
+            StringFunction::Initcap => "INITCAP",
         }
     }
 }
@@ -154,6 +171,24 @@ pub fn evaluate(function: StringFunction, args: &[ArrayRef]) -> Result<ArrayRef>
             args.len(),
             function.arities()
         )));
+    }
+    if function == StringFunction::Chr {
+        let codes = integers(&args[0], name)?;
+        return build_strings(codes.len(), name, |row, out| {
+            if codes.is_null(row) {
+                return Ok(false);
+            }
+            let code = codes.value(row);
+            match u32::try_from(code).ok().and_then(char::from_u32) {
+                Some(c) if c != '\0' => {
+                    out.push(c);
+                    Ok(true)
+                }
+                _ => Err(QuiverError::Unsupported(format!(
+                    "CHR({code}): not the code point of a character"
+                ))),
+            }
+        });
     }
     let text = strings(&args[0], name)?;
     let rows = text.len();
@@ -320,6 +355,34 @@ pub fn evaluate(function: StringFunction, args: &[ArrayRef]) -> Result<ArrayRef>
                 .collect();
             Ok(Arc::new(result))
         }
+        StringFunction::OctetLength | StringFunction::Ascii => {
+            let result: Int64Array = text
+                .iter()
+                .map(|v| {
+                    v.map(|s| match function {
+                        StringFunction::OctetLength => s.len() as i64,
+                        _ => s.chars().next().map_or(0, |c| i64::from(u32::from(c))),
+                    })
+                })
+                .collect();
+            Ok(Arc::new(result))
+        }
+        StringFunction::Initcap => build_strings(rows, name, |row, out| {
+            if text.is_null(row) {
+                return Ok(false);
+            }
+            let mut in_word = false;
+            for c in text.value(row).chars() {
+                if in_word {
+                    out.extend(c.to_lowercase());
+                } else {
+                    out.extend(c.to_uppercase());
+                }
+                in_word = c.is_alphanumeric();
+            }
+            Ok(true)
+        }),
+        StringFunction::Chr => Err(QuiverError::Internal("CHR reached the string path".into())),
     }
 }
 

@@ -24,7 +24,7 @@ use quiver_kernels::analytic::{
 };
 use quiver_kernels::expr::{BinaryOp, Expr, Literal, ScalarFunction};
 use quiver_kernels::functions::{TimeField, TrimSide, TruncUnit};
-use quiver_kernels::math::{FloatFunction, Rounding};
+use quiver_kernels::math::{FloatFunction, FloatTest, Rounding};
 use quiver_kernels::more_accumulators::CovarianceKind;
 use quiver_kernels::string_functions::{PadSide, StringFunction};
 use quiver_kernels::AggregateFunction;
@@ -3801,6 +3801,34 @@ fn scalar_expr(
     })
 }
 
+/// `CURRENT_DATE`, `CURRENT_TIMESTAMP`, `NOW()`, ... : the moment the query is planned (UTC),
+/// one value for every row. `None` for other names.
+fn current_time(name: &str) -> Option<Result<Expr>> {
+    let is_date = match name {
+        "current_date" | "today" => true,
+        "current_timestamp" | "now" | "localtimestamp" | "get_current_timestamp" => false,
+        _ => return None,
+    };
+    Some((|| {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| QuiverError::Internal(format!("the clock is before 1970: {e}")))?
+            .as_micros();
+        let micros = i64::try_from(micros)
+            .map_err(|_| QuiverError::Internal("the clock is past year 294 000".into()))?;
+        let now = Expr::Cast(
+            Box::new(Expr::Literal(Literal::Int64(micros))),
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        );
+        Ok(if is_date {
+            Expr::Cast(Box::new(now), DataType::Date32, false)
+        } else {
+            now
+        })
+    })())
+}
+
 /// Scalar function calls (aggregates are resolved before this by the caller's leaf).
 fn scalar_function(
     f: &ast::Function,
@@ -3825,6 +3853,14 @@ fn scalar_function(
             format!("`{whole}` is a window function: it needs an OVER (...) clause"),
             span,
         ));
+    }
+    let no_arguments = match &f.args {
+        ast::FunctionArguments::None => true,
+        ast::FunctionArguments::List(list) => list.args.is_empty(),
+        ast::FunctionArguments::Subquery(_) => false,
+    };
+    if let Some(now) = current_time(&name).filter(|_| no_arguments) {
+        return now;
     }
     let ast::FunctionArguments::List(list) = &f.args else {
         return Err(unsupported(format!("`{whole}`: arguments expected"), span));
@@ -3881,6 +3917,78 @@ fn scalar_function(
                 .collect();
             return Ok(Expr::Case(branches, Some(Box::new(last.clone()))));
         }
+        "ifnull" | "nvl" => {
+            expect(&[2])?;
+            let (a, b) = (recurse(raw[0])?, recurse(raw[1])?);
+            return Ok(Expr::Case(
+                vec![(Expr::IsNull(Box::new(a.clone()), true), a)],
+                Some(Box::new(b)),
+            ));
+        }
+        "if" | "iif" => {
+            expect(&[3])?;
+            let (condition, then, otherwise) =
+                (recurse(raw[0])?, recurse(raw[1])?, recurse(raw[2])?);
+            return Ok(Expr::Case(
+                vec![(condition, then)],
+                Some(Box::new(otherwise)),
+            ));
+        }
+        "pi" => {
+            expect(&[0])?;
+            return Ok(Expr::Literal(Literal::Float64(std::f64::consts::PI)));
+        }
+        "year" | "quarter" | "month" | "week" | "day" | "dayofmonth" | "dayofweek" | "weekday"
+        | "dayofyear" | "isodow" | "isoyear" | "hour" | "minute" | "second" | "millisecond"
+        | "microsecond" | "epoch" | "decade" | "century" | "millennium" => {
+            expect(&[1])?;
+            let field = match name.as_str() {
+                "dayofmonth" => TimeField::Day,
+                "weekday" => TimeField::DayOfWeek,
+                other => TimeField::parse(other)
+                    .ok_or_else(|| QuiverError::Internal(format!("time field {other}")))?,
+            };
+            return Ok(Expr::Function(
+                ScalarFunction::Extract(field),
+                vec![recurse(raw[0])?],
+            ));
+        }
+        "date_diff" | "datediff" => {
+            expect(&[3])?;
+            let unit = match raw[0] {
+                ast::Expr::Value(v) => match &v.value {
+                    ast::Value::SingleQuotedString(u) => {
+                        TimeField::parse(u).and_then(quiver_kernels::calendar::date_diff_unit)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            }
+            .ok_or_else(|| {
+                unsupported(
+                    format!(
+                        "DATE_DIFF unit `{}`; one of 'year', 'quarter', 'month', 'week', \
+                         'day', 'hour', 'minute', 'second', 'millisecond', 'microsecond', \
+                         'decade', 'century', 'millennium' is expected",
+                        raw[0]
+                    ),
+                    span,
+                )
+            })?;
+            return Ok(Expr::Function(
+                ScalarFunction::DateDiff(unit),
+                vec![recurse(raw[1])?, recurse(raw[2])?],
+            ));
+        }
+        "date_add" => {
+            expect(&[2])?;
+            let (date, interval) = (recurse(raw[0])?, recurse(raw[1])?);
+            return Ok(Expr::Binary(
+                Box::new(date),
+                BinaryOp::Plus,
+                Box::new(interval),
+            ));
+        }
         "nullif" => {
             expect(&[2])?;
             let (a, b) = (recurse(raw[0])?, recurse(raw[1])?);
@@ -3928,6 +4036,28 @@ fn scalar_function(
         "log" if raw.len() == 2 => (ScalarFunction::LogBase, &[2][..]),
         "log" | "log10" => (ScalarFunction::Float(FloatFunction::Log10), &[1][..]),
         "log2" => (ScalarFunction::Float(FloatFunction::Log2), &[1][..]),
+        "sin" => (ScalarFunction::Float(FloatFunction::Sin), &[1][..]),
+        "cos" => (ScalarFunction::Float(FloatFunction::Cos), &[1][..]),
+        "tan" => (ScalarFunction::Float(FloatFunction::Tan), &[1][..]),
+        "cot" => (ScalarFunction::Float(FloatFunction::Cot), &[1][..]),
+        "asin" => (ScalarFunction::Float(FloatFunction::Asin), &[1][..]),
+        "acos" => (ScalarFunction::Float(FloatFunction::Acos), &[1][..]),
+        "atan" => (ScalarFunction::Float(FloatFunction::Atan), &[1][..]),
+        "degrees" => (ScalarFunction::Float(FloatFunction::Degrees), &[1][..]),
+        "radians" => (ScalarFunction::Float(FloatFunction::Radians), &[1][..]),
+        "atan2" => (ScalarFunction::Atan2, &[2][..]),
+        "isnan" => (ScalarFunction::FloatTest(FloatTest::Nan), &[1][..]),
+        "isinf" => (ScalarFunction::FloatTest(FloatTest::Infinite), &[1][..]),
+        "isfinite" => (ScalarFunction::FloatTest(FloatTest::Finite), &[1][..]),
+        "gcd" => (ScalarFunction::GcdLcm(false), &[2][..]),
+        "lcm" => (ScalarFunction::GcdLcm(true), &[2][..]),
+        "make_date" => (ScalarFunction::MakeDate, &[3][..]),
+        "strftime" => (ScalarFunction::Strftime, &[2][..]),
+        "concat_ws" => (ScalarFunction::ConcatWs, &[][..]),
+        "octet_length" | "strlen" => (ScalarFunction::Text(StringFunction::OctetLength), &[1][..]),
+        "ascii" => (ScalarFunction::Text(StringFunction::Ascii), &[1][..]),
+        "chr" => (ScalarFunction::Text(StringFunction::Chr), &[1][..]),
+        "initcap" => (ScalarFunction::Text(StringFunction::Initcap), &[1][..]),
         "power" | "pow" => (ScalarFunction::Power, &[2][..]),
         "mod" => {
             expect(&[2])?;
