@@ -2968,7 +2968,8 @@ fn display_name(expr: &ast::Expr) -> String {
 
 fn aggregate_function(name: &str) -> Option<AggregateFunction> {
     Some(match name.to_ascii_lowercase().as_str() {
-        "count" => AggregateFunction::Count,
+        // COUNT_IF(c) is COUNT(CASE WHEN c THEN 1 END) (see `plan_call`).
+        "count" | "count_if" | "countif" => AggregateFunction::Count,
         "sum" => AggregateFunction::Sum,
         "avg" | "mean" => AggregateFunction::Avg,
         "min" => AggregateFunction::Min,
@@ -4679,6 +4680,21 @@ fn plan_call(
         (AggregateFunction::StringAgg, false, [value]) => (Some(scalar(value)?), ",".to_string()),
         (_, false, [value]) => (Some(scalar(value)?), String::new()),
         _ => return Err(unsupported(format!("arguments of `{whole}`"), span)),
+    };
+    // COUNT_IF(c): the rows where `c` is true.
+    let argument = match argument {
+        Some(condition)
+            if matches!(
+                f.name.to_string().to_ascii_lowercase().as_str(),
+                "count_if" | "countif"
+            ) =>
+        {
+            Some(Expr::Case(
+                vec![(predicate(condition), Expr::Literal(Literal::Int64(1)))],
+                None,
+            ))
+        }
+        argument => argument,
     };
     let (function, argument) = match (string_order, argument) {
         (Some((ordered, key)), Some(value)) => (
