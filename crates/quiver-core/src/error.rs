@@ -61,6 +61,10 @@ pub enum QuiverError {
     /// A feature or type combination that is not supported, named.
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// A query that means nothing as written: a syntax error, an unknown or ambiguous name, a
+    /// function given the wrong number of arguments.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
     /// A bound on memory or a queue was reached and the configured response is to fail.
     #[error("resource exhausted: {0}")]
     ResourceExhausted(String),

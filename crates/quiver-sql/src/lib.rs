@@ -783,6 +783,24 @@ fn table_read(query: &ast::Query, outer_ctes: &[(String, &ast::Query)]) -> Optio
 
 /// Parses and plans `sql` against the source tables (`name`, schema).
 pub fn plan(sql: &str, tables: &[(String, SchemaRef)]) -> Result<Plan> {
+    plan_statement(sql, tables).map_err(|error| match error {
+        QuiverError::Unsupported(why) if is_user_mistake(&why) => QuiverError::InvalidQuery(why),
+        other => other,
+    })
+}
+
+/// Whether a planning error names a mistake in the query rather than something Quiver lacks
+/// (planning reports both as `Unsupported` inside, where some are caught and retried).
+fn is_user_mistake(why: &str) -> bool {
+    why.starts_with("SQL syntax error")
+        || why.starts_with("unknown column")
+        || why.starts_with("unknown table")
+        || why.starts_with("empty SQL text")
+        || why.contains(" is ambiguous")
+        || (why.contains(" arguments; ") && why.contains(" takes "))
+}
+
+fn plan_statement(sql: &str, tables: &[(String, SchemaRef)]) -> Result<Plan> {
     let parsed = streaming::parse(sql)?;
     let statements = &parsed.statements;
     let statement = match statements.as_slice() {
@@ -3715,6 +3733,12 @@ fn scalar_expr(
             substring_for,
             ..
         } => {
+            if substring_from.is_none() && substring_for.is_none() {
+                return Err(unsupported(
+                    format!("`{expr}` with 1 arguments; SUBSTRING takes 2 or 3"),
+                    expr_span(expr),
+                ));
+            }
             let mut args = vec![recurse(value)?];
             args.push(match substring_from {
                 Some(from) => recurse(from)?,
@@ -3731,17 +3755,18 @@ fn scalar_expr(
             trim_what,
             trim_characters,
         } => {
-            if trim_characters.is_some() {
-                return Err(unsupported(format!("`{expr}`"), expr_span(expr)));
-            }
             let side = match trim_where {
                 Some(ast::TrimWhereField::Leading) => TrimSide::Leading,
                 Some(ast::TrimWhereField::Trailing) => TrimSide::Trailing,
                 _ => TrimSide::Both,
             };
             let mut args = vec![recurse(value)?];
-            if let Some(what) = trim_what {
-                args.push(recurse(what)?);
+            match (trim_what, trim_characters.as_deref()) {
+                (Some(what), None) => args.push(recurse(what)?),
+                // TRIM(s, characters), as DuckDB writes it.
+                (None, Some([characters])) => args.push(recurse(characters)?),
+                (None, None) => {}
+                _ => return Err(unsupported(format!("`{expr}`"), expr_span(expr))),
             }
             Expr::Function(ScalarFunction::Trim(side), args)
         }
