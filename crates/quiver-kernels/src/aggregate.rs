@@ -19,9 +19,10 @@ use crate::approx_percentile::ApproxPercentileAccumulator;
 use crate::fused::{self, new_fused, FusedAccumulator, NumericRole};
 use crate::group_values::{new_group_values, GroupValues};
 use crate::more_accumulators::{
-    ApproxDistinctAccumulator, BoolAccumulator, CountDistinctAccumulator, CovarianceAccumulator,
-    CovarianceKind, DistinctNumericAccumulator, FirstLastAccumulator, OrderedStringAggAccumulator,
-    PercentileAccumulator, StringAggAccumulator, VarianceAccumulator, VarianceKind,
+    ApproxDistinctAccumulator, ArgExtremeAccumulator, BoolAccumulator, CountDistinctAccumulator,
+    CovarianceAccumulator, CovarianceKind, DistinctNumericAccumulator, FirstLastAccumulator,
+    OrderedStringAggAccumulator, PercentileAccumulator, StringAggAccumulator, VarianceAccumulator,
+    VarianceKind,
 };
 use crate::EmitTo;
 
@@ -82,6 +83,9 @@ pub enum AggregateFunction {
     SumDistinct,
     /// `AVG(DISTINCT col)`: the mean of the group's distinct values.
     AvgDistinct,
+    /// `ARG_MAX(value, key)` (true) / `ARG_MIN(value, key)` (false) over a `(value, key)`
+    /// struct column: the value at the row with the largest (smallest) key.
+    ArgExtreme(bool),
 }
 
 impl fmt::Display for AggregateFunction {
@@ -109,6 +113,8 @@ impl fmt::Display for AggregateFunction {
             AggregateFunction::Covariance(kind) => kind.name(),
             AggregateFunction::SumDistinct => "SUM DISTINCT",
             AggregateFunction::StringAggOrdered { .. } => "STRING_AGG",
+            AggregateFunction::ArgExtreme(true) => "ARG_MAX",
+            AggregateFunction::ArgExtreme(false) => "ARG_MIN",
             AggregateFunction::AvgDistinct => "AVG DISTINCT",
         })
     }
@@ -745,6 +751,14 @@ fn own_accumulator(
                 Box::new(DistinctNumericAccumulator::try_new(role, &input_type)?),
                 fused::output_type(role, &input_type)?,
                 CountDistinctAccumulator::state_fields(&aggregate.name, &input_type),
+            )
+        }
+        AggregateFunction::ArgExtreme(max) => {
+            let (value_type, _) = ArgExtremeAccumulator::value_and_key_types(&input_type)?;
+            (
+                Box::new(ArgExtremeAccumulator::try_new(max, &input_type)?),
+                value_type,
+                ArgExtremeAccumulator::state_fields(&aggregate.name, &input_type)?,
             )
         }
         AggregateFunction::Covariance(kind) => {

@@ -1542,6 +1542,189 @@ impl GroupsAccumulator for FirstLastAccumulator {
     }
 }
 
+/// `ARG_MAX(value, key)` / `ARG_MIN(value, key)`: each group's `value` at the row with the
+/// largest (smallest) `key`, over a `(value, key)` struct column. Rows where either is NULL
+/// are skipped, as in DuckDB; of equal keys the first in arrival order wins (partial states
+/// merge in input order). Keys of any orderable type compare as `arrow-row` bytes; the best
+/// key per group is kept in those bytes, values as [`FirstLastAccumulator`] keeps its picks.
+pub struct ArgExtremeAccumulator {
+    max: bool,
+    key_type: DataType,
+    converter: RowConverter,
+    /// Per group, the best key so far in row format (empty: none yet).
+    best_keys: Vec<Vec<u8>>,
+    values: FirstLastAccumulator,
+    /// Per group, the batch (epoch) that last chose a row for it, and where in its picks.
+    seen_epoch: Vec<u32>,
+    seen_slot: Vec<u32>,
+    epoch: u32,
+}
+
+impl ArgExtremeAccumulator {
+    /// `ARG_MAX` when `max`, else `ARG_MIN`, over a `(value, key)` struct of these types.
+    pub fn try_new(max: bool, input_type: &DataType) -> Result<Self> {
+        let (value_type, key_type) = Self::value_and_key_types(input_type)?;
+        Ok(ArgExtremeAccumulator {
+            max,
+            converter: RowConverter::new(vec![SortField::new(key_type.clone())])?,
+            key_type,
+            best_keys: Vec::new(),
+            values: FirstLastAccumulator::new(false, value_type),
+            seen_epoch: Vec::new(),
+            seen_slot: Vec::new(),
+            epoch: 0,
+        })
+    }
+
+    /// The value and key types of a `(value, key)` struct input.
+    pub fn value_and_key_types(input_type: &DataType) -> Result<(DataType, DataType)> {
+        match input_type {
+            DataType::Struct(fields) if fields.len() == 2 => {
+                Ok((fields[0].data_type().clone(), fields[1].data_type().clone()))
+            }
+            other => Err(QuiverError::Internal(format!(
+                "ARG_MAX / ARG_MIN input {other}; a (value, key) struct is expected"
+            ))),
+        }
+    }
+
+    /// State fields: the value, its key, and whether the group has one.
+    pub fn state_fields(name: &str, input_type: &DataType) -> Result<Vec<Field>> {
+        let (value_type, key_type) = Self::value_and_key_types(input_type)?;
+        Ok(vec![
+            Field::new(format!("{name}[value]"), value_type, true),
+            Field::new(format!("{name}[key]"), key_type, true),
+            Field::new(format!("{name}[set]"), DataType::Boolean, false),
+        ])
+    }
+
+    /// Takes in rows of `values` and `keys` where `usable` holds.
+    fn absorb(
+        &mut self,
+        values: &ArrayRef,
+        keys: &ArrayRef,
+        group_ids: &[u32],
+        usable: impl Fn(usize) -> bool,
+        total_groups: usize,
+    ) -> Result<()> {
+        self.best_keys.resize(total_groups, Vec::new());
+        self.values.picks.resize(total_groups, None);
+        let rows = self.converter.convert_columns(std::slice::from_ref(keys))?;
+        // Epoch marks instead of a per-batch array of all groups: O(rows) per batch.
+        self.seen_epoch.resize(total_groups, 0);
+        self.seen_slot.resize(total_groups, 0);
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.seen_epoch.fill(0);
+            self.epoch = 1;
+        }
+        let mut chosen: Vec<(u32, u32)> = Vec::new();
+        for (row, &group) in group_ids.iter().enumerate() {
+            if !usable(row) || values.is_null(row) || keys.is_null(row) {
+                continue;
+            }
+            let key = rows.row(row);
+            let best = &mut self.best_keys[group as usize];
+            let better = best.is_empty()
+                || if self.max {
+                    key.as_ref() > best.as_slice()
+                } else {
+                    key.as_ref() < best.as_slice()
+                };
+            if better {
+                best.clear();
+                best.extend_from_slice(key.as_ref());
+                let g = group as usize;
+                if self.seen_epoch[g] == self.epoch {
+                    chosen[self.seen_slot[g] as usize].1 = row as u32;
+                } else {
+                    self.seen_epoch[g] = self.epoch;
+                    self.seen_slot[g] = chosen.len() as u32;
+                    chosen.push((group, row as u32));
+                }
+            }
+        }
+        self.values.pick(values, &chosen)
+    }
+
+    fn emit(&mut self, emit_to: EmitTo) -> Result<(ArrayRef, ArrayRef, Vec<bool>)> {
+        let keys = take_front(&mut self.best_keys, emit_to);
+        let (values, set) = self.values.emit(emit_to)?;
+        // Groups without a key decode as NULL: a placeholder row replaced by a null mask.
+        let parser = self.converter.parser();
+        let placeholder = self
+            .converter
+            .convert_columns(&[arrow::array::new_null_array(&self.key_type, 1)])?;
+        let rows: Vec<arrow::row::Row<'_>> = keys
+            .iter()
+            .map(|k| {
+                if k.is_empty() {
+                    placeholder.row(0)
+                } else {
+                    parser.parse(k)
+                }
+            })
+            .collect();
+        let mut decoded = self.converter.convert_rows(rows)?;
+        let keys = decoded.pop().ok_or_else(|| {
+            QuiverError::Internal("ARG_MAX / ARG_MIN key decoded to no column".into())
+        })?;
+        Ok((values, keys, set))
+    }
+}
+
+impl GroupsAccumulator for ArgExtremeAccumulator {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_ids: &[u32],
+        filter: Option<&BooleanArray>,
+        total_groups: usize,
+    ) -> Result<()> {
+        let input = first_input(values)?;
+        let pair = input.as_struct_opt().ok_or_else(|| {
+            QuiverError::Internal("ARG_MAX / ARG_MIN input is not a struct".into())
+        })?;
+        let (values, keys) = (Arc::clone(pair.column(0)), Arc::clone(pair.column(1)));
+        let passes = |row: usize| filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+        self.absorb(&values, &keys, group_ids, passes, total_groups)
+    }
+
+    fn merge_batch(
+        &mut self,
+        states: &[ArrayRef],
+        group_ids: &[u32],
+        total_groups: usize,
+    ) -> Result<()> {
+        let [values, keys, set] = states else {
+            return Err(QuiverError::Internal(format!(
+                "ARG_MAX / ARG_MIN state has {} columns, expected 3",
+                states.len()
+            )));
+        };
+        let set = set.as_boolean_opt().ok_or_else(|| {
+            QuiverError::Internal("ARG_MAX / ARG_MIN state flag is not boolean".into())
+        })?;
+        let usable = |row: usize| set.is_valid(row) && set.value(row);
+        self.absorb(values, keys, group_ids, usable, total_groups)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let (values, keys, set) = self.emit(emit_to)?;
+        Ok(vec![values, keys, Arc::new(BooleanArray::from(set))])
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        Ok(self.emit(emit_to)?.0)
+    }
+
+    fn size(&self) -> usize {
+        self.values.size()
+            + self.best_keys.capacity() * std::mem::size_of::<Vec<u8>>()
+            + self.best_keys.iter().map(Vec::capacity).sum::<usize>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -157,6 +157,8 @@ enum State {
     Pairs(Vec<(f64, f64)>),
     /// Ordered STRING_AGG: (key, text) in arrival order.
     OrderedText(Vec<(RefValue, String)>),
+    /// ARG_MAX / ARG_MIN: the best (key, value) so far.
+    ArgPick(Option<(RefValue, RefValue)>),
     /// SUM / AVG (DISTINCT): the values seen, and the sum of each first occurrence.
     DistinctSum(std::collections::HashSet<KeyBits>, Box<State>),
 }
@@ -237,6 +239,7 @@ pub fn aggregate(
                 AggregateFunction::FirstValue | AggregateFunction::LastValue => State::Pick(None),
                 AggregateFunction::Covariance(_) => State::Pairs(Vec::new()),
                 AggregateFunction::StringAggOrdered { .. } => State::OrderedText(Vec::new()),
+                AggregateFunction::ArgExtreme(_) => State::ArgPick(None),
                 AggregateFunction::SumDistinct | AggregateFunction::AvgDistinct => {
                     State::DistinctSum(
                         Default::default(),
@@ -285,6 +288,31 @@ pub fn aggregate(
                     }
                     continue;
                 }
+                if let State::ArgPick(best) = state {
+                    // The input is a (value, key) struct; a row with a NULL is skipped, and an
+                    // equal key keeps the earlier row.
+                    let column = aggregate.input.map(|c| batch.column(c));
+                    let Some(pair) = column.and_then(|c| c.as_struct_opt()) else {
+                        return Err(QuiverError::Unsupported("reference ARG_MAX input".into()));
+                    };
+                    let value = value_at(pair.column(0), row)?;
+                    let key = value_at(pair.column(1), row)?;
+                    if value == RefValue::Null || key == RefValue::Null {
+                        continue;
+                    }
+                    let better = best.as_ref().is_none_or(|(current, _)| {
+                        let order = key.total_cmp(current);
+                        if aggregate.function == AggregateFunction::ArgExtreme(true) {
+                            order == std::cmp::Ordering::Greater
+                        } else {
+                            order == std::cmp::Ordering::Less
+                        }
+                    });
+                    if better {
+                        *best = Some((key, value));
+                    }
+                    continue;
+                }
                 if let State::Pairs(pairs) = state {
                     // The input is a (y, x) struct; a pair with a NULL is skipped.
                     let column = aggregate.input.map(|c| batch.column(c));
@@ -317,7 +345,10 @@ pub fn aggregate(
                 }
                 match state {
                     // Handled above, NULLs included.
-                    State::Pick(_) | State::Pairs(_) | State::OrderedText(_) => {}
+                    State::Pick(_)
+                    | State::Pairs(_)
+                    | State::OrderedText(_)
+                    | State::ArgPick(_) => {}
                     State::Count(n) => *n += 1,
                     State::Distinct(set) => {
                         set.insert(value.key());
@@ -423,6 +454,7 @@ fn finish(
         State::Bool(value) => value.map_or(RefValue::Null, RefValue::Bool),
         State::Text(value) => value.map_or(RefValue::Null, |t| RefValue::Bytes(t.into_bytes())),
         State::Pick(value) => value.unwrap_or(RefValue::Null),
+        State::ArgPick(best) => best.map_or(RefValue::Null, |(_, value)| value),
         State::OrderedText(mut entries) => {
             let AggregateFunction::StringAggOrdered {
                 descending,

@@ -192,13 +192,34 @@ fn value_columns(rng: &mut StdRng, rows: usize, null_fraction: f64) -> Vec<Array
             maybe(rng, 0.1, v)
         })
         .collect();
-    vec![
+    // (value, key) pairs for ARG_MAX / ARG_MIN: wide integer keys, and boolean keys whose
+    // many ties test that the first row in arrival order wins.
+    let pair = |value: ArrayRef, key: ArrayRef| -> ArrayRef {
+        let fields = vec![
+            Field::new("y", value.data_type().clone(), true),
+            Field::new("x", key.data_type().clone(), true),
+        ];
+        Arc::new(arrow::array::StructArray::new(
+            fields.into(),
+            vec![value, key],
+            None,
+        ))
+    };
+    let (ints, floats, texts, flags): (ArrayRef, ArrayRef, ArrayRef, ArrayRef) = (
         Arc::new(ints),
-        Arc::new(extremes),
         Arc::new(floats),
-        Arc::new(decimals),
         Arc::new(texts),
         Arc::new(flags),
+    );
+    vec![
+        Arc::clone(&ints),
+        Arc::new(extremes),
+        Arc::clone(&floats),
+        Arc::new(decimals),
+        Arc::clone(&texts),
+        Arc::clone(&flags),
+        pair(texts, ints),
+        pair(floats, flags),
     ]
 }
 
@@ -210,7 +231,21 @@ fn value_fields() -> Vec<Field> {
         Field::new("v_decimal", DataType::Decimal128(12, 2), true),
         Field::new("v_text", DataType::Utf8, true),
         Field::new("v_flag", DataType::Boolean, true),
+        Field::new(
+            "v_text_by_int",
+            pair_type(DataType::Utf8, DataType::Int64),
+            true,
+        ),
+        Field::new(
+            "v_float_by_flag",
+            pair_type(DataType::Float64, DataType::Boolean),
+            true,
+        ),
     ]
+}
+
+fn pair_type(value: DataType, key: DataType) -> DataType {
+    DataType::Struct(vec![Field::new("y", value, true), Field::new("x", key, true)].into())
 }
 
 /// Aggregates over a batch whose value columns start at `first_value`.
@@ -223,6 +258,7 @@ fn aggregates(first_value: usize) -> Vec<AggregateExpr> {
         first_value + 4,
         first_value + 5,
     );
+    let (text_by_int, float_by_flag) = (first_value + 6, first_value + 7);
     vec![
         AggregateExpr::new(F::CountStar, None, "count_star"),
         AggregateExpr::new(F::Count, Some(int), "count_int"),
@@ -267,6 +303,15 @@ fn aggregates(first_value: usize) -> Vec<AggregateExpr> {
         AggregateExpr::new(F::FirstValue, Some(float), "first_float"),
         AggregateExpr::new(F::LastValue, Some(text), "last_text"),
         AggregateExpr::new(F::LastValue, Some(decimal), "last_decimal_filtered").with_filter(flag),
+        AggregateExpr::new(F::ArgExtreme(true), Some(text_by_int), "arg_max_text"),
+        AggregateExpr::new(F::ArgExtreme(false), Some(text_by_int), "arg_min_text"),
+        AggregateExpr::new(F::ArgExtreme(true), Some(float_by_flag), "arg_max_ties"),
+        AggregateExpr::new(
+            F::ArgExtreme(false),
+            Some(float_by_flag),
+            "arg_min_ties_filtered",
+        )
+        .with_filter(flag),
     ]
 }
 

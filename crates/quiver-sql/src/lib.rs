@@ -3006,6 +3006,8 @@ fn aggregate_function(name: &str) -> Option<AggregateFunction> {
         "string_agg" => AggregateFunction::StringAgg,
         "approx_count_distinct" | "approx_distinct" => AggregateFunction::ApproxCountDistinct,
         "approx_median" => AggregateFunction::ApproxPercentile(0.5),
+        "arg_max" | "argmax" | "max_by" => AggregateFunction::ArgExtreme(true),
+        "arg_min" | "argmin" | "min_by" => AggregateFunction::ArgExtreme(false),
         "corr" => AggregateFunction::Covariance(CovarianceKind::Corr),
         "covar_pop" => AggregateFunction::Covariance(CovarianceKind::CovarPop),
         "covar_samp" => AggregateFunction::Covariance(CovarianceKind::CovarSamp),
@@ -4695,6 +4697,19 @@ fn plan_call(
             )),
             String::new(),
         ),
+        (AggregateFunction::ArgExtreme(_), false, [value, key]) => (
+            Some(Expr::Function(
+                ScalarFunction::Pair,
+                vec![scalar(value)?, scalar(key)?],
+            )),
+            String::new(),
+        ),
+        (function @ AggregateFunction::ArgExtreme(_), _, _) => {
+            return Err(unsupported(
+                format!("`{whole}`: {function} takes two arguments (value, key)"),
+                span,
+            ))
+        }
         (AggregateFunction::Covariance(kind), _, _) => {
             return Err(unsupported(
                 format!("`{whole}`: {} takes two arguments (y, x)", kind.name()),
