@@ -497,7 +497,7 @@ where
                 }
                 format!("expected one record, found {rows}")
             }
-            Err(e) => e.to_string(),
+            Err(e) => without_decoder_lines(&e.to_string()),
         };
         output.rejected_rows += 1;
         output.dead_letters.push(DeadLetter {
@@ -515,6 +515,31 @@ where
         output.batches.push(concat_batches(schema, &good)?);
     }
     Ok(())
+}
+
+/// A decoder's message about one record without the decoder's own line number (`for line 1`,
+/// `at line 0`): the record was decoded alone, and the dead letter carries its real line.
+fn without_decoder_lines(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = [" for line ", " at line "]
+        .iter()
+        .filter_map(|phrase| rest.find(phrase).map(|i| (i, phrase.len())))
+        .min()
+    {
+        let (start, phrase) = at;
+        let digits = rest[start + phrase..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        out.push_str(&rest[..start]);
+        if digits == 0 {
+            out.push_str(&rest[start..start + phrase]);
+        }
+        rest = &rest[start + phrase + digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn json_line_spans(data: &[u8]) -> Vec<RecordSpan> {
@@ -601,12 +626,19 @@ fn csv_record_spans(data: &[u8], options: CsvOptions, source: &str) -> Result<Ve
             let end = usize::try_from(reader.position().byte())
                 .map_or(data.len(), |end| offset + end)
                 .min(data.len());
-            let begin = usize::try_from(record_start.byte())
+            let mut begin = usize::try_from(record_start.byte())
                 .map_or(end, |begin| offset + begin)
                 .min(end);
+            let mut line = lines_before + record_start.line();
+            // After a `\r\n` record end the reader starts the next record at the `\n`, before
+            // counting its line: the record is the line after it.
+            if begin > 0 && begin < end && data[begin - 1] == b'\r' && data[begin] == b'\n' {
+                begin += 1;
+                line += 1;
+            }
             spans.push(RecordSpan {
                 range: begin..end,
-                line: lines_before + record_start.line(),
+                line,
                 fields: record.len(),
                 malformed: None,
             });
@@ -1356,6 +1388,38 @@ mod tests {
         assert!(!unterminated_quote(b"a\"b,c\n", b','));
         assert!(unterminated_quote(b"a,\"b\"\"\n", b','));
         assert!(!unterminated_quote(b"a,\"b\"\"\"\n", b','));
+    }
+
+    #[test]
+    fn crlf_dead_letters_have_the_lines_and_bytes_of_lf_ones() {
+        for (newline, expected_byte) in [("\n", 14), ("\r\n", 16)] {
+            let data = ["id,s,v", "1,a,10", "2,b", "3,c,30", ""].join(newline);
+            let out = read_csv(
+                data.as_bytes(),
+                None,
+                CsvOptions::default(),
+                &IngestConfig::default(),
+            )
+            .unwrap();
+            assert_eq!(
+                (out.accepted_rows, out.rejected_rows),
+                (2, 1),
+                "{newline:?}"
+            );
+            let dead = &out.dead_letters[0];
+            assert_eq!(
+                (dead.position.record, dead.position.byte_offset),
+                (3, Some(expected_byte)),
+                "{newline:?}"
+            );
+            // The decoder saw the record alone: its own line number would be wrong.
+            assert!(!dead.reason.contains("line"), "{}", dead.reason);
+            assert!(dead.reason.contains("expected 3 got 2"), "{}", dead.reason);
+        }
+        assert_eq!(
+            without_decoder_lines("value 'x' for column 0 at line 0. Row data: 'online'"),
+            "value 'x' for column 0. Row data: 'online'"
+        );
     }
 
     #[test]

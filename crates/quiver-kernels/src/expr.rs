@@ -5,7 +5,7 @@
 //! divisor of 0.0 gives IEEE's ±∞ or NaN. Mixed
 //! numeric operands are coerced first: any float makes both `Float64`; otherwise any decimal
 //! makes both `Decimal128(38, max scale)` for `+`/`-`/`%`, `*` multiplies exactly into
-//! `Decimal128(38, s1 + s2)` (an integer has scale 0; `Float64` only past scale 38), and `/`
+//! `Decimal128(38, s1 + s2)` (an integer has scale 0; past scale 38 an error), and `/`
 //! divides in `Float64` (as DuckDB does); otherwise both
 //! become `Int64`, except that `UInt64` with a signed integer becomes `Decimal128(38, 0)` for
 //! `+`/`-` and comparisons (both ranges exactly) and two unsigned operands with a `UInt64` stay
@@ -417,11 +417,24 @@ impl Expr {
                         floats.unary::<_, arrow::datatypes::Float64Type>(f64::round_ties_even),
                     );
                 }
+                let text_to_decimal =
+                    is_string(value.data_type()) && matches!(to, DataType::Decimal128(..));
+                if text_to_decimal {
+                    value = without_exponents(&value)?;
+                }
                 let options = arrow::compute::CastOptions {
                     safe: *safe,
                     ..Default::default()
                 };
-                Ok(arrow::compute::cast_with_options(&value, to, &options)?)
+                arrow::compute::cast_with_options(&value, to, &options).map_err(|e| match e {
+                    // Arrow names its default decimal type, not the one asked for.
+                    arrow::error::ArrowError::CastError(message) if text_to_decimal => {
+                        QuiverError::Arrow(arrow::error::ArrowError::CastError(
+                            message.replace("Decimal128(38, 10)", &to.to_string()),
+                        ))
+                    }
+                    other => other.into(),
+                })
             }
             Expr::Case(branches, otherwise) => case(batch, branches, otherwise.as_deref()),
             Expr::Like {
@@ -576,6 +589,13 @@ fn date_arithmetic(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<Op
             message: e.to_string(),
         })
     };
+    if matches!(op, BinaryOp::Plus | BinaryOp::Minus)
+        && ((temporal(l) && r == &DataType::Null) || (l == &DataType::Null && temporal(r)))
+    {
+        // A date or timestamp plus or minus an untyped NULL is NULL, of the temporal type.
+        let data_type = if temporal(l) { l } else { r };
+        return Ok(Some(new_null_array(data_type, left.len())));
+    }
     if (temporal(l) && interval(r)) || (interval(l) && temporal(r)) {
         // A date with an interval is a timestamp (at midnight), as in PostgreSQL and DuckDB;
         // months and days move on the calendar, then the time.
@@ -623,6 +643,67 @@ fn date_arithmetic(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<Op
         }
         _ => return Ok(None),
     }))
+}
+
+/// Numbers in scientific notation (`1E5`, `-2.5e-3`) written out in plain digits, which is all
+/// Arrow's text-to-decimal cast reads; other strings as they are.
+fn without_exponents(array: &ArrayRef) -> Result<ArrayRef> {
+    let strings = cast(array, &DataType::Utf8)?;
+    let strings = strings.as_string::<i32>();
+    if !strings.iter().flatten().any(|s| s.contains(['e', 'E'])) {
+        return Ok(Arc::new(strings.clone()));
+    }
+    Ok(Arc::new(
+        strings
+            .iter()
+            .map(|v| v.map(|s| expanded_exponent(s).unwrap_or_else(|| s.to_string())))
+            .collect::<arrow::array::StringArray>(),
+    ))
+}
+
+/// `1.5e3` as `1500`, `25E-3` as `0.025`; `None` for anything else (left for the cast to
+/// judge) and for exponents beyond ±100 (no decimal holds them).
+fn expanded_exponent(text: &str) -> Option<String> {
+    let text = text.trim();
+    let (mantissa, exponent) = text.split_once(['e', 'E'])?;
+    let exponent: i32 = exponent
+        .strip_prefix('+')
+        .unwrap_or(exponent)
+        .parse()
+        .ok()?;
+    if exponent.abs() > 100 {
+        return None;
+    }
+    let (sign, unsigned) = match mantissa.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", mantissa.strip_prefix('+').unwrap_or(mantissa)),
+    };
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let digits = format!("{whole}{fraction}");
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Where the point falls within `digits` after the shift.
+    let point = whole.len() as i32 + exponent;
+    let (whole, fraction) = if point <= 0 {
+        (
+            "0".to_string(),
+            format!("{}{digits}", "0".repeat(point.unsigned_abs() as usize)),
+        )
+    } else if point as usize >= digits.len() {
+        (
+            format!("{digits}{}", "0".repeat(point as usize - digits.len())),
+            String::new(),
+        )
+    } else {
+        let (w, f) = digits.split_at(point as usize);
+        (w.to_string(), f.to_string())
+    };
+    Some(if fraction.is_empty() {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{fraction}")
+    })
 }
 
 /// Strings without their leading and trailing whitespace.
@@ -1072,7 +1153,7 @@ pub fn binary(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<ArrayRe
 }
 
 /// The operands of an exact decimal product: both decimal or integer, at least one decimal,
-/// scales adding up to at most 38; each as `Decimal128(38, its scale)`, so that Arrow's product
+/// scales adding up to at most 38 (more is an error); each as `Decimal128(38, its scale)`, so that Arrow's product
 /// is `Decimal128(38, s1 + s2)`, checked for overflow.
 fn exact_factors(left: &ArrayRef, right: &ArrayRef) -> Result<Option<(ArrayRef, ArrayRef)>> {
     let scale = |t: &DataType| match t {
@@ -1084,12 +1165,21 @@ fn exact_factors(left: &ArrayRef, right: &ArrayRef) -> Result<Option<(ArrayRef, 
         return Ok(None);
     };
     let decimal = |t: &DataType| matches!(t, DataType::Decimal128(..));
-    if !(decimal(left.data_type()) || decimal(right.data_type()))
-        || !(0..=38).contains(&(i16::from(sl) + i16::from(sr)))
-        || sl < 0
-        || sr < 0
-    {
+    if !(decimal(left.data_type()) || decimal(right.data_type())) || sl < 0 || sr < 0 {
         return Ok(None);
+    }
+    let scale = i16::from(sl) + i16::from(sr);
+    if scale > 38 {
+        // A double would silently drop digits of the exact product.
+        return Err(QuiverError::Arithmetic {
+            context: "*".into(),
+            message: format!(
+                "the exact product of {} and {} needs {scale} decimal places, more than 38; \
+                 CAST an operand to fewer decimal places or to DOUBLE",
+                left.data_type(),
+                right.data_type()
+            ),
+        });
     }
     let as_decimal = |array: &ArrayRef, s: i8| -> Result<ArrayRef> {
         let to = DataType::Decimal128(38, s);
@@ -1223,6 +1313,39 @@ mod tests {
     }
 
     #[test]
+    fn scientific_notation_expands_to_plain_digits() {
+        for (text, plain) in [
+            ("1E5", Some("100000")),
+            ("-2.5e-3", Some("-0.0025")),
+            ("3.5e18", Some("3500000000000000000")),
+            ("+1.25E+1", Some("12.5")),
+            (" 7e0 ", Some("7")),
+            ("12.345e1", Some("123.45")),
+            ("1e", None),
+            ("e5", None),
+            ("1x5e2", None),
+            ("1e400", None),
+        ] {
+            assert_eq!(expanded_exponent(text).as_deref(), plain, "{text}");
+        }
+        let cast = Expr::Cast(
+            Box::new(Expr::Literal(Literal::Utf8("1E5".into()))),
+            DataType::Decimal128(10, 2),
+            false,
+        );
+        let value = cast.evaluate(&batch()).unwrap();
+        let decimal = value.as_primitive::<arrow::datatypes::Decimal128Type>();
+        assert_eq!(decimal.value_as_string(0), "100000.00");
+        let bad = Expr::Cast(
+            Box::new(Expr::Literal(Literal::Utf8("abc".into()))),
+            DataType::Decimal128(10, 1),
+            false,
+        );
+        let error = bad.evaluate(&batch()).unwrap_err().to_string();
+        assert!(error.contains("Decimal128(10, 1)"), "{error}");
+    }
+
+    #[test]
     fn decimals_overflow_past_38_digits_and_divide_in_floats() {
         let decimal = |m: i128, scale: i8| -> ArrayRef {
             Arc::new(
@@ -1243,6 +1366,11 @@ mod tests {
             &decimal(10i128.pow(19), 0),
         );
         assert!(product.is_err(), "{product:?}");
+        // Scale 20 + 20: no decimal holds the exact product, and a double would round it.
+        let error = binary(&decimal(1, 20), BinaryOp::Multiply, &decimal(1, 20))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("needs 40 decimal places"), "{error}");
         let fits = binary(&largest, BinaryOp::Minus, &decimal(1, 1)).unwrap();
         assert_eq!(fits.data_type(), &DataType::Decimal128(38, 1));
         // Equal decimal types divide in floats too.
