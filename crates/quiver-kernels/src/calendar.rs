@@ -143,9 +143,10 @@ pub fn make_date(year: &ArrayRef, month: &ArrayRef, day: &ArrayRef) -> Result<Ar
         match i32::try_from(epoch_days).ok().filter(|_| valid) {
             Some(days) => out.append_value(days),
             None => {
-                return Err(QuiverError::Unsupported(format!(
-                    "MAKE_DATE({y}, {m}, {d}): not a date"
-                )))
+                return Err(QuiverError::Arithmetic {
+                    context: "MAKE_DATE".into(),
+                    message: format!("year {y}, month {m}, day {d} is not a date"),
+                })
             }
         }
     }

@@ -456,7 +456,16 @@ pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef>
         }
         ScalarFunction::Strftime => {
             arity(function, args, &[2])?;
-            crate::calendar::strftime(&args[0], &args[1])
+            // DuckDB also takes STRFTIME(format, value).
+            let text_first = matches!(
+                args[0].data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            );
+            if text_first {
+                crate::calendar::strftime(&args[1], &args[0])
+            } else {
+                crate::calendar::strftime(&args[0], &args[1])
+            }
         }
         ScalarFunction::ConcatWs => {
             if args.len() < 2 {
@@ -683,6 +692,13 @@ fn extract(field: TimeField, value: &ArrayRef) -> Result<ArrayRef> {
             return Ok(numeric::add(&whole, &fraction)?);
         }
         TimeField::Epoch => {
+            // A date's epoch is its midnight's (UTC).
+            let value = &match value.data_type() {
+                DataType::Date32 | DataType::Date64 => {
+                    cast(value, &DataType::Timestamp(TimeUnit::Second, None))?
+                }
+                _ => Arc::clone(value),
+            };
             let unit = timestamp_unit(value, "EXTRACT(EPOCH)")?;
             let raw = value.to_data();
             let values: PrimitiveArray<Int64Type> = PrimitiveArray::from(
