@@ -21,8 +21,8 @@ use crate::group_values::{new_group_values, GroupValues};
 use crate::more_accumulators::{
     ApproxDistinctAccumulator, ArgExtremeAccumulator, BoolAccumulator, CountDistinctAccumulator,
     CovarianceAccumulator, CovarianceKind, DistinctNumericAccumulator, FirstLastAccumulator,
-    OrderedStringAggAccumulator, PercentileAccumulator, StringAggAccumulator, VarianceAccumulator,
-    VarianceKind,
+    ModeAccumulator, OrderedStringAggAccumulator, PercentileAccumulator, StringAggAccumulator,
+    VarianceAccumulator, VarianceKind,
 };
 use crate::EmitTo;
 
@@ -86,6 +86,8 @@ pub enum AggregateFunction {
     /// `ARG_MAX(value, key)` (true) / `ARG_MIN(value, key)` (false) over a `(value, key)`
     /// struct column: the value at the row with the largest (smallest) key.
     ArgExtreme(bool),
+    /// `MODE(col)`: the most frequent non-NULL value (the smallest of equally frequent ones).
+    Mode,
 }
 
 impl fmt::Display for AggregateFunction {
@@ -115,6 +117,7 @@ impl fmt::Display for AggregateFunction {
             AggregateFunction::StringAggOrdered { .. } => "STRING_AGG",
             AggregateFunction::ArgExtreme(true) => "ARG_MAX",
             AggregateFunction::ArgExtreme(false) => "ARG_MIN",
+            AggregateFunction::Mode => "MODE",
             AggregateFunction::AvgDistinct => "AVG DISTINCT",
         })
     }
@@ -753,6 +756,11 @@ fn own_accumulator(
                 CountDistinctAccumulator::state_fields(&aggregate.name, &input_type),
             )
         }
+        AggregateFunction::Mode => (
+            Box::new(ModeAccumulator::try_new(&input_type)?),
+            input_type.clone(),
+            ModeAccumulator::state_fields(&aggregate.name, &input_type),
+        ),
         AggregateFunction::ArgExtreme(max) => {
             let (value_type, _) = ArgExtremeAccumulator::value_and_key_types(&input_type)?;
             (

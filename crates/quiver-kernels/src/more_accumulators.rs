@@ -1725,6 +1725,207 @@ impl GroupsAccumulator for ArgExtremeAccumulator {
     }
 }
 
+/// `MODE(x)`: each group's most frequent non-NULL value; of equally frequent ones the smallest
+/// in SQL order, so the answer does not depend on arrival order or partitioning. Values count
+/// by their `arrow-row` bytes (floats with -0.0 as 0.0 and one NaN, as GROUP BY keys them).
+/// The partial state is two lists per group: its distinct values and their counts.
+pub struct ModeAccumulator {
+    value_type: DataType,
+    converter: RowConverter,
+    counts: Vec<hashbrown::HashMap<Box<[u8]>, i64>>,
+}
+
+impl ModeAccumulator {
+    /// MODE over values of `value_type`.
+    pub fn try_new(value_type: &DataType) -> Result<Self> {
+        Ok(ModeAccumulator {
+            value_type: value_type.clone(),
+            converter: RowConverter::new(vec![SortField::new(value_type.clone())])?,
+            counts: Vec::new(),
+        })
+    }
+
+    /// State fields: each group's distinct values and their counts, as lists.
+    pub fn state_fields(name: &str, value_type: &DataType) -> Vec<Field> {
+        let item = |t: DataType| Arc::new(Field::new("item", t, true));
+        vec![
+            Field::new(
+                format!("{name}[values]"),
+                DataType::List(item(value_type.clone())),
+                true,
+            ),
+            Field::new(
+                format!("{name}[counts]"),
+                DataType::List(item(DataType::Int64)),
+                true,
+            ),
+        ]
+    }
+
+    /// Values in row format, floats normalised first.
+    fn rows(&self, values: &ArrayRef) -> Result<Rows> {
+        let normal = |x: f64| {
+            if x == 0.0 {
+                0.0
+            } else if x.is_nan() {
+                f64::NAN
+            } else {
+                x
+            }
+        };
+        let values: ArrayRef = match values.data_type() {
+            DataType::Float64 => Arc::new(
+                values
+                    .as_primitive::<Float64Type>()
+                    .unary::<_, Float64Type>(normal),
+            ),
+            DataType::Float32 => Arc::new(
+                values
+                    .as_primitive::<arrow::datatypes::Float32Type>()
+                    .unary::<_, arrow::datatypes::Float32Type>(|x| normal(f64::from(x)) as f32),
+            ),
+            _ => Arc::clone(values),
+        };
+        Ok(self.converter.convert_columns(&[values])?)
+    }
+
+    fn add(&mut self, group: u32, value: &[u8], count: i64) {
+        let counts = &mut self.counts[group as usize];
+        match counts.get_mut(value) {
+            Some(n) => *n += count,
+            None => {
+                counts.insert(value.into(), count);
+            }
+        }
+    }
+
+    /// Decodes row-format values (`None`: NULL) into one array.
+    fn decode<'a>(&self, values: impl Iterator<Item = Option<&'a [u8]>>) -> Result<ArrayRef> {
+        let null = self
+            .converter
+            .convert_columns(&[arrow::array::new_null_array(&self.value_type, 1)])?;
+        let parser = self.converter.parser();
+        let rows: Vec<arrow::row::Row<'_>> = values
+            .map(|v| match v {
+                Some(bytes) => parser.parse(bytes),
+                None => null.row(0),
+            })
+            .collect();
+        self.converter
+            .convert_rows(rows)?
+            .pop()
+            .ok_or_else(|| QuiverError::Internal("MODE values decoded to no column".into()))
+    }
+}
+
+impl GroupsAccumulator for ModeAccumulator {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_ids: &[u32],
+        filter: Option<&BooleanArray>,
+        total_groups: usize,
+    ) -> Result<()> {
+        let values = first_input(values)?;
+        self.counts.resize_with(total_groups, Default::default);
+        let rows = self.rows(values)?;
+        for (row, &group) in group_ids.iter().enumerate() {
+            let passes = filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+            if passes && values.is_valid(row) {
+                self.add(group, rows.row(row).as_ref(), 1);
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        states: &[ArrayRef],
+        group_ids: &[u32],
+        total_groups: usize,
+    ) -> Result<()> {
+        let [values, counts] = states else {
+            return Err(QuiverError::Internal(format!(
+                "MODE state has {} columns, expected 2",
+                states.len()
+            )));
+        };
+        let (Some(values), Some(counts)) =
+            (values.as_list_opt::<i32>(), counts.as_list_opt::<i32>())
+        else {
+            return Err(QuiverError::Internal("MODE state is not two lists".into()));
+        };
+        self.counts.resize_with(total_groups, Default::default);
+        let rows = self.rows(values.values())?;
+        let numbers = counts
+            .values()
+            .as_primitive_opt::<arrow::datatypes::Int64Type>()
+            .ok_or_else(|| QuiverError::Internal("MODE state counts are not BIGINT".into()))?;
+        let offsets = values.value_offsets();
+        for (state_row, &group) in group_ids.iter().enumerate() {
+            if values.is_null(state_row) {
+                continue;
+            }
+            let (start, end) = (offsets[state_row] as usize, offsets[state_row + 1] as usize);
+            for item in start..end {
+                self.add(group, rows.row(item).as_ref(), numbers.value(item));
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let emitted = take_front(&mut self.counts, emit_to);
+        let mut lengths = Vec::with_capacity(emitted.len());
+        let mut counts = Vec::new();
+        let values = self.decode(emitted.iter().flat_map(|group| {
+            lengths.push(group.len());
+            counts.extend(group.values().copied());
+            group.keys().map(|k| Some(k.as_ref()))
+        }))?;
+        let item = |t: DataType| Arc::new(Field::new("item", t, true));
+        let offsets = OffsetBuffer::from_lengths(lengths);
+        Ok(vec![
+            Arc::new(ListArray::try_new(
+                item(self.value_type.clone()),
+                offsets.clone(),
+                values,
+                None,
+            )?),
+            Arc::new(ListArray::try_new(
+                item(DataType::Int64),
+                offsets,
+                Arc::new(Int64Array::from(counts)),
+                None,
+            )?),
+        ])
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let emitted = take_front(&mut self.counts, emit_to);
+        let modes = emitted.iter().map(|group| {
+            group
+                .iter()
+                // Most frequent, then smallest: the maximum of (count, reversed bytes).
+                .max_by(|(a, m), (b, n)| m.cmp(n).then_with(|| b.cmp(a)))
+                .map(|(bytes, _)| bytes.as_ref())
+        });
+        self.decode(modes)
+    }
+
+    fn size(&self) -> usize {
+        self.counts.capacity() * std::mem::size_of::<hashbrown::HashMap<Box<[u8]>, i64>>()
+            + self
+                .counts
+                .iter()
+                .map(|group| {
+                    group.capacity() * (std::mem::size_of::<(Box<[u8]>, i64)>() + 1)
+                        + group.keys().map(|k| k.len()).sum::<usize>()
+                })
+                .sum::<usize>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

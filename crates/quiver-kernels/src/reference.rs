@@ -157,6 +157,8 @@ enum State {
     Pairs(Vec<(f64, f64)>),
     /// Ordered STRING_AGG: (key, text) in arrival order.
     OrderedText(Vec<(RefValue, String)>),
+    /// MODE: each distinct value (by key) with its count.
+    Mode(HashMap<KeyBits, (RefValue, i64)>),
     /// ARG_MAX / ARG_MIN: the best (key, value) so far.
     ArgPick(Option<(RefValue, RefValue)>),
     /// SUM / AVG (DISTINCT): the values seen, and the sum of each first occurrence.
@@ -240,6 +242,7 @@ pub fn aggregate(
                 AggregateFunction::Covariance(_) => State::Pairs(Vec::new()),
                 AggregateFunction::StringAggOrdered { .. } => State::OrderedText(Vec::new()),
                 AggregateFunction::ArgExtreme(_) => State::ArgPick(None),
+                AggregateFunction::Mode => State::Mode(HashMap::new()),
                 AggregateFunction::SumDistinct | AggregateFunction::AvgDistinct => {
                     State::DistinctSum(
                         Default::default(),
@@ -390,6 +393,7 @@ pub fn aggregate(
                             Some(joined) => format!("{joined}{}{text}", aggregate.separator),
                         });
                     }
+                    State::Mode(counts) => counts.entry(value.key()).or_insert((value, 0)).1 += 1,
                     State::Sum { .. } => add_to_sum(state, value)?,
                     State::DistinctSum(seen, sum) => {
                         if seen.insert(value.key()) {
@@ -455,6 +459,10 @@ fn finish(
         State::Text(value) => value.map_or(RefValue::Null, |t| RefValue::Bytes(t.into_bytes())),
         State::Pick(value) => value.unwrap_or(RefValue::Null),
         State::ArgPick(best) => best.map_or(RefValue::Null, |(_, value)| value),
+        State::Mode(counts) => counts
+            .into_values()
+            .max_by(|(a, m), (b, n)| m.cmp(n).then_with(|| b.total_cmp(a)))
+            .map_or(RefValue::Null, |(value, _)| value),
         State::OrderedText(mut entries) => {
             let AggregateFunction::StringAggOrdered {
                 descending,

@@ -3006,6 +3006,7 @@ fn aggregate_function(name: &str) -> Option<AggregateFunction> {
         "string_agg" => AggregateFunction::StringAgg,
         "approx_count_distinct" | "approx_distinct" => AggregateFunction::ApproxCountDistinct,
         "approx_median" => AggregateFunction::ApproxPercentile(0.5),
+        "mode" => AggregateFunction::Mode,
         "arg_max" | "argmax" | "max_by" => AggregateFunction::ArgExtreme(true),
         "arg_min" | "argmin" | "min_by" => AggregateFunction::ArgExtreme(false),
         "corr" => AggregateFunction::Covariance(CovarianceKind::Corr),
