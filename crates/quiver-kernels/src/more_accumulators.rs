@@ -1650,7 +1650,7 @@ impl ArgExtremeAccumulator {
     fn emit(&mut self, emit_to: EmitTo) -> Result<(ArrayRef, ArrayRef, Vec<bool>)> {
         let keys = take_front(&mut self.best_keys, emit_to);
         let (values, set) = self.values.emit(emit_to)?;
-        // Groups without a key decode as NULL: a placeholder row replaced by a null mask.
+        // Groups without a key take the row of a NULL key, which decodes as NULL.
         let parser = self.converter.parser();
         let placeholder = self
             .converter
