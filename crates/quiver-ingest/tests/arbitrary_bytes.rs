@@ -61,54 +61,10 @@ proptest! {
             Field::new("b", DataType::Utf8, true),
         ]));
         let options = CsvOptions { has_header: false, ..CsvOptions::default() };
-        let records = csv_records(&bytes);
+        let records = quiver_ingest::fuzz::expected_csv_records(&bytes);
         let out = read_csv(&bytes, Some(schema), options, &config()).unwrap();
         prop_assert_eq!(out.accepted_rows + out.rejected_rows, records);
         prop_assert_eq!(out.batch_rows(), out.accepted_rows);
         let _ = read_csv(&bytes, None, CsvOptions::default(), &config());
     }
-}
-
-/// Records in `bytes` as the CSV reader should count them: the `csv` crate's records, except
-/// that a record whose quoted field is still open at the end of the input is its first line
-/// only, and the lines after it are counted again as records.
-fn csv_records(bytes: &[u8]) -> u64 {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(bytes);
-    let mut record = csv::ByteRecord::new();
-    let (mut count, mut last_start) = (0, 0);
-    while reader.read_byte_record(&mut record).unwrap() {
-        count += 1;
-        last_start = record.position().map_or(0, |p| p.byte() as usize);
-    }
-    if count == 0 || !open_quote_at_end(&bytes[last_start..]) {
-        return count;
-    }
-    match bytes[last_start..].iter().position(|&b| b == b'\n') {
-        Some(newline) => count + csv_records(&bytes[last_start + newline + 1..]),
-        None => count,
-    }
-}
-
-/// Whether a quoted field is open at the end of `record` (quotes open only at a field's start).
-fn open_quote_at_end(record: &[u8]) -> bool {
-    enum State {
-        FieldStart,
-        Unquoted,
-        Quoted,
-        QuoteInQuoted,
-    }
-    let mut state = State::FieldStart;
-    for &byte in record {
-        state = match (state, byte) {
-            (State::Quoted, b'"') => State::QuoteInQuoted,
-            (State::Quoted, _) | (State::QuoteInQuoted, b'"') => State::Quoted,
-            (State::FieldStart, b'"') => State::Quoted,
-            (_, b',' | b'\n' | b'\r') => State::FieldStart,
-            _ => State::Unquoted,
-        };
-    }
-    matches!(state, State::Quoted)
 }
