@@ -40,6 +40,10 @@ pub fn expected_csv_records(data: &[u8]) -> u64 {
             .map_or(0, |p| usize::try_from(p.byte()).unwrap_or(data.len()))
             .min(data.len());
     }
+    // After a `\r\n` the reader starts the next record at the `\n`.
+    if last_start > 0 && data[last_start - 1] == b'\r' && data.get(last_start) == Some(&b'\n') {
+        last_start += 1;
+    }
     if count == 0 || !open_quote_at_end(&data[last_start..]) {
         return count;
     }
@@ -156,5 +160,8 @@ mod tests {
         check_csv(&[34, 10, 200, 10]);
         assert_eq!(expected_csv_records(b"a\n\"b\nc\n"), 3);
         assert_eq!(expected_csv_records(b"a\n\"b\"\nc\n"), 3);
+        assert_eq!(expected_csv_records(b"a\r\n\"b\nc\n"), 3);
+        check_csv(b"a\r\n\"b\nc\n");
+        check_csv(b"1,x\r\n\"2\r\n3,y\r\n");
     }
 }
