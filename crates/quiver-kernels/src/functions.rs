@@ -233,6 +233,15 @@ pub(crate) fn integers(array: &ArrayRef, function: &str) -> Result<Int64Array> {
     }
 }
 
+/// Any value as `Utf8` text for CONCAT: timestamps as CAST(ts AS VARCHAR) prints them, not in
+/// Arrow's ISO `T` form.
+fn as_text(array: &ArrayRef) -> Result<ArrayRef> {
+    match array.data_type() {
+        DataType::Timestamp(..) => crate::expr::timestamp_text(array),
+        _ => Ok(cast(array, &DataType::Utf8)?),
+    }
+}
+
 fn map_strings(input: &StringArray, f: impl Fn(&str) -> String) -> ArrayRef {
     let mut builder = StringBuilder::with_capacity(input.len(), input.value_data().len());
     for value in input.iter() {
@@ -320,14 +329,7 @@ pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef>
             if args.is_empty() {
                 return Err(QuiverError::Unsupported("CONCAT without arguments".into()));
             }
-            let inputs = args
-                .iter()
-                .map(|a| match a.data_type() {
-                    // As CAST(ts AS VARCHAR) prints it, not Arrow's ISO `T` form.
-                    DataType::Timestamp(..) => crate::expr::timestamp_text(a),
-                    _ => cast(a, &DataType::Utf8).map_err(QuiverError::from),
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let inputs = args.iter().map(as_text).collect::<Result<Vec<_>>>()?;
             let inputs: Vec<&StringArray> = inputs.iter().map(|a| a.as_string::<i32>()).collect();
             let rows = inputs[0].len();
             let mut builder = StringBuilder::with_capacity(rows, 0);
@@ -474,13 +476,7 @@ pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef>
                 ));
             }
             let separators = strings(&args[0], "CONCAT_WS")?;
-            let values = args[1..]
-                .iter()
-                .map(|a| match a.data_type() {
-                    DataType::Timestamp(..) => crate::expr::timestamp_text(a),
-                    _ => cast(a, &DataType::Utf8).map_err(QuiverError::from),
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let values = args[1..].iter().map(as_text).collect::<Result<Vec<_>>>()?;
             let values: Vec<&StringArray> = values.iter().map(|a| a.as_string::<i32>()).collect();
             let mut builder = StringBuilder::with_capacity(separators.len(), 0);
             let mut text = String::new();

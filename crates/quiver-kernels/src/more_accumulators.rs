@@ -1356,6 +1356,43 @@ impl GroupsAccumulator for ApproxDistinctAccumulator {
 // ---------------------------------------------------------------------------------------------
 // FIRST_VALUE, LAST_VALUE
 
+/// Where each group's pick sits in one batch's `(group, row)` picks, marked by batch (epoch)
+/// instead of a per-batch array over all groups: O(rows) per batch.
+#[derive(Default)]
+struct BatchSlots {
+    seen_epoch: Vec<u32>,
+    seen_slot: Vec<u32>,
+    epoch: u32,
+}
+
+impl BatchSlots {
+    /// Starts a batch over `total_groups` groups: no group has a pick in it yet.
+    fn start_batch(&mut self, total_groups: usize) {
+        self.seen_epoch.resize(total_groups, 0);
+        self.seen_slot.resize(total_groups, 0);
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.seen_epoch.fill(0);
+            self.epoch = 1;
+        }
+    }
+
+    /// Picks `row` for `group` in `chosen`: appended for the batch's first pick of the group,
+    /// else replacing the earlier one when `replace` (kept otherwise).
+    fn choose(&mut self, chosen: &mut Vec<(u32, u32)>, group: u32, row: u32, replace: bool) {
+        let g = group as usize;
+        if self.seen_epoch[g] == self.epoch {
+            if replace {
+                chosen[self.seen_slot[g] as usize].1 = row;
+            }
+        } else {
+            self.seen_epoch[g] = self.epoch;
+            self.seen_slot[g] = chosen.len() as u32;
+            chosen.push((group, row));
+        }
+    }
+}
+
 /// `FIRST_VALUE(x)` / `LAST_VALUE(x)`: the value of the first or last row of each group in
 /// arrival order (NULL values included; rows failing the FILTER skipped). Picked values are
 /// copied into chunks (one `take` per batch) and each group points at its pick; merging keeps
@@ -1368,10 +1405,7 @@ pub struct FirstLastAccumulator {
     /// Per group: (chunk, row) of its pick.
     picks: Vec<Option<(u32, u32)>>,
     chunk_rows: usize,
-    /// Per group, the batch (epoch) that last chose a row for it, and where in `chosen`.
-    seen_epoch: Vec<u32>,
-    seen_slot: Vec<u32>,
-    epoch: u32,
+    slots: BatchSlots,
 }
 
 impl FirstLastAccumulator {
@@ -1383,9 +1417,7 @@ impl FirstLastAccumulator {
             chunks: Vec::new(),
             picks: Vec::new(),
             chunk_rows: 0,
-            seen_epoch: Vec::new(),
-            seen_slot: Vec::new(),
-            epoch: 0,
+            slots: BatchSlots::default(),
         }
     }
 
@@ -1468,29 +1500,14 @@ impl GroupsAccumulator for FirstLastAccumulator {
         let values = first_input(values)?;
         self.picks.resize(total_groups, None);
         let passes = |row: usize| filter.is_none_or(|f| f.is_valid(row) && f.value(row));
-        // Epoch marks instead of a per-batch array of all groups: O(rows) per batch.
-        self.seen_epoch.resize(total_groups, 0);
-        self.seen_slot.resize(total_groups, 0);
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.seen_epoch.fill(0);
-            self.epoch = 1;
-        }
+        self.slots.start_batch(total_groups);
         let mut chosen: Vec<(u32, u32)> = Vec::new();
         for (row, &group) in group_ids.iter().enumerate() {
-            let g = group as usize;
-            if (self.first && self.picks[g].is_some()) || !passes(row) {
+            if (self.first && self.picks[group as usize].is_some()) || !passes(row) {
                 continue;
             }
-            if self.seen_epoch[g] == self.epoch {
-                if !self.first {
-                    chosen[self.seen_slot[g] as usize].1 = row as u32;
-                }
-            } else {
-                self.seen_epoch[g] = self.epoch;
-                self.seen_slot[g] = chosen.len() as u32;
-                chosen.push((group, row as u32));
-            }
+            self.slots
+                .choose(&mut chosen, group, row as u32, !self.first);
         }
         self.pick(values, &chosen)
     }
@@ -1554,10 +1571,7 @@ pub struct ArgExtremeAccumulator {
     /// Per group, the best key so far in row format (empty: none yet).
     best_keys: Vec<Vec<u8>>,
     values: FirstLastAccumulator,
-    /// Per group, the batch (epoch) that last chose a row for it, and where in its picks.
-    seen_epoch: Vec<u32>,
-    seen_slot: Vec<u32>,
-    epoch: u32,
+    slots: BatchSlots,
 }
 
 impl ArgExtremeAccumulator {
@@ -1570,9 +1584,7 @@ impl ArgExtremeAccumulator {
             key_type,
             best_keys: Vec::new(),
             values: FirstLastAccumulator::new(false, value_type),
-            seen_epoch: Vec::new(),
-            seen_slot: Vec::new(),
-            epoch: 0,
+            slots: BatchSlots::default(),
         })
     }
 
@@ -1610,14 +1622,7 @@ impl ArgExtremeAccumulator {
         self.best_keys.resize(total_groups, Vec::new());
         self.values.picks.resize(total_groups, None);
         let rows = self.converter.convert_columns(std::slice::from_ref(keys))?;
-        // Epoch marks instead of a per-batch array of all groups: O(rows) per batch.
-        self.seen_epoch.resize(total_groups, 0);
-        self.seen_slot.resize(total_groups, 0);
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.seen_epoch.fill(0);
-            self.epoch = 1;
-        }
+        self.slots.start_batch(total_groups);
         let mut chosen: Vec<(u32, u32)> = Vec::new();
         for (row, &group) in group_ids.iter().enumerate() {
             if !usable(row) || values.is_null(row) || keys.is_null(row) {
@@ -1634,14 +1639,7 @@ impl ArgExtremeAccumulator {
             if better {
                 best.clear();
                 best.extend_from_slice(key.as_ref());
-                let g = group as usize;
-                if self.seen_epoch[g] == self.epoch {
-                    chosen[self.seen_slot[g] as usize].1 = row as u32;
-                } else {
-                    self.seen_epoch[g] = self.epoch;
-                    self.seen_slot[g] = chosen.len() as u32;
-                    chosen.push((group, row as u32));
-                }
+                self.slots.choose(&mut chosen, group, row as u32, true);
             }
         }
         self.values.pick(values, &chosen)
