@@ -678,6 +678,11 @@ fn check_table_names(specs: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// A regular file of zero bytes.
+fn is_empty_file(path: &std::path::Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0)
+}
+
 fn load_tables(
     specs: &[String],
     forced: Option<InputFormat>,
@@ -710,7 +715,14 @@ fn load_tables(
                 let mut files: Vec<PathBuf> = std::fs::read_dir(path)
                     .map_err(|e| QuiverError::io(path.display().to_string(), e))?
                     .filter_map(|entry| entry.ok().map(|e| e.path()))
-                    .filter(|p| p.is_file() && input_format_of(p, forced).is_ok())
+                    // Hidden files (`.name`) are not partitions, as in Spark, Hive and Arrow.
+                    .filter(|p| {
+                        p.is_file()
+                            && !p
+                                .file_name()
+                                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                            && input_format_of(p, forced).is_ok()
+                    })
                     .collect();
                 files.sort();
                 if files.is_empty() {
@@ -722,6 +734,12 @@ fn load_tables(
                 files
             } else {
                 vec![path.to_path_buf()]
+            };
+            // An empty file among others is an empty partition (it has no header to check).
+            let files = if files.iter().any(|f| !is_empty_file(f)) {
+                files.into_iter().filter(|f| !is_empty_file(f)).collect()
+            } else {
+                files
             };
             // Independent files are read in parallel, each into its own partition.
             let outputs = read_partitions(&files, forced, verbose)?;
@@ -1210,27 +1228,81 @@ fn write_batches(
     }
 }
 
-/// Writes `batches` as CSV rows, after a header row of the column names when `with_header`.
+/// Writes `batches` as CSV rows (RFC 4180), after a header row of the column names when
+/// `with_header`. Values print as Arrow displays them (ISO 8601 times, shortest round-trip
+/// floats); NULL is an empty field and an empty string is `""`, so the two stay apart, as
+/// DuckDB and PostgreSQL write them.
 fn write_csv<'a>(
     sink: &mut dyn Write,
     batches: impl IntoIterator<Item = &'a arrow::record_batch::RecordBatch>,
     with_header: bool,
 ) -> Result<()> {
-    let mut writer = arrow::csv::WriterBuilder::new()
-        .with_header(with_header)
-        .build(sink);
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    use std::fmt::Write as _;
+    let options = FormatOptions::default();
+    let mut text = String::new();
+    let mut value = String::new();
+    let mut header_due = with_header;
     for batch in batches {
-        writer.write(batch)?;
+        text.clear();
+        if std::mem::take(&mut header_due) {
+            for (index, field) in batch.schema().fields().iter().enumerate() {
+                if index > 0 {
+                    text.push(',');
+                }
+                push_csv_field(&mut text, field.name(), false);
+            }
+            text.push('\n');
+        }
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|column| ArrayFormatter::try_new(column.as_ref(), &options))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        // Logical nulls: a column of type NULL has no validity buffer.
+        let nulls: Vec<_> = batch.columns().iter().map(|c| c.logical_nulls()).collect();
+        for row in 0..batch.num_rows() {
+            for (index, (formatter, nulls)) in formatters.iter().zip(&nulls).enumerate() {
+                if index > 0 {
+                    text.push(',');
+                }
+                if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
+                    continue;
+                }
+                value.clear();
+                write!(value, "{}", formatter.value(row))
+                    .map_err(|e| QuiverError::Internal(format!("formatting a CSV value: {e}")))?;
+                push_csv_field(&mut text, &value, true);
+            }
+            text.push('\n');
+        }
+        sink.write_all(text.as_bytes())
+            .map_err(|e| QuiverError::io("output", e))?;
     }
     Ok(())
 }
 
-/// Writes `batches` as JSON lines, one object per row.
+/// Appends one CSV field, quoted when it holds a comma, quote or line break, or when it is an
+/// empty `value` (which would otherwise read as NULL).
+fn push_csv_field(text: &mut String, field: &str, value: bool) {
+    let quoted = field.contains([',', '"', '\n', '\r']) || (value && field.is_empty());
+    if quoted {
+        text.push('"');
+        text.push_str(&field.replace('"', "\"\""));
+        text.push('"');
+    } else {
+        text.push_str(field);
+    }
+}
+
+/// Writes `batches` as JSON lines, one object per row, every column in it (NULL as `null`).
 fn write_json_lines<'a>(
     sink: &mut dyn Write,
     batches: impl IntoIterator<Item = &'a arrow::record_batch::RecordBatch>,
 ) -> Result<()> {
-    let mut writer = arrow::json::LineDelimitedWriter::new(sink);
+    let mut writer = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow::json::writer::LineDelimited>(sink);
     for batch in batches {
         writer.write(batch)?;
     }

@@ -7,6 +7,7 @@
 pub mod aggregate;
 pub mod derived;
 pub mod fuzz;
+mod having_changelog;
 pub mod join;
 pub mod onebrc;
 pub mod query;

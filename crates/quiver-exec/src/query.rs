@@ -16,6 +16,7 @@ use quiver_sql::{EmitMode, Plan, PlanKind, PlanSubquery, WindowSpec};
 use crate::derived::derived_rows;
 use rayon::prelude::*;
 
+use crate::having_changelog::HavingChangelog;
 use crate::join::JoinTable;
 use crate::window::{LatePolicy, WindowMetrics, WindowOptions};
 use crate::window_parallel::PartitionedWindowAggregator;
@@ -72,6 +73,8 @@ enum State {
         operator: Box<PartitionedWindowAggregator>,
         layout: AggregateLayout,
         emitted_rows: usize,
+        /// `HAVING` over a changelog output: which keys the consumer holds.
+        having_changelog: Option<HavingChangelog>,
     },
     /// `EXPLAIN`: the plan's description, returned by `finish`.
     Explain { done: bool },
@@ -233,10 +236,42 @@ impl QueryRunner {
                     &time_type,
                     stream.partitions,
                 )?;
+                let has_having = matches!(
+                    &plan.kind,
+                    PlanKind::Aggregate {
+                        having: Some(_),
+                        ..
+                    }
+                );
+                let has_change_column = operator
+                    .output_schema()
+                    .fields()
+                    .last()
+                    .is_some_and(|f| f.name() == "change");
+                let having_changelog = if has_having && has_change_column {
+                    let windowed = plan.window.is_some();
+                    let key_columns = layout.group_count + if windowed { 2 } else { 0 };
+                    let key_types: Vec<DataType> = operator.output_schema().fields()[..key_columns]
+                        .iter()
+                        .map(|f| f.data_type().clone())
+                        .collect();
+                    let horizon_ms = match stream.late_policy {
+                        LatePolicy::UpdateClosed { horizon_ms } => horizon_ms,
+                        _ => 0,
+                    };
+                    Some(HavingChangelog::try_new(
+                        &key_types,
+                        windowed,
+                        stream.allowed_lateness_ms.saturating_add(horizon_ms),
+                    )?)
+                } else {
+                    None
+                };
                 State::Window {
                     operator: Box::new(operator),
                     layout,
                     emitted_rows: 0,
+                    having_changelog,
                 }
             }
             Some(layout) => State::Aggregate {
@@ -279,13 +314,21 @@ impl QueryRunner {
         let State::Window {
             operator,
             emitted_rows,
+            having_changelog,
             ..
         } = &mut self.state
         else {
             return Ok(Vec::new());
         };
         let batches = operator.advance_watermark(watermark_ms)?;
-        finish_window_batches(&self.plan, batches, emitted_rows)
+        let watermark = operator.metrics().watermark_ms;
+        finish_window_batches(
+            &self.plan,
+            batches,
+            emitted_rows,
+            having_changelog.as_mut(),
+            watermark,
+        )
     }
 
     /// The subquery's runner, if `FROM` is one.
@@ -348,6 +391,7 @@ impl QueryRunner {
                 operator,
                 layout,
                 emitted_rows,
+                having_changelog,
             } => {
                 let input = layout.input(&filtered)?;
                 let times: ArrayRef = match self.plan.window.as_ref().map(|w| w.time_column) {
@@ -386,7 +430,14 @@ impl QueryRunner {
                         });
                     }
                 }
-                finish_window_batches(&self.plan, output.batches, emitted_rows)
+                let watermark = operator.metrics().watermark_ms;
+                finish_window_batches(
+                    &self.plan,
+                    output.batches,
+                    emitted_rows,
+                    having_changelog.as_mut(),
+                    watermark,
+                )
             }
             State::Projection {
                 buffered,
@@ -461,10 +512,17 @@ impl QueryRunner {
             State::Window {
                 operator,
                 emitted_rows,
+                having_changelog,
                 ..
             } => {
                 let batches = operator.finish()?;
-                return finish_window_batches(&self.plan, batches, emitted_rows);
+                return finish_window_batches(
+                    &self.plan,
+                    batches,
+                    emitted_rows,
+                    having_changelog.as_mut(),
+                    None,
+                );
             }
             State::Aggregate { aggregator, .. } => {
                 let result = aggregator.evaluate(EmitTo::All)?;
@@ -509,12 +567,14 @@ fn explain_batch(plan: &Plan) -> Result<RecordBatch> {
     )?)
 }
 
-/// Windowed output: `HAVING`, output expressions, `ORDER BY` within each emission, and `LIMIT`
-/// over everything emitted so far.
+/// Windowed output: `HAVING` (over a changelog, through `having_changelog`), output
+/// expressions, `ORDER BY` within each emission, and `LIMIT` over everything emitted so far.
 fn finish_window_batches(
     plan: &Plan,
     batches: Vec<RecordBatch>,
     emitted_rows: &mut usize,
+    mut having_changelog: Option<&mut HavingChangelog>,
+    watermark_ms: Option<i64>,
 ) -> Result<Vec<RecordBatch>> {
     let mut out = Vec::new();
     for batch in batches {
@@ -524,7 +584,26 @@ fn finish_window_batches(
         if room == 0 {
             break;
         }
-        let projected = finish_aggregate(plan, batch)?;
+        let projected = match (&mut having_changelog, &plan.kind) {
+            (
+                Some(changelog),
+                PlanKind::Aggregate {
+                    having: Some(having),
+                    ..
+                },
+            ) => {
+                let passes = having.evaluate(&batch)?;
+                let passes = passes.as_boolean_opt().ok_or_else(|| {
+                    QuiverError::Unsupported(format!(
+                        "HAVING of type {}; a boolean is expected",
+                        passes.data_type()
+                    ))
+                })?;
+                let kept = changelog.apply(&batch, passes, watermark_ms)?;
+                project(&plan.output, &with_window_functions(plan, kept)?)?
+            }
+            _ => finish_aggregate(plan, batch)?,
+        };
         let sorted = sort_and_limit(plan, projected)?;
         let sorted = sorted.slice(0, sorted.num_rows().min(room));
         *emitted_rows += sorted.num_rows();

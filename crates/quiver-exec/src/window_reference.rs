@@ -317,6 +317,11 @@ pub fn apply_changelog_checked(
                 "insert" | "update" => {
                     let row = (values, aggregates);
                     let previous = table.insert(identity.clone(), row.clone());
+                    if kind == "update" && previous.is_none() {
+                        return Err(QuiverError::Internal(format!(
+                            "update of {identity}, which was never inserted"
+                        )));
+                    }
                     if reject_repeated_updates
                         && kind == "update"
                         && previous.as_ref() == Some(&row)

@@ -191,7 +191,9 @@ impl ValueSet {
         let converter = arrow::row::RowConverter::new(vec![arrow::row::SortField::new(
             values.data_type().clone(),
         )])?;
-        let rows = converter.convert_columns(std::slice::from_ref(&values))?;
+        // -0.0 is 0.0 and NaN is NaN, as `=` has them.
+        let normalized = crate::group_values::normalize_floats(&values)?;
+        let rows = converter.convert_columns(std::slice::from_ref(&normalized))?;
         let members = (0..values.len())
             .filter(|&i| values.is_valid(i))
             .map(|i| rows.row(i).as_ref().to_vec())
@@ -228,7 +230,8 @@ impl ValueSet {
         let converter = arrow::row::RowConverter::new(vec![arrow::row::SortField::new(
             probe.data_type().clone(),
         )])?;
-        let rows = converter.convert_columns(std::slice::from_ref(&probe))?;
+        let normalized = crate::group_values::normalize_floats(&probe)?;
+        let rows = converter.convert_columns(std::slice::from_ref(&normalized))?;
         let empty = set.members.is_empty() && !set.has_null;
         let result: BooleanArray = (0..probe.len())
             .map(|i| {
@@ -358,9 +361,11 @@ impl Expr {
                     Err(error) => logical_on_undecided_rows(batch, &left, *op, right, error),
                 }
             }
-            Expr::Binary(left, op, right) => {
-                let left = left.evaluate(batch)?;
-                let right = right.evaluate(batch)?;
+            Expr::Binary(left_expr, op, right_expr) => {
+                let left = left_expr.evaluate(batch)?;
+                let right = right_expr.evaluate(batch)?;
+                let left = text_literal_as_number(left_expr, left, right.data_type(), batch)?;
+                let right = text_literal_as_number(right_expr, right, left.data_type(), batch)?;
                 binary(&left, *op, &right)
             }
             Expr::Not(inner) => {
@@ -962,6 +967,47 @@ fn logical_on_undecided_rows(
     }
     let full: ArrayRef = Arc::new(BooleanArray::from(full));
     binary(left, op, &full)
+}
+
+/// A string literal beside a number reads as a number, as PostgreSQL reads its untyped
+/// literals: `k = '1'` compares integers, `x + '0.25'` adds the exact decimal 0.25 (its own
+/// scale), `f < '1e3'` compares doubles; text that is not such a number is a cast error.
+fn text_literal_as_number(
+    expr: &Expr,
+    value: ArrayRef,
+    other: &DataType,
+    batch: &RecordBatch,
+) -> Result<ArrayRef> {
+    let Expr::Literal(Literal::Utf8(text)) = expr else {
+        return Ok(value);
+    };
+    let target = match other {
+        t if t.is_integer() => DataType::Int64,
+        DataType::Decimal128(..) => {
+            let trimmed = text.trim();
+            let scale = match trimmed.split_once('.') {
+                Some((_, fraction)) if fraction.bytes().all(|b| b.is_ascii_digit()) => {
+                    fraction.len()
+                }
+                Some(_) => return cast_literal(expr, DataType::Float64, batch),
+                None if trimmed.contains(['e', 'E']) => {
+                    return cast_literal(expr, DataType::Float64, batch)
+                }
+                None => 0,
+            };
+            match i8::try_from(scale) {
+                Ok(scale) if scale <= 38 => DataType::Decimal128(38, scale),
+                _ => DataType::Float64,
+            }
+        }
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => DataType::Float64,
+        _ => return Ok(value),
+    };
+    cast_literal(expr, target, batch)
+}
+
+fn cast_literal(literal: &Expr, to: DataType, batch: &RecordBatch) -> Result<ArrayRef> {
+    Expr::Cast(Box::new(literal.clone()), to, false).evaluate(batch)
 }
 
 /// The common type two operands are cast to before `op`.

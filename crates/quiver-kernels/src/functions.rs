@@ -206,6 +206,8 @@ pub enum ScalarFunction {
     Strftime,
     /// `LEAST(a, b, ...)`: the smallest non-NULL argument (NULL when all are).
     Least,
+    /// `REGEXP_MATCHES`, `REGEXP_REPLACE`, ... and the `~` operators.
+    Regex(crate::regex_functions::RegexFunction),
 }
 
 pub(crate) fn strings(array: &ArrayRef, function: &str) -> Result<StringArray> {
@@ -499,6 +501,7 @@ pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef>
             Ok(Arc::new(builder.finish()))
         }
         ScalarFunction::Text(text) => crate::string_functions::evaluate(text, args),
+        ScalarFunction::Regex(regex) => crate::regex_functions::evaluate(regex, args),
         ScalarFunction::Subquery(_)
         | ScalarFunction::InSubquery(_)
         | ScalarFunction::ExistsSubquery(_) => Err(QuiverError::Internal(format!(

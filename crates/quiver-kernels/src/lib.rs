@@ -21,6 +21,7 @@ pub mod math;
 pub mod more_accumulators;
 pub mod onebrc;
 pub mod reference;
+pub mod regex_functions;
 pub mod string_functions;
 pub mod window;
 

@@ -305,8 +305,9 @@ pub fn evaluate(function: StringFunction, args: &[ArrayRef]) -> Result<ArrayRef>
                 if s.len().saturating_mul(times) > MAX_VALUE_BYTES {
                     return Err(value_too_large(name));
                 }
-                for _ in 0..times {
-                    out.push_str(s);
+                // An empty string repeats to itself at once, however large the count.
+                if !s.is_empty() {
+                    out.push_str(&s.repeat(times));
                 }
                 Ok(true)
             })

@@ -144,6 +144,29 @@ fn in_as_exists(
         ast::Expr::Nested(inner) => {
             ast::Expr::Nested(Box::new(in_as_exists(inner, tables, ctes, joins)?))
         }
+        // `x = ANY (SELECT ...)` is `x IN (SELECT ...)`.
+        ast::Expr::AnyOp {
+            left,
+            compare_op: ast::BinaryOperator::Eq,
+            right,
+            ..
+        } if matches!(right.as_ref(), ast::Expr::Subquery(_)) => {
+            let ast::Expr::Subquery(subquery) = right.as_ref() else {
+                return Ok(expr.clone());
+            };
+            let as_in = ast::Expr::InSubquery {
+                expr: left.clone(),
+                subquery: subquery.clone(),
+                negated: false,
+            };
+            let rewritten = in_as_exists(&as_in, tables, ctes, joins)?;
+            // Uncorrelated, it stays as written.
+            if rewritten == as_in {
+                expr.clone()
+            } else {
+                rewritten
+            }
+        }
         ast::Expr::InSubquery {
             expr: value,
             subquery,

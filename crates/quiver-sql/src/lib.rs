@@ -26,6 +26,7 @@ use quiver_kernels::expr::{BinaryOp, Expr, Literal, ScalarFunction};
 use quiver_kernels::functions::{TimeField, TrimSide, TruncUnit};
 use quiver_kernels::math::{FloatFunction, FloatTest, Rounding};
 use quiver_kernels::more_accumulators::CovarianceKind;
+use quiver_kernels::regex_functions::RegexFunction;
 use quiver_kernels::string_functions::{PadSide, StringFunction};
 use quiver_kernels::AggregateFunction;
 use sqlparser::ast;
@@ -863,6 +864,11 @@ fn plan_query(
     refuse_unplanned_clauses(query)?;
     if let Some(rewritten) = with_all_expanded(query)? {
         return plan_query(&rewritten, tables, parsed, outer_ctes);
+    }
+    if parsed.window.is_none() && parsed.emit.is_none() {
+        if let Some(rewritten) = distinct_rewritten(query)? {
+            return plan_query(&rewritten, tables, parsed, outer_ctes);
+        }
     }
     let mut ctes: Vec<NamedQuery<'_>> = outer_ctes.to_vec();
     if let Some(with) = &query.with {
@@ -1971,6 +1977,155 @@ fn common_conjuncts_factored(expr: &ast::Expr) -> Option<ast::Expr> {
         return None;
     }
     joined(parts, ast::BinaryOperator::And)
+}
+
+/// `SELECT DISTINCT ON (keys) ... ORDER BY ...` as `QUALIFY ROW_NUMBER() OVER (PARTITION BY
+/// keys ORDER BY ...) = 1`: the first row of each key in the query's order (ties in arrival
+/// order), as PostgreSQL and DuckDB define it. `SELECT DISTINCT` over aggregates or window
+/// functions as `SELECT DISTINCT *` over the query as a subquery, which then orders and
+/// limits (its ORDER BY names output columns, as PostgreSQL requires of DISTINCT).
+fn distinct_rewritten(query: &ast::Query) -> Result<Option<ast::Query>> {
+    let ast::SetExpr::Select(select) = query.body.as_ref() else {
+        return Ok(None);
+    };
+    match &select.distinct {
+        Some(ast::Distinct::On(keys)) => {
+            let grouping_sets = matches!(&select.group_by, ast::GroupByExpr::Expressions(exprs, _)
+                if exprs.iter().any(|e| matches!(e, ast::Expr::Rollup(_) | ast::Expr::Cube(_) | ast::Expr::GroupingSets(_))));
+            if grouping_sets || keys.is_empty() {
+                return Ok(None);
+            }
+            let keys = keys
+                .iter()
+                .map(|key| output_name_resolved(key, select, "DISTINCT ON"))
+                .collect::<Result<Vec<_>>>()?;
+            let order = match query.order_by.as_ref().map(|o| &o.kind) {
+                Some(ast::OrderByKind::Expressions(order)) => order
+                    .iter()
+                    .map(|key| {
+                        Ok(ast::OrderByExpr {
+                            expr: output_name_resolved(&key.expr, select, "ORDER BY")?,
+                            options: key.options,
+                            with_fill: None,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                _ => Vec::new(),
+            };
+            let partition = keys
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let ordering = if order.is_empty() {
+                String::new()
+            } else {
+                let order: Vec<String> = order.iter().map(ToString::to_string).collect();
+                format!(" ORDER BY {}", order.join(", "))
+            };
+            let first = parse_expression(&format!(
+                "ROW_NUMBER() OVER (PARTITION BY {partition}{ordering}) = 1"
+            ))?;
+            let mut rewritten = query.clone();
+            if let ast::SetExpr::Select(select) = rewritten.body.as_mut() {
+                select.distinct = None;
+                select.qualify = Some(match select.qualify.take() {
+                    Some(earlier) => ast::Expr::BinaryOp {
+                        left: Box::new(ast::Expr::Nested(Box::new(earlier))),
+                        op: ast::BinaryOperator::And,
+                        right: Box::new(first),
+                    },
+                    None => first,
+                });
+            }
+            Ok(Some(rewritten))
+        }
+        Some(ast::Distinct::Distinct) => {
+            let items: Vec<&ast::Expr> = select.projection.iter().filter_map(item_expr).collect();
+            let grouped =
+                !matches!(&select.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty());
+            let aggregated = grouped
+                || select.having.is_some()
+                || items.iter().any(|e| contains_aggregate(e))
+                || !windowed_calls(items.iter().copied())?.is_empty();
+            if !aggregated || select.into.is_some() {
+                return Ok(None);
+            }
+            let mut inner_select = select.as_ref().clone();
+            inner_select.distinct = None;
+            let text = format!("SELECT DISTINCT * FROM ({inner_select}) AS distinct_rows");
+            let parsed =
+                sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::GenericDialect {}, &text)
+                    .map_err(|e| {
+                        QuiverError::Internal(format!("rewritten DISTINCT `{text}`: {e}"))
+                    })?;
+            let Some(ast::Statement::Query(outer)) = parsed.into_iter().next() else {
+                return Err(QuiverError::Internal(format!(
+                    "rewritten DISTINCT `{text}` is not a query"
+                )));
+            };
+            // The query's WITH, ORDER BY and LIMIT now apply to the distinct rows.
+            let mut rewritten = query.clone();
+            rewritten.body = outer.body;
+            Ok(Some(rewritten))
+        }
+        None | Some(ast::Distinct::All) => Ok(None),
+    }
+}
+
+/// An ORDER BY or DISTINCT ON key with output names and positions replaced by the SELECT
+/// items they name (an output name wins over a source column, as in PostgreSQL's ORDER BY).
+fn output_name_resolved(key: &ast::Expr, select: &ast::Select, clause: &str) -> Result<ast::Expr> {
+    match key {
+        ast::Expr::Value(v) => {
+            let ast::Value::Number(n, _) = &v.value else {
+                return Ok(key.clone());
+            };
+            let item = n
+                .parse::<usize>()
+                .ok()
+                .and_then(|position| position.checked_sub(1))
+                .and_then(|i| select.projection.get(i));
+            match item {
+                Some(
+                    ast::SelectItem::UnnamedExpr(e)
+                    | ast::SelectItem::ExprWithAlias { expr: e, .. },
+                ) => Ok(e.clone()),
+                _ => Err(unsupported(
+                    format!(
+                        "{clause} position {n}; the SELECT list has {} items (before any `*`)",
+                        select
+                            .projection
+                            .iter()
+                            .take_while(|i| item_expr(i).is_some())
+                            .count()
+                    ),
+                    v.span,
+                )),
+            }
+        }
+        ast::Expr::Identifier(ident) => Ok(select
+            .projection
+            .iter()
+            .find_map(|item| match item {
+                ast::SelectItem::ExprWithAlias { expr, alias }
+                    if alias.value.eq_ignore_ascii_case(&ident.value) =>
+                {
+                    Some(expr.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| key.clone())),
+        _ => Ok(key.clone()),
+    }
+}
+
+/// One SQL expression parsed from text built by a rewrite.
+fn parse_expression(text: &str) -> Result<ast::Expr> {
+    sqlparser::parser::Parser::new(&sqlparser::dialect::GenericDialect {})
+        .try_with_sql(text)
+        .and_then(|mut parser| parser.parse_expr())
+        .map_err(|e| QuiverError::Internal(format!("rewritten expression `{text}`: {e}")))
 }
 
 /// DuckDB's `GROUP BY ALL` (every SELECT item without an aggregate) and `ORDER BY ALL` (every
@@ -3335,7 +3490,15 @@ impl<'a> Columns<'a> {
             (Some(table), Some(qualifiers)) => qualifiers
                 .get(i)
                 .is_some_and(|q| q.eq_ignore_ascii_case(table)),
-            (None, _) => !self.merged.iter().any(|m| m.hidden.contains(&i)),
+            // A correlated subquery joined in is reached only through its own (qualified)
+            // names: an unqualified name is the query's own column.
+            (None, _) => {
+                !self.merged.iter().any(|m| m.hidden.contains(&i))
+                    && !self
+                        .qualifiers
+                        .and_then(|q| q.get(i))
+                        .is_some_and(|q| decorrelate::is_joined_subquery(q))
+            }
             _ => true,
         };
         let matching = |exact: bool| -> Vec<usize> {
@@ -3540,6 +3703,26 @@ fn scalar_expr(
                         vec![recurse(left)?, recurse(right)?],
                     ))
                 }
+                ast::BinaryOperator::PGRegexMatch
+                | ast::BinaryOperator::PGRegexIMatch
+                | ast::BinaryOperator::PGRegexNotMatch
+                | ast::BinaryOperator::PGRegexNotIMatch => {
+                    let insensitive = matches!(
+                        op,
+                        ast::BinaryOperator::PGRegexIMatch | ast::BinaryOperator::PGRegexNotIMatch
+                    );
+                    let negated = matches!(
+                        op,
+                        ast::BinaryOperator::PGRegexNotMatch
+                            | ast::BinaryOperator::PGRegexNotIMatch
+                    );
+                    return Ok(regex_match(
+                        recurse(left)?,
+                        recurse(right)?,
+                        insensitive,
+                        negated,
+                    ));
+                }
                 other => return Err(unsupported(format!("operator `{other}`"), expr_span(expr))),
             };
             let left = recurse(left)?;
@@ -3730,6 +3913,12 @@ fn scalar_expr(
                 case_insensitive: matches!(expr, ast::Expr::ILike { .. }),
             }
         }
+        ast::Expr::RLike {
+            negated,
+            expr: value,
+            pattern,
+            ..
+        } => regex_match(recurse(value)?, recurse(pattern)?, false, *negated),
         ast::Expr::Substring {
             expr: value,
             substring_from,
@@ -3832,6 +4021,21 @@ fn scalar_expr(
 
 /// `CURRENT_DATE`, `CURRENT_TIMESTAMP`, `NOW()`, ... : the moment the query is planned (UTC),
 /// one value for every row. `None` for other names.
+/// `value ~ pattern` (`~*` when `insensitive`, `!~` when `negated`): a partial match, as
+/// `REGEXP_MATCHES` with the `i` option for `~*`.
+fn regex_match(value: Expr, pattern: Expr, insensitive: bool, negated: bool) -> Expr {
+    let mut args = vec![value, pattern];
+    if insensitive {
+        args.push(Expr::Literal(Literal::Utf8("i".into())));
+    }
+    let test = Expr::Function(ScalarFunction::Regex(RegexFunction::Matches), args);
+    if negated {
+        Expr::Not(Box::new(test))
+    } else {
+        test
+    }
+}
+
 fn current_time(name: &str) -> Option<Result<Expr>> {
     let is_date = match name {
         "current_date" | "today" => true,
@@ -4113,6 +4317,22 @@ fn scalar_function(
         "starts_with" => (ScalarFunction::Text(StringFunction::StartsWith), &[2][..]),
         "ends_with" => (ScalarFunction::Text(StringFunction::EndsWith), &[2][..]),
         "contains" => (ScalarFunction::Text(StringFunction::Contains), &[2][..]),
+        "regexp_matches" | "regexp_like" => (
+            ScalarFunction::Regex(RegexFunction::Matches),
+            RegexFunction::Matches.arities(),
+        ),
+        "regexp_full_match" => (
+            ScalarFunction::Regex(RegexFunction::FullMatch),
+            RegexFunction::FullMatch.arities(),
+        ),
+        "regexp_replace" => (
+            ScalarFunction::Regex(RegexFunction::Replace),
+            RegexFunction::Replace.arities(),
+        ),
+        "regexp_extract" => (
+            ScalarFunction::Regex(RegexFunction::Extract),
+            RegexFunction::Extract.arities(),
+        ),
         "date_part" | "datepart" => {
             expect(&[2])?;
             let field = match raw[0] {
