@@ -608,7 +608,12 @@ impl AnalyticCall {
         Ok(match default {
             None => taken,
             Some(default) => {
-                let default = sql_cast(default, &output_type)?;
+                let default = sql_cast(default, &output_type).map_err(|e| {
+                    QuiverError::InvalidQuery(format!(
+                        "{}: the default does not convert to the value's type {output_type}: {e}",
+                        self.text
+                    ))
+                })?;
                 zip(&BooleanArray::from(use_default), &default, &taken)?
             }
         })
@@ -718,7 +723,34 @@ impl AnalyticCall {
                 }
                 frame_of_sorted.push((distinct.len() - 1) as u32);
             }
-            (layout.per_frame(&distinct)?, frame_of_sorted)
+            let monotone = crate::sliding::monotone(&distinct);
+            let values = match (function, &layout.input) {
+                // Holistic aggregates over frames moving forward: add and remove rows instead
+                // of merging value lists per frame.
+                (AggregateFunction::Median | AggregateFunction::PercentileCont(_), Some(input))
+                    if monotone && input.data_type().is_numeric() =>
+                {
+                    let fraction = match function {
+                        AggregateFunction::PercentileCont(fraction) => fraction,
+                        _ => 0.5,
+                    };
+                    if (0.0..=1.0).contains(&fraction) {
+                        crate::sliding::sliding_percentile(
+                            input,
+                            &layout.filter,
+                            &distinct,
+                            fraction,
+                        )?
+                    } else {
+                        layout.per_frame(&distinct)?
+                    }
+                }
+                (AggregateFunction::CountDistinct, Some(input)) if monotone => {
+                    crate::sliding::sliding_count_distinct(input, &layout.filter, &distinct)?
+                }
+                _ => layout.per_frame(&distinct)?,
+            };
+            (values, frame_of_sorted)
         };
         let mut value_of_row = vec![0_u32; order.rows.len()];
         for (position, &row) in order.rows.iter().enumerate() {

@@ -22,6 +22,7 @@ pub mod more_accumulators;
 pub mod onebrc;
 pub mod reference;
 pub mod regex_functions;
+pub mod sliding;
 pub mod string_functions;
 pub mod window;
 

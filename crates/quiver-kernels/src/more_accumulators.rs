@@ -829,17 +829,28 @@ impl PercentileAccumulator {
 
 /// Linear interpolation at `fraction` of sorted `values` (PERCENTILE_CONT).
 pub fn percentile_cont(sorted: &[f64], fraction: f64) -> Option<f64> {
-    if sorted.is_empty() {
+    percentile_of_sorted(sorted.len(), fraction, |rank| sorted[rank])
+}
+
+/// [`percentile_cont`] of `count` sorted values given by rank (so a sliding window can look
+/// up only the two ranks it needs).
+pub fn percentile_of_sorted(
+    count: usize,
+    fraction: f64,
+    value_at: impl Fn(usize) -> f64,
+) -> Option<f64> {
+    if count == 0 {
         return None;
     }
-    let position = fraction * (sorted.len() - 1) as f64;
+    let position = fraction * (count - 1) as f64;
     let lower = position.floor() as usize;
     let upper = position.ceil() as usize;
     let weight = position - lower as f64;
     if lower == upper || weight == 0.0 {
-        return Some(sorted[lower]);
+        return Some(value_at(lower));
     }
-    Some(sorted[lower] + (sorted[upper] - sorted[lower]) * weight)
+    let low = value_at(lower);
+    Some(low + (value_at(upper) - low) * weight)
 }
 
 impl GroupsAccumulator for PercentileAccumulator {

@@ -351,6 +351,36 @@ fn check(window: &Window, batch: &RecordBatch) {
             assert_eq!(value, expected, "{function:?} row {row}");
         }
     }
+    // Percentiles over the frame (forward-moving frames take the sliding path).
+    for function in [
+        AggregateFunction::Median,
+        AggregateFunction::PercentileCont(0.3),
+    ] {
+        let call = window.call(
+            AnalyticFunction::Aggregate {
+                function,
+                separator: String::new(),
+            },
+            vec![Expr::Column(2)],
+        );
+        let got = call.evaluate(batch).unwrap();
+        let got = got.as_primitive::<arrow::datatypes::Float64Type>();
+        for (row, (members, position)) in sorted.iter().enumerate() {
+            let mut present: Vec<f64> = values(&window.frame(batch, members, *position))
+                .into_iter()
+                .flatten()
+                .map(|v| v as f64)
+                .collect();
+            present.sort_by(f64::total_cmp);
+            let fraction = match function {
+                AggregateFunction::PercentileCont(f) => f,
+                _ => 0.5,
+            };
+            let expected = quiver_kernels::more_accumulators::percentile_cont(&present, fraction);
+            let value = got.is_valid(row).then(|| got.value(row));
+            assert_eq!(value, expected, "{function:?} row {row}");
+        }
+    }
     // STRING_AGG sees the frame's rows in window order.
     let call = window.call(
         AnalyticFunction::Aggregate {

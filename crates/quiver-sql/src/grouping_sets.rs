@@ -218,6 +218,10 @@ pub(crate) fn expanded(
             ))
         }
     };
+    if let [ast::SetExpr::Select(only)] = branches.as_mut_slice() {
+        // One set: a plain GROUP BY, with the query's own DISTINCT.
+        only.distinct = select.distinct.clone();
+    }
     let body = branches
         .into_iter()
         .reduce(|left, right| ast::SetExpr::SetOperation {
@@ -307,27 +311,61 @@ fn with_keys_absent(
     if let Some(failure) = failure {
         return Err(failure);
     }
-    let _ = ast::visit_expressions_mut(&mut rewritten, |e| {
-        if absent.iter().any(|k| same(k, e)) {
-            *e = ast::Expr::value(ast::Value::Null);
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
+    // Outermost first: a present key holding an absent one (`UPPER(s)` kept, `s` left out)
+    // stays whole, an absent key holding a present one becomes NULL.
+    let mut replacer = KeyReplacer {
+        absent,
+        present,
+        kept: Vec::new(),
+    };
+    let _ = ast::VisitMut::visit(&mut rewritten, &mut replacer);
+    let kept = replacer.kept;
     let _ = ast::visit_expressions_mut(&mut rewritten, |e| {
         if let ast::Expr::Identifier(ident) = e {
-            if let Some(index) = ident
-                .value
-                .strip_prefix("quiver aggregate ")
-                .and_then(|i| i.parse::<usize>().ok())
+            let restored = if let Some(index) = placeholder_index(&ident.value, "quiver aggregate ")
             {
-                if let Some(aggregate) = aggregates.get(index) {
-                    *e = aggregate.clone();
-                }
+                aggregates.get(index)
+            } else if let Some(index) = placeholder_index(&ident.value, "quiver key ") {
+                kept.get(index)
+            } else {
+                None
+            };
+            if let Some(restored) = restored {
+                *e = restored.clone();
             }
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
     Ok(rewritten)
+}
+
+fn placeholder_index(name: &str, prefix: &str) -> Option<usize> {
+    name.strip_prefix(prefix).and_then(|i| i.parse().ok())
+}
+
+/// Replaces, outermost first, each present key by a placeholder (restored afterwards, so
+/// nothing inside it is replaced) and each absent key by NULL.
+struct KeyReplacer<'a> {
+    absent: &'a [&'a ast::Expr],
+    present: &'a [ast::Expr],
+    kept: Vec<ast::Expr>,
+}
+
+impl ast::VisitorMut for KeyReplacer<'_> {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, e: &mut ast::Expr) -> std::ops::ControlFlow<()> {
+        if self.present.iter().any(|k| same(k, e)) {
+            let placeholder = ast::Expr::Identifier(ast::Ident::with_quote(
+                '"',
+                format!("quiver key {}", self.kept.len()),
+            ));
+            self.kept.push(std::mem::replace(e, placeholder));
+        } else if self.absent.iter().any(|k| same(k, e)) {
+            *e = ast::Expr::value(ast::Value::Null);
+        }
+        std::ops::ControlFlow::Continue(())
+    }
 }
 
 /// `GROUPING(k1, k2, ...)`: bit `i` (from the left, highest first) set when `ki` is left out.

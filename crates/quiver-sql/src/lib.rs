@@ -798,6 +798,9 @@ fn is_user_mistake(why: &str) -> bool {
         || why.starts_with("unknown table")
         || why.starts_with("empty SQL text")
         || why.contains(" is ambiguous")
+        || why.contains("must appear in GROUP BY")
+        || ((why.starts_with("ORDER BY position") || why.starts_with("GROUP BY position"))
+            && why.contains("; the "))
         || (why.contains(" arguments; ") && why.contains(" takes "))
 }
 
@@ -929,6 +932,10 @@ fn plan_query(
         }
         let mut union = union;
         union.with = None;
+        if matches!(union.body.as_ref(), ast::SetExpr::Select(_)) {
+            // A single grouping set is a plain GROUP BY.
+            return plan_query(&union, tables, parsed, &ctes);
+        }
         return set_operation::plan_query_body(&union, tables, parsed, &ctes);
     }
     // `FROM a, b, c` is `FROM a CROSS JOIN b CROSS JOIN c`; WHERE conjuncts that compare
