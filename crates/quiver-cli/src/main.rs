@@ -244,7 +244,7 @@ fn run(cli: &Cli) -> Result<()> {
             sql,
             input_format,
         } => {
-            let sources = load_tables(tables, *input_format, cli.verbose)?;
+            let sources = load_tables(tables, *input_format, cli.verbose, Some(sql))?;
             let mut engine = quiver::Engine::new();
             for source in &sources {
                 engine = engine.register(source.name.clone(), source.schema.clone())?;
@@ -513,33 +513,65 @@ fn infer_text_schema(
     }
 }
 
+/// The columns of a CSV `schema` that `sql` reads, when that is not all of them.
+fn columns_to_decode(sql: &str, schema: &arrow::datatypes::Schema) -> Option<Vec<usize>> {
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    quiver_sql::columns_read(sql, &names).filter(|columns| columns.len() < names.len())
+}
+
 /// Reads one input file (or stdin): `schema` is the one to decode CSV or JSON lines with,
-/// inferred from the input when `None`.
+/// inferred from the input when `None`; `projection` the CSV columns to decode (given a
+/// schema).
 fn read_input(
     path: &std::path::Path,
     format: InputFormat,
     bytes: Vec<u8>,
     schema: Option<arrow::datatypes::SchemaRef>,
+    projection: Option<&[usize]>,
     verbose: bool,
 ) -> Result<quiver_ingest::IngestOutput> {
     let name = path.display().to_string();
-    let from_stdin = path.as_os_str() == "-";
     let config = quiver_ingest::IngestConfig::default().with_source_name(&name);
-    let output = match format {
+    let output = match (format, schema, projection) {
+        (InputFormat::Csv, Some(schema), Some(projection)) => {
+            quiver_ingest::text::read_csv_projected(
+                &bytes,
+                schema,
+                projection,
+                quiver_ingest::text::CsvOptions::default(),
+                &config,
+            )?
+        }
+        (format, schema, _) => read_whole_input(path, format, bytes, schema, &config)?,
+    };
+    report_input_dead_letters(&name, &output, verbose);
+    Ok(output)
+}
+
+fn read_whole_input(
+    path: &std::path::Path,
+    format: InputFormat,
+    bytes: Vec<u8>,
+    schema: Option<arrow::datatypes::SchemaRef>,
+    config: &quiver_ingest::IngestConfig,
+) -> Result<quiver_ingest::IngestOutput> {
+    let name = path.display().to_string();
+    let from_stdin = path.as_os_str() == "-";
+    Ok(match format {
         InputFormat::Csv => quiver_ingest::text::read_csv(
             &bytes,
             schema,
             quiver_ingest::text::CsvOptions::default(),
-            &config,
+            config,
         )?,
-        InputFormat::Jsonl => quiver_ingest::text::read_json_lines(&bytes, schema, &config)?,
+        InputFormat::Jsonl => quiver_ingest::text::read_json_lines(&bytes, schema, config)?,
         InputFormat::OneBrc => {
             let buffer = if from_stdin {
                 arrow::buffer::Buffer::from(bytes)
             } else {
                 quiver_ingest::onebrc::map_file(path)?
             };
-            quiver_ingest::onebrc::parse_buffer(&buffer, &config, default_threads())?
+            quiver_ingest::onebrc::parse_buffer(&buffer, config, default_threads())?
         }
         InputFormat::Arrow => {
             let (schema, batches) = read_arrow(&bytes).map_err(|e| QuiverError::Parse {
@@ -557,22 +589,26 @@ fn read_input(
                 ..Default::default()
             }
         }
-    };
-    if !output.dead_letters.is_empty() {
-        eprintln!(
-            "{name}: {} records rejected (dead letters), {} accepted",
-            output.rejected_rows, output.accepted_rows
-        );
-        let shown = if verbose {
-            output.dead_letters.len()
-        } else {
-            5
-        };
-        for dead in output.dead_letters.iter().take(shown) {
-            eprintln!("  {dead}");
-        }
+    })
+}
+
+/// The dead letters of one input on stderr (the first five unless `verbose`).
+fn report_input_dead_letters(name: &str, output: &quiver_ingest::IngestOutput, verbose: bool) {
+    if output.dead_letters.is_empty() {
+        return;
     }
-    Ok(output)
+    eprintln!(
+        "{name}: {} records rejected (dead letters), {} accepted",
+        output.rejected_rows, output.accepted_rows
+    );
+    let shown = if verbose {
+        output.dead_letters.len()
+    } else {
+        5
+    };
+    for dead in output.dead_letters.iter().take(shown) {
+        eprintln!("  {dead}");
+    }
 }
 
 /// An Arrow IPC file or stream: its schema (also when it holds no batch) and its batches.
@@ -603,6 +639,7 @@ fn read_partitions(
     files: &[PathBuf],
     forced: Option<InputFormat>,
     verbose: bool,
+    sql: Option<&str>,
 ) -> Result<Vec<quiver_ingest::IngestOutput>> {
     use rayon::prelude::*;
     let formats = files
@@ -611,8 +648,11 @@ fn read_partitions(
         .collect::<Result<Vec<_>>>()?;
     if let ([file], [format @ (InputFormat::Csv | InputFormat::Jsonl)]) = (files, &formats[..]) {
         // One text file decodes in chunks on every worker, as a streamed table does.
-        let input = ChunkedInput::open(file, *format, verbose)?;
-        let schema = input.decoder.schema.clone();
+        let mut input = ChunkedInput::open(file, *format, verbose)?;
+        if let Some(sql) = sql {
+            input.decode_only_columns_of(sql)?;
+        }
+        let schema = input.schema().ok();
         let batches = input.read_all()?;
         return Ok(vec![quiver_ingest::IngestOutput {
             schema,
@@ -628,7 +668,7 @@ fn read_partitions(
             .par_iter()
             .zip(&formats)
             .map(|(file, &format)| {
-                read_input(file, format, read_bytes(file, format)?, None, verbose)
+                read_input(file, format, read_bytes(file, format)?, None, None, verbose)
             })
             .collect();
     }
@@ -649,10 +689,22 @@ fn read_partitions(
         &names,
         format == InputFormat::Csv,
     )?);
+    let projection = sql
+        .filter(|_| format == InputFormat::Csv)
+        .and_then(|sql| columns_to_decode(sql, &schema));
     files
         .par_iter()
         .zip(inputs)
-        .map(|(file, bytes)| read_input(file, format, bytes, Some(schema.clone()), verbose))
+        .map(|(file, bytes)| {
+            read_input(
+                file,
+                format,
+                bytes,
+                Some(schema.clone()),
+                projection.as_deref(),
+                verbose,
+            )
+        })
         .collect()
 }
 
@@ -683,10 +735,12 @@ fn is_empty_file(path: &std::path::Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0)
 }
 
+/// Reads the `--table` inputs; CSV columns that `sql` never names are not decoded.
 fn load_tables(
     specs: &[String],
     forced: Option<InputFormat>,
     verbose: bool,
+    sql: Option<&str>,
 ) -> Result<Vec<Source>> {
     check_table_names(specs)?;
     specs
@@ -742,7 +796,7 @@ fn load_tables(
                 files
             };
             // Independent files are read in parallel, each into its own partition.
-            let outputs = read_partitions(&files, forced, verbose)?;
+            let outputs = read_partitions(&files, forced, verbose, sql)?;
             // The schema of the rows read, or (no row accepted anywhere) the one the first file
             // was decoded into: a header-only CSV is an empty table, not an error.
             let schema = outputs
@@ -828,7 +882,7 @@ fn run_query(
             .collect(),
         None => specs.to_vec(),
     };
-    let sources = load_tables(&read, input_format, verbose)?;
+    let sources = load_tables(&read, input_format, verbose, Some(sql))?;
     let tables: Vec<(String, arrow::datatypes::SchemaRef)> = sources
         .iter()
         .map(|s| (s.name.clone(), s.schema.clone()))
@@ -924,7 +978,10 @@ struct StreamedQuery<'a> {
 /// input and reporting them on stderr as they come.
 struct ChunkDecoder {
     format: InputFormat,
+    /// The input's schema (all columns), once known.
     schema: Option<arrow::datatypes::SchemaRef>,
+    /// The CSV columns decoded, when not all: see [`ChunkedInput::decode_only_columns_of`].
+    projection: Option<Vec<usize>>,
     config: quiver_ingest::IngestConfig,
     lines_before: u64,
     bytes_before: u64,
@@ -942,6 +999,25 @@ impl ChunkDecoder {
 
     /// Decodes one chunk; touches no state, so chunks after the first decode in parallel.
     fn parse(&self, chunk: &[u8]) -> Result<quiver_ingest::IngestOutput> {
+        self.parse_projected(chunk, false)
+    }
+
+    /// [`Self::parse`]; a projected CSV chunk starts with the header when `header`.
+    fn parse_projected(&self, chunk: &[u8], header: bool) -> Result<quiver_ingest::IngestOutput> {
+        if let (InputFormat::Csv, Some(schema), Some(projection)) =
+            (self.format, &self.schema, &self.projection)
+        {
+            return quiver_ingest::text::read_csv_projected(
+                chunk,
+                schema.clone(),
+                projection,
+                quiver_ingest::text::CsvOptions {
+                    has_header: header,
+                    ..quiver_ingest::text::CsvOptions::default()
+                },
+                &self.config,
+            );
+        }
         Ok(match self.format {
             InputFormat::Csv => quiver_ingest::text::read_csv(
                 chunk,
@@ -1002,8 +1078,10 @@ struct ChunkedInput {
     source_name: String,
     chunks: quiver_cli::chunked::ChunkedRecords<Box<dyn std::io::Read>>,
     decoder: ChunkDecoder,
-    /// The first chunk's rows.
-    first: Vec<arrow::record_batch::RecordBatch>,
+    /// The first chunk and its decoding, taken in (dead letters reported) by
+    /// [`ChunkedInput::take_first`] once the columns to decode are settled.
+    first_chunk: Vec<u8>,
+    first: Option<quiver_ingest::IngestOutput>,
 }
 
 impl ChunkedInput {
@@ -1028,6 +1106,7 @@ impl ChunkedInput {
             decoder: ChunkDecoder {
                 format,
                 schema: None,
+                projection: None,
                 config,
                 lines_before: 0,
                 bytes_before: 0,
@@ -1035,21 +1114,60 @@ impl ChunkedInput {
                 rejected_rows: 0,
                 verbose,
             },
-            first: Vec::new(),
+            first_chunk: Vec::new(),
+            first: None,
         };
-        let first = input.next_chunk()?.unwrap_or_default();
-        input.first = input.decoder.decode(&first)?;
+        let first_chunk = input.next_chunk()?.unwrap_or_default();
+        let first = input.decoder.parse(&first_chunk)?;
+        // An input without a single record or header has no columns to plan against.
+        input.decoder.schema = first
+            .schema
+            .clone()
+            .filter(|schema| !schema.fields().is_empty());
+        input.first_chunk = first_chunk;
+        input.first = Some(first);
         Ok(input)
     }
 
-    /// The schema inferred from the first chunk; an error for an input without a record or header.
+    /// The schema inferred from the first chunk, of the columns decoded; an error for an input
+    /// without a record or header.
     fn schema(&self) -> Result<arrow::datatypes::SchemaRef> {
-        self.decoder.schema.clone().ok_or_else(|| {
+        let schema = self.decoder.schema.clone().ok_or_else(|| {
             QuiverError::Config(format!(
                 "{}: no rows to take a schema from",
                 self.source_name
             ))
+        })?;
+        Ok(match &self.decoder.projection {
+            Some(columns) => std::sync::Arc::new(schema.project(columns)?),
+            None => schema,
         })
+    }
+
+    /// From now on decodes only the CSV columns `sql` names (the first chunk's rows, decoded
+    /// already, lose the others): values of other columns are split off but never parsed.
+    fn decode_only_columns_of(&mut self, sql: &str) -> Result<()> {
+        let Some(schema) = self.decoder.schema.clone() else {
+            return Ok(());
+        };
+        if self.decoder.format != InputFormat::Csv || self.decoder.projection.is_some() {
+            return Ok(());
+        }
+        if let Some(columns) = columns_to_decode(sql, &schema) {
+            self.decoder.projection = Some(columns);
+            // Decoded again: a value of a column no longer read is no dead letter.
+            self.first = Some(self.decoder.parse_projected(&self.first_chunk, true)?);
+        }
+        Ok(())
+    }
+
+    /// The first chunk's rows, its dead letters reported (once).
+    fn take_first(&mut self) -> Vec<arrow::record_batch::RecordBatch> {
+        let chunk = std::mem::take(&mut self.first_chunk);
+        match self.first.take() {
+            Some(output) => self.decoder.absorb(&chunk, output),
+            None => Vec::new(),
+        }
     }
 
     fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
@@ -1062,7 +1180,7 @@ impl ChunkedInput {
     /// in input order. Reports the dead letters' count at the end.
     fn read_all(mut self) -> Result<Vec<arrow::record_batch::RecordBatch>> {
         use rayon::prelude::*;
-        let mut batches = std::mem::take(&mut self.first);
+        let mut batches = self.take_first();
         let group_size = 2 * default_threads();
         loop {
             let mut group = Vec::with_capacity(group_size);
@@ -1099,6 +1217,7 @@ fn run_streamed(
     query: &StreamedQuery<'_>,
 ) -> Result<()> {
     let mut input = ChunkedInput::open(path, format, query.verbose)?;
+    input.decode_only_columns_of(query.sql)?;
     let schema = input.schema()?;
     let plan = quiver_sql::plan(query.sql, &[(name.to_string(), schema)])?;
     let (mut sink, context) = open_output(query.output)?;
@@ -1120,7 +1239,7 @@ fn run_streamed(
         wrote_header: false,
         table_rows: Vec::new(),
     };
-    let mut batches = std::mem::take(&mut input.first);
+    let mut batches = input.take_first();
     loop {
         let mut results = Vec::new();
         for batch in &batches {

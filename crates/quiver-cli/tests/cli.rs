@@ -852,3 +852,41 @@ fn directories_skip_hidden_and_empty_files() {
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout), "n,s\n2,3\n");
 }
+
+#[test]
+fn csv_columns_the_query_never_names_are_not_parsed() {
+    let dir = temp_dir("projection");
+    let path = dir.join("t.csv");
+    let mut text = String::from("a,c\n");
+    for i in 0..1100 {
+        // Past the 1000 records schema inference reads, `c` holds a value that is no number.
+        let c = if i == 1050 {
+            "oops".to_string()
+        } else {
+            format!("{i}.5")
+        };
+        text.push_str(&format!("{i},{c}\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    let run = |sql: &str| {
+        let output = quiver()
+            .args(["run", "--format", "csv", "--table"])
+            .arg(format!("t={}", path.display()))
+            .args(["--sql", sql])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{sql}");
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // `c` is not read: every record counts.
+    let (out, err) = run("SELECT COUNT(*) AS n, SUM(a) AS s FROM t");
+    assert_eq!(out, "n,s\n1100,604450\n", "{err}");
+    assert!(!err.contains("dead letter"), "{err}");
+    // `c` is read: its bad value is a dead letter with its line.
+    let (out, err) = run("SELECT COUNT(*) AS n, SUM(c) AS s FROM t");
+    assert!(out.starts_with("n,s\n1099,"), "{out}");
+    assert!(err.contains("record 1052"), "{err}");
+}

@@ -315,13 +315,28 @@ pub fn read_csv(
     options: CsvOptions,
     config: &IngestConfig,
 ) -> Result<IngestOutput> {
-    read_csv_with::<true>(data, schema, options, config)
+    read_csv_with::<true>(data, schema, None, options, config)
+}
+
+/// [`read_csv`] decoding only the columns at `projection` (indices into `schema`, ascending):
+/// the batches and the output schema hold those columns. Every record is still split into all
+/// of its fields (a record with the wrong number of fields is still a dead letter), but values
+/// of the other columns are not parsed, so a value there that would not parse is not one.
+pub fn read_csv_projected(
+    data: &[u8],
+    schema: SchemaRef,
+    projection: &[usize],
+    options: CsvOptions,
+    config: &IngestConfig,
+) -> Result<IngestOutput> {
+    read_csv_with::<true>(data, Some(schema), Some(projection), options, config)
 }
 
 /// [`read_csv`] with the one-pass fast path on or off (off: the reference it is tested against).
 fn read_csv_with<const ONE_PASS: bool>(
     data: &[u8],
     schema: Option<SchemaRef>,
+    projection: Option<&[usize]>,
     options: CsvOptions,
     config: &IngestConfig,
 ) -> Result<IngestOutput> {
@@ -330,28 +345,36 @@ fn read_csv_with<const ONE_PASS: bool>(
         Some(schema) => schema,
         None => Arc::new(text_where_untyped(infer_csv_schema(data, options, config)?)),
     };
+    let output_schema = match projection {
+        Some(columns) => Arc::new(schema.project(columns)?),
+        None => schema.clone(),
+    };
+    let decode = |bytes: &[u8], rows: usize| decode_csv(bytes, &schema, projection, options, rows);
     if ONE_PASS {
-        if let Some(output) = read_csv_in_one_pass(data, &schema, options, config) {
+        if let Some(output) = read_csv_in_one_pass(data, &output_schema, options, config, &decode) {
             return Ok(output);
         }
     }
     let spans = csv_record_spans(data, options, &config.source_name)?;
-    let decode = |bytes: &[u8], rows: usize| decode_csv(bytes, &schema, options, rows);
-    decode_in_groups(data, &spans, &schema, config, decode)
+    decode_in_groups(data, &spans, &output_schema, config, decode)
 }
 
 /// Decodes CSV records without a header into batches of at most `rows` rows.
 fn decode_csv(
     bytes: &[u8],
     schema: &SchemaRef,
+    projection: Option<&[usize]>,
     options: CsvOptions,
     rows: usize,
 ) -> Result<Vec<RecordBatch>, ArrowError> {
-    let mut decoder = arrow::csv::ReaderBuilder::new(schema.clone())
+    let mut builder = arrow::csv::ReaderBuilder::new(schema.clone())
         .with_header(false)
         .with_delimiter(options.delimiter)
-        .with_batch_size(rows.max(1))
-        .build_decoder();
+        .with_batch_size(rows.max(1));
+    if let Some(columns) = projection {
+        builder = builder.with_projection(columns.to_vec());
+    }
+    let mut decoder = builder.build_decoder();
     let mut batches = Vec::new();
     let mut rest = bytes;
     loop {
@@ -386,6 +409,7 @@ fn read_csv_in_one_pass(
     schema: &SchemaRef,
     options: CsvOptions,
     config: &IngestConfig,
+    decode: &impl Fn(&[u8], usize) -> Result<Vec<RecordBatch>, ArrowError>,
 ) -> Option<IngestOutput> {
     if data.len() > config.batch_size_bytes
         || data.first() == Some(&b'\n')
@@ -414,7 +438,7 @@ fn read_csv_in_one_pass(
     } else {
         data
     };
-    let batches = decode_csv(body, schema, options, config.batch_size_rows).ok()?;
+    let batches = decode(body, config.batch_size_rows).ok()?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     (rows == records).then(|| IngestOutput {
         schema: Some(schema.clone()),
@@ -1535,8 +1559,22 @@ mod tests {
             let schema = (next(4) != 0).then(schema_ns);
             let config = IngestConfig::default().with_batch_size_rows(1 + next(5));
             let options = CsvOptions::default();
-            let fast = read_csv_with::<true>(text.as_bytes(), schema.clone(), options, &config);
-            let exact = read_csv_with::<false>(text.as_bytes(), schema.clone(), options, &config);
+            // Decoding one column only must agree between the paths too.
+            let projection: Option<&[usize]> = (schema.is_some() && next(2) == 0).then_some(&[1]);
+            let fast = read_csv_with::<true>(
+                text.as_bytes(),
+                schema.clone(),
+                projection,
+                options,
+                &config,
+            );
+            let exact = read_csv_with::<false>(
+                text.as_bytes(),
+                schema.clone(),
+                projection,
+                options,
+                &config,
+            );
             match (fast, exact) {
                 (Ok(fast), Ok(exact)) => {
                     assert_eq!(fast.batches, exact.batches, "{text:?}");
@@ -1548,14 +1586,46 @@ mod tests {
             }
             if let Some(schema) = schema {
                 let body = text.as_bytes();
-                one_pass_taken +=
-                    usize::from(read_csv_in_one_pass(body, &schema, options, &config).is_some());
+                let decode =
+                    |bytes: &[u8], rows: usize| decode_csv(bytes, &schema, None, options, rows);
+                one_pass_taken += usize::from(
+                    read_csv_in_one_pass(body, &schema, options, &config, &decode).is_some(),
+                );
             }
         }
         assert!(
             one_pass_taken > 500,
             "one pass taken {one_pass_taken} times"
         );
+    }
+
+    #[test]
+    fn projected_csv_decodes_only_the_chosen_columns() {
+        let data = b"n,s,x\n1,a,2.5\n2,b,oops\n3,c,4\n1,2\n";
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+            Field::new("x", DataType::Float64, true),
+        ]));
+        let config = IngestConfig::default();
+        let body = &data[b"n,s,x\n".len()..];
+        let options = CsvOptions {
+            has_header: false,
+            ..CsvOptions::default()
+        };
+        let out = read_csv_projected(body, schema.clone(), &[0, 1], options, &config).unwrap();
+        assert_eq!(out.schema.as_ref().unwrap().fields().len(), 2);
+        // `oops` is in a column not read: its record counts; the short record is still bad.
+        assert_eq!(out.accepted_rows, 3);
+        assert_eq!(out.dead_letters.len(), 1);
+        assert_eq!(out.dead_letters[0].position.record, 4);
+        let full = read_csv(body, Some(schema), options, &config).unwrap();
+        assert_eq!(full.accepted_rows, 2);
+        let projected = concat_batches(out.schema.as_ref().unwrap(), &out.batches).unwrap();
+        let n = projected
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(n.values().to_vec(), vec![1, 2, 3]);
     }
 
     fn schema_ns() -> SchemaRef {

@@ -663,6 +663,122 @@ pub fn relation_names(sql: &str) -> Option<Vec<String>> {
     Some(names)
 }
 
+/// Which of a table's `columns` `sql` may read (indices, in table order): every column
+/// whose name the query mentions anywhere, as a column or a qualified name's last part. `None`
+/// when the text does not parse or the query reads columns it does not name (`*`, `t.*`,
+/// `NATURAL JOIN`). A superset is harmless: it only lets a reader skip decoding the rest.
+pub fn columns_read(sql: &str, columns: &[String]) -> Option<Vec<usize>> {
+    let parsed = streaming::parse(sql).ok()?;
+    let mut names: Vec<String> = Vec::new();
+    let mut add = |name: &str| names.push(name.to_ascii_lowercase());
+    if let Some(window) = &parsed.window {
+        for argument in &window.arguments {
+            let _ = ast::visit_expressions(argument, |e| {
+                collect_column_name(e, &mut add);
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+        }
+    }
+    let _ = ast::visit_expressions(&parsed.statements, |e| {
+        collect_column_name(e, &mut add);
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    struct Unnamed {
+        names: Vec<String>,
+    }
+    impl ast::Visitor for Unnamed {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &ast::Query) -> std::ops::ControlFlow<()> {
+            if reads_unnamed_columns(&query.body, &mut self.names) {
+                return std::ops::ControlFlow::Break(());
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut unnamed = Unnamed { names: Vec::new() };
+    if ast::Visit::visit(&parsed.statements, &mut unnamed).is_break() {
+        return None;
+    }
+    names.extend(unnamed.names);
+    let mut read: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| names.contains(&c.to_ascii_lowercase()))
+        .map(|(i, _)| i)
+        .collect();
+    if read.is_empty() && !columns.is_empty() {
+        // `COUNT(*)` alone: rows must still be counted, through one column.
+        read.push(0);
+    }
+    Some(read)
+}
+
+fn collect_column_name(expr: &ast::Expr, add: &mut impl FnMut(&str)) {
+    match expr {
+        ast::Expr::Identifier(ident) => add(&ident.value),
+        ast::Expr::CompoundIdentifier(parts) => {
+            if let Some(last) = parts.last() {
+                add(&last.value);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether a query body selects `*` / `t.*` or joins NATURAL; adds the names of USING joins.
+fn reads_unnamed_columns(body: &ast::SetExpr, names: &mut Vec<String>) -> bool {
+    match body {
+        ast::SetExpr::Select(select) => {
+            let wildcard = select.projection.iter().any(|item| {
+                matches!(
+                    item,
+                    ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..)
+                )
+            });
+            let mut natural = false;
+            for from in &select.from {
+                for join in &from.joins {
+                    match join_constraint(&join.join_operator) {
+                        Some(ast::JoinConstraint::Natural) => natural = true,
+                        Some(ast::JoinConstraint::Using(using)) => {
+                            names.extend(using.iter().map(|n| last_name(n).to_ascii_lowercase()))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            wildcard || natural
+        }
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            reads_unnamed_columns(left, names) || reads_unnamed_columns(right, names)
+        }
+        ast::SetExpr::Query(query) => reads_unnamed_columns(&query.body, names),
+        _ => false,
+    }
+}
+
+fn join_constraint(operator: &ast::JoinOperator) -> Option<&ast::JoinConstraint> {
+    use ast::JoinOperator as J;
+    match operator {
+        J::Join(c)
+        | J::Inner(c)
+        | J::Left(c)
+        | J::LeftOuter(c)
+        | J::Right(c)
+        | J::RightOuter(c)
+        | J::FullOuter(c)
+        | J::Semi(c)
+        | J::LeftSemi(c)
+        | J::RightSemi(c)
+        | J::Anti(c)
+        | J::LeftAnti(c)
+        | J::RightAnti(c)
+        | J::CrossJoin(c)
+        | J::StraightJoin(c) => Some(c),
+        _ => None,
+    }
+}
+
 /// The source named in the `FROM` clause of `sql`.
 pub fn source_name(sql: &str) -> Result<String> {
     let statements = streaming::parse(sql)?.statements;
@@ -5224,6 +5340,39 @@ pub fn check_sql_parse(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn columns_read_names_every_mentioned_column_or_refuses_to_guess() {
+        let columns: Vec<String> = ["id", "Price", "qty", "ts", "note"]
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let read = |sql: &str| columns_read(sql, &columns);
+        assert_eq!(
+            read("SELECT id, SUM(price * t.qty) FROM t WHERE note LIKE 'a%' GROUP BY id"),
+            Some(vec![0, 1, 2, 4])
+        );
+        assert_eq!(
+            read("SELECT COUNT(*) FROM t WINDOW TUMBLING (ts, INTERVAL '1' MINUTE)"),
+            Some(vec![3])
+        );
+        // Rows must still be counted through some column.
+        assert_eq!(read("SELECT COUNT(*) FROM t"), Some(vec![0]));
+        assert_eq!(
+            read("SELECT a.id FROM t a JOIN u USING (qty) WHERE EXISTS (SELECT 1 FROM v WHERE v.ts = a.id)"),
+            Some(vec![0, 2, 3])
+        );
+        for unnamed in [
+            "SELECT * FROM t",
+            "SELECT t.* FROM t",
+            "SELECT id FROM (SELECT * FROM t) s",
+            "SELECT id FROM t NATURAL JOIN u",
+            "SELECT id FROM t UNION SELECT * FROM u",
+        ] {
+            assert_eq!(read(unnamed), None, "{unnamed}");
+        }
+        assert_eq!(read("SELEC oops"), None);
+    }
     use super::*;
     use std::sync::Arc;
 
