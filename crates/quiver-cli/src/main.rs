@@ -609,6 +609,17 @@ fn report_input_dead_letters(name: &str, output: &quiver_ingest::IngestOutput, v
     for dead in output.dead_letters.iter().take(shown) {
         eprintln!("  {dead}");
     }
+    report_more(output.dead_letters.len(), shown);
+}
+
+/// Says how many dead letters were not listed.
+fn report_more(total: usize, shown: usize) {
+    if total > shown {
+        eprintln!(
+            "  ... and {} more dead letters (--verbose lists them all)",
+            total - shown
+        );
+    }
 }
 
 /// An Arrow IPC file or stream: its schema (also when it holds no batch) and its batches.
@@ -1067,6 +1078,9 @@ impl ChunkDecoder {
                 "{}: {} records rejected (dead letters), {} accepted",
                 self.config.source_name, self.rejected_rows, self.accepted_rows
             );
+            if !self.verbose {
+                report_more(self.rejected_rows as usize, 5);
+            }
         }
     }
 }
@@ -1309,13 +1323,15 @@ fn report_window_run(runner: &mut quiver_exec::query::QueryRunner, verbose: bool
         if verbose || metrics.rows_late_dropped > 0 || !dead_letters.is_empty() {
             eprintln!(
                 "rows: {} in = {} aggregated ({} late, into closed windows) + {} late dropped + \
-                 {} dead-lettered; watermark {:?} ms",
+                 {} dead-lettered; watermark {}",
                 metrics.rows_in,
                 metrics.rows_aggregated,
                 metrics.rows_late_updated,
                 metrics.rows_late_dropped,
                 metrics.rows_dead_lettered,
-                metrics.watermark_ms
+                metrics
+                    .watermark_ms
+                    .map_or_else(|| "none yet".to_string(), |w| format!("{w} ms"))
             );
         }
     }
@@ -1323,6 +1339,7 @@ fn report_window_run(runner: &mut quiver_exec::query::QueryRunner, verbose: bool
     for dead in dead_letters.iter().take(shown) {
         eprintln!("  dead letter {dead}: {}", dead.payload_text());
     }
+    report_more(dead_letters.len(), shown);
 }
 
 fn write_batches(

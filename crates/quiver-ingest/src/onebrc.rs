@@ -36,6 +36,15 @@ pub fn schema() -> SchemaRef {
 
 /// Maps `path` into memory as one Arrow buffer (no copy; the mapping lives as long as the buffer).
 pub fn map_file(path: &Path) -> Result<Buffer> {
+    if path.is_dir() {
+        return Err(QuiverError::io(
+            path.display().to_string(),
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "is a directory, not a measurements file",
+            ),
+        ));
+    }
     let file =
         std::fs::File::open(path).map_err(|e| QuiverError::io(path.display().to_string(), e))?;
     let length = file
