@@ -27,7 +27,8 @@ pub(crate) struct HavingChangelog {
     /// of the operator's output.
     key_columns: usize,
     windowed: bool,
-    converter: RowConverter,
+    /// None without keys.
+    converter: Option<RowConverter>,
     /// Held keys (row-format bytes) with their window's end in milliseconds (`i64::MAX`
     /// without a window: groups of a running GROUP BY never close).
     held: HashMap<Box<[u8]>, i64>,
@@ -45,12 +46,16 @@ impl HavingChangelog {
         windowed: bool,
         changes_after_end_ms: i64,
     ) -> Result<Self> {
-        let converter = RowConverter::new(
-            key_types
-                .iter()
-                .map(|t| SortField::new(t.clone()))
-                .collect(),
-        )?;
+        let converter = if key_types.is_empty() {
+            None
+        } else {
+            Some(RowConverter::new(
+                key_types
+                    .iter()
+                    .map(|t| SortField::new(t.clone()))
+                    .collect(),
+            )?)
+        };
         Ok(HavingChangelog {
             key_columns: key_types.len(),
             windowed,
@@ -87,9 +92,13 @@ impl HavingChangelog {
                 batch.num_columns()
             )));
         }
-        let keys = self
-            .converter
-            .convert_columns(&batch.columns()[..self.key_columns])?;
+        // No keys (a running aggregate without GROUP BY): one row, keyed by nothing.
+        let keys = match &self.converter {
+            Some(converter) => {
+                Some(converter.convert_columns(&batch.columns()[..self.key_columns])?)
+            }
+            None => None,
+        };
         let ends = if self.windowed {
             Some(cast(batch.column(1), &DataType::Int64)?)
         } else {
@@ -101,8 +110,8 @@ impl HavingChangelog {
         let mut rows: Vec<u32> = Vec::new();
         let mut kinds: Vec<&'static str> = Vec::new();
         for row in 0..batch.num_rows() {
-            let key = keys.row(row);
-            let key = key.as_ref();
+            let key = keys.as_ref().map(|k| k.row(row));
+            let key: &[u8] = key.as_ref().map_or(&[], |k| k.as_ref());
             let passed = passes.is_valid(row) && passes.value(row);
             let kind = if changes.value(row) == ChangeKind::Delete.as_str() || !passed {
                 self.held.remove(key).map(|_| ChangeKind::Delete)
@@ -226,6 +235,34 @@ mod tests {
             vec![row("b", 2, "delete")]
         );
         assert_eq!(state.held_keys(), 0);
+    }
+
+    #[test]
+    fn an_aggregate_without_keys_is_one_row() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("change", DataType::Utf8, false),
+        ]));
+        let mut state = HavingChangelog::try_new(&[], false, 0).unwrap();
+        let mut step = |n: i64, change: &str| {
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(vec![n])),
+                    Arc::new(StringArray::from(vec![change])),
+                ],
+            )
+            .unwrap();
+            let passes = BooleanArray::from(vec![n > 1]);
+            let out = state.apply(&batch, &passes, None).unwrap();
+            let changes = out.column(1).as_string::<i32>();
+            (0..out.num_rows())
+                .map(|i| changes.value(i).to_string())
+                .collect::<Vec<_>>()
+        };
+        assert!(step(1, "insert").is_empty());
+        assert_eq!(step(2, "update"), vec!["insert"]);
+        assert_eq!(step(3, "update"), vec!["update"]);
     }
 
     #[test]

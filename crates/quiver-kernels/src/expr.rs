@@ -1007,7 +1007,24 @@ fn text_literal_as_number(
 }
 
 fn cast_literal(literal: &Expr, to: DataType, batch: &RecordBatch) -> Result<ArrayRef> {
-    Expr::Cast(Box::new(literal.clone()), to, false).evaluate(batch)
+    Expr::Cast(Box::new(literal.clone()), to.clone(), false)
+        .evaluate(batch)
+        .map_err(|error| match literal {
+            Expr::Literal(Literal::Utf8(text)) => QuiverError::InvalidQuery(format!(
+                "the string '{text}' beside a number is not a {}",
+                sql_type_name(&to)
+            )),
+            _ => error,
+        })
+}
+
+fn sql_type_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal128(p, s) => format!("DECIMAL({p}, {s})"),
+        other => other.to_string(),
+    }
 }
 
 /// The common type two operands are cast to before `op`.

@@ -117,7 +117,7 @@ fn compile(pattern: &str, options: Options, whole: bool, function: RegexFunction
     let source = if options.literal {
         regex::escape(pattern)
     } else {
-        pattern.to_string()
+        re2_classes(pattern)
     };
     let source = if whole {
         format!(r"\A(?:{source})\z")
@@ -147,6 +147,93 @@ fn compile(pattern: &str, options: Options, whole: bool, function: RegexFunction
         cache.insert(key, compiled.clone());
     });
     Ok(compiled)
+}
+
+/// `pattern` with RE2's meaning where the `regex` crate's differs: `\d \w \s \b` (and their
+/// negations) are ASCII in RE2 and Unicode in `regex`; inside brackets RE2 reads `&`, `~`,
+/// `--` and `[` (other than `[:name:]`) literally, where `regex` has set operators and nested
+/// classes.
+fn re2_classes(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut in_class = false;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' {
+            let Some(&next) = chars.get(i + 1) else {
+                out.push(c);
+                break;
+            };
+            let replacement = match (next, in_class) {
+                ('d', false) => Some("[0-9]"),
+                ('D', _) => Some("[^0-9]"),
+                ('w', false) => Some("[0-9A-Za-z_]"),
+                ('W', _) => Some("[^0-9A-Za-z_]"),
+                ('s', false) => Some("[\\t\\n\\x0C\\r ]"),
+                ('S', _) => Some("[^\\t\\n\\x0C\\r ]"),
+                ('d', true) => Some("0-9"),
+                ('w', true) => Some("0-9A-Za-z_"),
+                ('s', true) => Some("\\t\\n\\x0C\\r "),
+                ('b', false) => Some("(?-u:\\b)"),
+                ('B', false) => Some("(?-u:\\B)"),
+                _ => None,
+            };
+            match replacement {
+                Some(text) => out.push_str(text),
+                None => {
+                    out.push(c);
+                    out.push(next);
+                }
+            }
+            i += 2;
+            continue;
+        }
+        if !in_class {
+            out.push(c);
+            if c == '[' {
+                in_class = true;
+                // A `]` first in the class (after an optional `^`) is a literal.
+                if chars.get(i + 1) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                if chars.get(i + 1) == Some(&']') {
+                    out.push_str("\\]");
+                    i += 1;
+                }
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            ']' => {
+                in_class = false;
+                out.push(c);
+            }
+            '[' if chars.get(i + 1) == Some(&':') => {
+                // `[:alpha:]`: copied through its closing `:]`.
+                let end = (i + 2..chars.len().saturating_sub(1))
+                    .find(|&j| chars[j] == ':' && chars[j + 1] == ']');
+                match end {
+                    Some(end) => {
+                        out.extend(&chars[i..=end + 1]);
+                        i = end + 2;
+                        continue;
+                    }
+                    None => out.push_str("\\["),
+                }
+            }
+            '[' | '&' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '-' if chars.get(i + 1) == Some(&'-') => out.push_str("\\-"),
+            _ => out.push(c),
+        }
+        i += 1;
+    }
+    out
 }
 
 /// The `regex` crate's errors draw the pattern over several lines; the last line says what
@@ -422,6 +509,40 @@ mod tests {
         assert!(dot.as_boolean().value(3));
         let no_dot = run(RegexFunction::Matches, &[subjects, constant("a.b", 5)]).unwrap();
         assert!(!no_dot.as_boolean().value(3));
+    }
+
+    #[test]
+    fn classes_are_ascii_and_bracket_operators_literal_as_in_re2() {
+        let cases = [
+            ("ß", "\\w", false),
+            ("a", "\\w", true),
+            ("٣", "^\\d$", false),
+            ("7", "^\\d$", true),
+            ("\u{a0}", "\\s", false),
+            ("ß", "^\\W$", true),
+            ("ab", "[a&&b]", true),
+            ("&", "^[a&&b]$", true),
+            ("~", "[x~~y]", true),
+            ("]", "^[]a]$", true),
+            ("b", "^[^]a]$", true),
+            ("x", "^[[:alpha:]]$", true),
+            ("[", "^[[]$", true),
+            ("5", "^[\\d]$", true),
+            ("étéx", "\\bx", true),
+            ("a x", "\\bx\\b", true),
+        ];
+        for (subject, pattern, expected) in cases {
+            let found = run(
+                RegexFunction::Matches,
+                &[constant(subject, 1), constant(pattern, 1)],
+            )
+            .unwrap_or_else(|e| panic!("{pattern}: {e}"));
+            assert_eq!(
+                found.as_boolean().value(0),
+                expected,
+                "{subject:?} ~ {pattern}"
+            );
+        }
     }
 
     #[test]

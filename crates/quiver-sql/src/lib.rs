@@ -2118,6 +2118,14 @@ fn distinct_rewritten(query: &ast::Query) -> Result<Option<ast::Query>> {
             if grouping_sets || keys.is_empty() {
                 return Ok(None);
             }
+            // The first row is picked after QUALIFY, which this rewrite would fold it into.
+            if select.qualify.is_some() {
+                return Err(QuiverError::Unsupported(
+                    "SELECT DISTINCT ON with QUALIFY; apply QUALIFY in a subquery and DISTINCT ON \
+                     outside"
+                        .into(),
+                ));
+            }
             let keys = keys
                 .iter()
                 .map(|key| output_name_resolved(key, select, "DISTINCT ON"))
@@ -2135,6 +2143,13 @@ fn distinct_rewritten(query: &ast::Query) -> Result<Option<ast::Query>> {
                     .collect::<Result<Vec<_>>>()?,
                 _ => Vec::new(),
             };
+            if !windowed_calls(keys.iter().chain(order.iter().map(|o| &o.expr)))?.is_empty() {
+                return Err(QuiverError::Unsupported(
+                    "SELECT DISTINCT ON keyed or ordered by a window function; compute it in a \
+                     subquery and apply DISTINCT ON outside"
+                        .into(),
+                ));
+            }
             let partition = keys
                 .iter()
                 .map(ToString::to_string)
