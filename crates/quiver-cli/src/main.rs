@@ -230,21 +230,31 @@ fn run(cli: &Cli) -> Result<()> {
             output,
             input_format,
             stream,
-        } => run_query(
-            tables,
-            sql,
-            *format,
-            output.as_deref(),
-            *input_format,
-            stream.options(),
-            cli.verbose,
-        ),
+        } => {
+            let query = |project_columns: bool| {
+                let query = StreamedQuery {
+                    sql,
+                    format: *format,
+                    output: output.as_deref(),
+                    stream: stream.options(),
+                    verbose: cli.verbose,
+                    project_columns,
+                };
+                run_query(tables, *input_format, &query)
+            };
+            match query(true) {
+                // Planned over the columns the query names, an unknown name would be reported
+                // with only those as the table's columns: planned again over all of them.
+                Err(error) if error.to_string().contains("unknown column") => query(false),
+                other => other,
+            }
+        }
         Command::Explain {
             tables,
             sql,
             input_format,
         } => {
-            let sources = load_tables(tables, *input_format, cli.verbose, Some(sql))?;
+            let sources = load_tables(tables, *input_format, cli.verbose, None)?;
             let mut engine = quiver::Engine::new();
             for source in &sources {
                 engine = engine.register(source.name.clone(), source.schema.clone())?;
@@ -857,13 +867,17 @@ fn load_tables(
 
 fn run_query(
     specs: &[String],
-    sql: &str,
-    format: OutputFormat,
-    output: Option<&std::path::Path>,
     input_format: Option<InputFormat>,
-    stream: quiver::StreamOptions,
-    verbose: bool,
+    query: &StreamedQuery<'_>,
 ) -> Result<()> {
+    let StreamedQuery {
+        sql,
+        format,
+        output,
+        stream,
+        verbose,
+        project_columns,
+    } = *query;
     // A table is streamed only when the query reads it (a query without FROM reads none).
     // A query with joins holds its tables in memory: it is not streamed.
     let reads_a_table = quiver_sql::source_name(sql).map_or(true, |name| !name.is_empty())
@@ -871,14 +885,7 @@ fn run_query(
     if let Some((name, path, text_format)) =
         streamable_table(specs, input_format).filter(|_| reads_a_table)
     {
-        let query = StreamedQuery {
-            sql,
-            format,
-            output,
-            stream,
-            verbose,
-        };
-        return run_streamed(&name, &path, text_format, &query);
+        return run_streamed(&name, &path, text_format, query);
     }
     // Only the tables the query reads are loaded (a `--table` it never names costs nothing).
     check_table_names(specs)?;
@@ -893,7 +900,12 @@ fn run_query(
             .collect(),
         None => specs.to_vec(),
     };
-    let sources = load_tables(&read, input_format, verbose, Some(sql))?;
+    let sources = load_tables(
+        &read,
+        input_format,
+        verbose,
+        Some(sql).filter(|_| project_columns),
+    )?;
     let tables: Vec<(String, arrow::datatypes::SchemaRef)> = sources
         .iter()
         .map(|s| (s.name.clone(), s.schema.clone()))
@@ -976,13 +988,16 @@ fn streamable_table(
     }
 }
 
-/// What to run over a streamed table, and where its output goes.
+/// What `quiver run` runs, and where its output goes.
+#[derive(Clone, Copy)]
 struct StreamedQuery<'a> {
     sql: &'a str,
     format: OutputFormat,
     output: Option<&'a std::path::Path>,
     stream: quiver::StreamOptions,
     verbose: bool,
+    /// Whether CSV columns the query never names are skipped.
+    project_columns: bool,
 }
 
 /// Decodes the chunks of one streamed table, keeping dead-letter positions those of the whole
@@ -1231,7 +1246,9 @@ fn run_streamed(
     query: &StreamedQuery<'_>,
 ) -> Result<()> {
     let mut input = ChunkedInput::open(path, format, query.verbose)?;
-    input.decode_only_columns_of(query.sql)?;
+    if query.project_columns {
+        input.decode_only_columns_of(query.sql)?;
+    }
     let schema = input.schema()?;
     let plan = quiver_sql::plan(query.sql, &[(name.to_string(), schema)])?;
     let (mut sink, context) = open_output(query.output)?;

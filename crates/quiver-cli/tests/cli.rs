@@ -890,3 +890,19 @@ fn csv_columns_the_query_never_names_are_not_parsed() {
     assert!(out.starts_with("n,s\n1099,"), "{out}");
     assert!(err.contains("record 1052"), "{err}");
 }
+
+#[test]
+fn an_unknown_column_lists_every_column_of_the_table() {
+    let dir = temp_dir("unknown-column");
+    let path = dir.join("t.csv");
+    std::fs::write(&path, "id,x,a\n1,2,3\n").unwrap();
+    let output = quiver()
+        .args(["run", "--table"])
+        .arg(format!("t={}", path.display()))
+        .args(["--sql", "SELECT amout FROM t"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("columns are: id, x, a"), "{stderr}");
+}
