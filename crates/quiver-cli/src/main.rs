@@ -523,10 +523,20 @@ fn infer_text_schema(
     }
 }
 
-/// The columns of a CSV `schema` that `sql` reads, when that is not all of them.
+/// The columns of a CSV `schema` that `sql` reads, when that is not all of them. A query that
+/// names none (`COUNT(*)`) still counts rows through one column: a text one when there is
+/// one, whose values always parse.
 fn columns_to_decode(sql: &str, schema: &arrow::datatypes::Schema) -> Option<Vec<usize>> {
     let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    quiver_sql::columns_read(sql, &names).filter(|columns| columns.len() < names.len())
+    let mut columns = quiver_sql::columns_read(sql, &names)?;
+    if columns.is_empty() && !names.is_empty() {
+        let text = schema
+            .fields()
+            .iter()
+            .position(|f| f.data_type() == &arrow::datatypes::DataType::Utf8);
+        columns.push(text.unwrap_or(0));
+    }
+    (columns.len() < names.len()).then_some(columns)
 }
 
 /// Reads one input file (or stdin): `schema` is the one to decode CSV or JSON lines with,

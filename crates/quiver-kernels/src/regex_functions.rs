@@ -136,7 +136,7 @@ fn compile(pattern: &str, options: Options, whole: bool, function: RegexFunction
             QuiverError::InvalidQuery(format!(
                 "{}: invalid regular expression '{pattern}': {}",
                 function.name(),
-                first_line(&error.to_string())
+                regex_error_reason(&error.to_string())
             ))
         })?;
     PATTERNS.with(|cache| {
@@ -238,7 +238,7 @@ fn re2_classes(pattern: &str) -> String {
 
 /// The `regex` crate's errors draw the pattern over several lines; the last line says what
 /// is wrong.
-fn first_line(message: &str) -> String {
+fn regex_error_reason(message: &str) -> String {
     message
         .lines()
         .rev()

@@ -666,7 +666,8 @@ pub fn relation_names(sql: &str) -> Option<Vec<String>> {
 /// Which of a table's `columns` `sql` may read (indices, in table order): every column
 /// whose name the query mentions anywhere, as a column or a qualified name's last part. `None`
 /// when the text does not parse or the query reads columns it does not name (`*`, `t.*`,
-/// `NATURAL JOIN`). A superset is harmless: it only lets a reader skip decoding the rest.
+/// `NATURAL JOIN`); empty when it names none (`COUNT(*)`: the reader still needs some column
+/// to count rows by). A superset is harmless: it only lets a reader skip decoding the rest.
 pub fn columns_read(sql: &str, columns: &[String]) -> Option<Vec<usize>> {
     let parsed = streaming::parse(sql).ok()?;
     let mut names: Vec<String> = Vec::new();
@@ -700,17 +701,14 @@ pub fn columns_read(sql: &str, columns: &[String]) -> Option<Vec<usize>> {
         return None;
     }
     names.extend(unnamed.names);
-    let mut read: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| names.contains(&c.to_ascii_lowercase()))
-        .map(|(i, _)| i)
-        .collect();
-    if read.is_empty() && !columns.is_empty() {
-        // `COUNT(*)` alone: rows must still be counted, through one column.
-        read.push(0);
-    }
-    Some(read)
+    Some(
+        columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| names.contains(&c.to_ascii_lowercase()))
+            .map(|(i, _)| i)
+            .collect(),
+    )
 }
 
 fn collect_column_name(expr: &ast::Expr, add: &mut impl FnMut(&str)) {
@@ -2167,14 +2165,7 @@ fn distinct_rewritten(query: &ast::Query) -> Result<Option<ast::Query>> {
             let mut rewritten = query.clone();
             if let ast::SetExpr::Select(select) = rewritten.body.as_mut() {
                 select.distinct = None;
-                select.qualify = Some(match select.qualify.take() {
-                    Some(earlier) => ast::Expr::BinaryOp {
-                        left: Box::new(ast::Expr::Nested(Box::new(earlier))),
-                        op: ast::BinaryOperator::And,
-                        right: Box::new(first),
-                    },
-                    None => first,
-                });
+                select.qualify = Some(first);
             }
             Ok(Some(rewritten))
         }
@@ -5371,8 +5362,7 @@ mod tests {
             read("SELECT COUNT(*) FROM t WINDOW TUMBLING (ts, INTERVAL '1' MINUTE)"),
             Some(vec![3])
         );
-        // Rows must still be counted through some column.
-        assert_eq!(read("SELECT COUNT(*) FROM t"), Some(vec![0]));
+        assert_eq!(read("SELECT COUNT(*) FROM t"), Some(vec![]));
         assert_eq!(
             read("SELECT a.id FROM t a JOIN u USING (qty) WHERE EXISTS (SELECT 1 FROM v WHERE v.ts = a.id)"),
             Some(vec![0, 2, 3])
