@@ -1183,8 +1183,8 @@ impl ChunkedInput {
         })
     }
 
-    /// From now on decodes only the CSV columns `sql` names (the first chunk's rows, decoded
-    /// already, lose the others): values of other columns are split off but never parsed.
+    /// From now on decodes only the CSV columns `sql` names (the first chunk, decoded for its
+    /// schema, is decoded again): values of other columns are split off but never parsed.
     fn decode_only_columns_of(&mut self, sql: &str) -> Result<()> {
         let Some(schema) = self.decoder.schema.clone() else {
             return Ok(());
