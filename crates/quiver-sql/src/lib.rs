@@ -1907,18 +1907,7 @@ fn select_item_for_group(
                 .iter()
                 .any(|f| f.name().eq_ignore_ascii_case(&ident.value)) =>
         {
-            Ok(select
-                .projection
-                .iter()
-                .find_map(|item| match item {
-                    ast::SelectItem::ExprWithAlias { expr, alias }
-                        if alias.value.eq_ignore_ascii_case(&ident.value) =>
-                    {
-                        Some(expr.clone())
-                    }
-                    _ => None,
-                })
-                .unwrap_or_else(|| expr.clone()))
+            Ok(aliased_item(select, &ident.value).unwrap_or_else(|| expr.clone()))
         }
         _ => Ok(expr.clone()),
     }
@@ -2202,6 +2191,18 @@ fn distinct_rewritten(query: &ast::Query) -> Result<Option<ast::Query>> {
     }
 }
 
+/// The expression of the SELECT item aliased `name` (case-insensitive), if any.
+fn aliased_item(select: &ast::Select, name: &str) -> Option<ast::Expr> {
+    select.projection.iter().find_map(|item| match item {
+        ast::SelectItem::ExprWithAlias { expr, alias }
+            if alias.value.eq_ignore_ascii_case(name) =>
+        {
+            Some(expr.clone())
+        }
+        _ => None,
+    })
+}
+
 /// An ORDER BY or DISTINCT ON key with output names and positions replaced by the SELECT
 /// items they name (an output name wins over a source column, as in PostgreSQL's ORDER BY).
 fn output_name_resolved(key: &ast::Expr, select: &ast::Select, clause: &str) -> Result<ast::Expr> {
@@ -2233,18 +2234,9 @@ fn output_name_resolved(key: &ast::Expr, select: &ast::Select, clause: &str) -> 
                 )),
             }
         }
-        ast::Expr::Identifier(ident) => Ok(select
-            .projection
-            .iter()
-            .find_map(|item| match item {
-                ast::SelectItem::ExprWithAlias { expr, alias }
-                    if alias.value.eq_ignore_ascii_case(&ident.value) =>
-                {
-                    Some(expr.clone())
-                }
-                _ => None,
-            })
-            .unwrap_or_else(|| key.clone())),
+        ast::Expr::Identifier(ident) => {
+            Ok(aliased_item(select, &ident.value).unwrap_or_else(|| key.clone()))
+        }
         _ => Ok(key.clone()),
     }
 }
