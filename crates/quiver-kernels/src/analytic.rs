@@ -238,8 +238,53 @@ pub struct AnalyticCall {
     pub order_by: Vec<AnalyticOrder>,
     /// The frame (aggregates and FIRST/LAST/NTH_VALUE).
     pub frame: Frame,
+    /// `IGNORE NULLS` (LAG, LEAD, FIRST/LAST/NTH_VALUE only): offsets and positions count the
+    /// rows whose value is not NULL.
+    pub ignore_nulls: bool,
     /// The call as written, for names and messages.
     pub text: String,
+}
+
+/// The sorted positions whose value is not NULL, and for each sorted position how many of them
+/// come before it: `IGNORE NULLS` walks these instead of all rows.
+struct NonNullPositions {
+    positions: Vec<usize>,
+    /// `before[p]` = non-NULL sorted positions in `0..p`; one entry more than there are rows.
+    before: Vec<usize>,
+}
+
+impl NonNullPositions {
+    fn new(values: &dyn Array, order: &Ordering) -> Self {
+        let mut positions = Vec::new();
+        let mut before = Vec::with_capacity(order.rows.len() + 1);
+        for (position, &row) in order.rows.iter().enumerate() {
+            before.push(positions.len());
+            if values.is_valid(row as usize) {
+                positions.push(position);
+            }
+        }
+        before.push(positions.len());
+        NonNullPositions { positions, before }
+    }
+
+    /// The `n`-th (from 0) non-NULL position in `range`.
+    fn nth_in(&self, range: &Range<usize>, n: usize) -> Option<usize> {
+        if range.start >= range.end {
+            return None;
+        }
+        let first = self.before[range.start];
+        let index = first.checked_add(n)?;
+        (index < self.before[range.end]).then(|| self.positions[index])
+    }
+
+    /// The last non-NULL position in `range`.
+    fn last_in(&self, range: &Range<usize>) -> Option<usize> {
+        if range.start >= range.end {
+            return None;
+        }
+        let end = self.before[range.end];
+        (end > self.before[range.start]).then(|| self.positions[end - 1])
+    }
 }
 
 /// Rows of a batch in window order, with their partitions and peer groups.
@@ -582,6 +627,9 @@ impl AnalyticCall {
         let mut source: Vec<Option<u32>> = vec![None; batch.num_rows()];
         let mut use_default = vec![false; batch.num_rows()];
         let backwards = self.function == AnalyticFunction::Lag;
+        let non_null = self
+            .ignore_nulls
+            .then(|| NonNullPositions::new(values.as_ref(), order));
         order.for_each(|row, partition, _, _| {
             let original = order.rows[row] as usize;
             let offset = match &offsets {
@@ -594,10 +642,27 @@ impl AnalyticCall {
             } else {
                 Some(offset)
             };
-            let target = offset
-                .and_then(|o| i64::try_from(row).ok()?.checked_add(o))
-                .and_then(|t| usize::try_from(t).ok())
-                .filter(|t| partition.contains(t));
+            let target = match (&non_null, offset) {
+                (_, None) => None,
+                // A zero offset is the row itself, NULL or not.
+                (Some(_), Some(0)) => Some(row),
+                (Some(non_null), Some(o)) if o > 0 => usize::try_from(o - 1)
+                    .ok()
+                    .and_then(|n| non_null.nth_in(&(row + 1..partition.end), n)),
+                (Some(non_null), Some(o)) => {
+                    // The |o|-th non-NULL row before this one.
+                    let back = usize::try_from(o.unsigned_abs()).ok();
+                    let before = non_null.before[row];
+                    back.and_then(|b| before.checked_sub(b))
+                        .filter(|&index| index >= non_null.before[partition.start])
+                        .map(|index| non_null.positions[index])
+                }
+                (None, Some(o)) => i64::try_from(row)
+                    .ok()
+                    .and_then(|r| r.checked_add(o))
+                    .and_then(|t| usize::try_from(t).ok())
+                    .filter(|t| partition.contains(t)),
+            };
             match target {
                 Some(t) => source[original] = Some(order.rows[t]),
                 None => use_default[original] = true,
@@ -629,17 +694,27 @@ impl AnalyticCall {
             _ => None,
         };
         let frames = self.frames(order)?;
+        let non_null = self
+            .ignore_nulls
+            .then(|| NonNullPositions::new(values.as_ref(), order));
         let mut source: Vec<Option<u32>> = vec![None; batch.num_rows()];
         let mut failure = None;
         order.for_each(|row, _, _, _| {
             let original = order.rows[row] as usize;
             let frame = frames[row].clone();
+            let nth = |n: usize| match &non_null {
+                Some(non_null) => non_null.nth_in(&frame, n),
+                None => frame.start.checked_add(n),
+            };
             let picked = match (&self.function, &positions) {
-                (AnalyticFunction::FirstValue, _) => Some(frame.start),
-                (AnalyticFunction::LastValue, _) => frame.end.checked_sub(1),
+                (AnalyticFunction::FirstValue, _) => nth(0),
+                (AnalyticFunction::LastValue, _) => match &non_null {
+                    Some(non_null) => non_null.last_in(&frame),
+                    None => frame.end.checked_sub(1),
+                },
                 (_, Some(p)) if p.is_null(original) => None,
                 (_, Some(p)) => match usize::try_from(p.value(original)) {
-                    Ok(n) if n >= 1 => frame.start.checked_add(n - 1),
+                    Ok(n) if n >= 1 => nth(n - 1),
                     _ => {
                         failure.get_or_insert(p.value(original));
                         None

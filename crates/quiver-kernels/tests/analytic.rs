@@ -106,6 +106,7 @@ impl Window {
                 vec![]
             },
             frame: self.frame.clone(),
+            ignore_nulls: false,
             text: "test".into(),
         }
     }
@@ -304,6 +305,84 @@ fn check(window: &Window, batch: &RecordBatch) {
             };
             let value = got.is_valid(row).then(|| got.value(row));
             assert_eq!(value, expected, "{function:?} row {row}");
+        }
+    }
+    // IGNORE NULLS: offsets and positions count only the rows whose value is not NULL.
+    for (function, arguments) in [
+        (AnalyticFunction::Lag, vec![Expr::Column(2)]),
+        (
+            AnalyticFunction::Lag,
+            vec![Expr::Column(2), Expr::Literal(Literal::Int64(-2))],
+        ),
+        (
+            AnalyticFunction::Lead,
+            vec![
+                Expr::Column(2),
+                Expr::Literal(Literal::Int64(2)),
+                Expr::Literal(Literal::Int64(-7)),
+            ],
+        ),
+        (
+            AnalyticFunction::Lead,
+            vec![Expr::Column(2), Expr::Literal(Literal::Int64(0))],
+        ),
+        (AnalyticFunction::FirstValue, vec![Expr::Column(2)]),
+        (AnalyticFunction::LastValue, vec![Expr::Column(2)]),
+        (
+            AnalyticFunction::NthValue,
+            vec![Expr::Column(2), Expr::Literal(Literal::Int64(2))],
+        ),
+    ] {
+        let offset = match arguments.get(1) {
+            Some(Expr::Literal(Literal::Int64(o))) => *o,
+            _ => 1,
+        };
+        let default = match arguments.get(2) {
+            Some(Expr::Literal(Literal::Int64(d))) => Some(*d),
+            _ => None,
+        };
+        let mut call = window.call(function.clone(), arguments);
+        call.ignore_nulls = true;
+        let got = call.evaluate(batch).unwrap();
+        let got = got.as_primitive::<Int64Type>();
+        for (row, (members, position)) in sorted.iter().enumerate() {
+            let position = *position;
+            let non_null_values = |rows: &[usize]| -> Vec<i64> {
+                rows.iter().filter_map(|&r| int(batch, 2, r)).collect()
+            };
+            let expected = match function {
+                AnalyticFunction::Lag | AnalyticFunction::Lead => {
+                    let forward = if function == AnalyticFunction::Lag {
+                        -offset
+                    } else {
+                        offset
+                    };
+                    let found = if forward == 0 {
+                        Some(int(batch, 2, members[position]))
+                    } else if forward > 0 {
+                        non_null_values(&members[position + 1..])
+                            .get(forward as usize - 1)
+                            .map(|&v| Some(v))
+                    } else {
+                        let before = non_null_values(&members[..position]);
+                        before
+                            .len()
+                            .checked_sub(forward.unsigned_abs() as usize)
+                            .map(|i| Some(before[i]))
+                    };
+                    found.unwrap_or(default)
+                }
+                _ => {
+                    let present = non_null_values(&window.frame(batch, members, position));
+                    match function {
+                        AnalyticFunction::FirstValue => present.first().copied(),
+                        AnalyticFunction::LastValue => present.last().copied(),
+                        _ => present.get(1).copied(),
+                    }
+                }
+            };
+            let value = got.is_valid(row).then(|| got.value(row));
+            assert_eq!(value, expected, "{function:?} IGNORE NULLS row {row}");
         }
     }
     // Aggregates over the frame.

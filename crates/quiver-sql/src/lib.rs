@@ -978,6 +978,9 @@ fn plan_query(
     parsed: &streaming::Parsed,
     outer_ctes: &[NamedQuery<'_>],
 ) -> Result<Plan> {
+    if let Some(rewritten) = named_windows_inlined(query)? {
+        return plan_query(&rewritten, tables, parsed, outer_ctes);
+    }
     refuse_unplanned_clauses(query)?;
     if let Some(rewritten) = with_all_expanded(query)? {
         return plan_query(&rewritten, tables, parsed, outer_ctes);
@@ -2087,6 +2090,161 @@ fn common_conjuncts_factored(expr: &ast::Expr) -> Option<ast::Expr> {
         return None;
     }
     joined(parts, ast::BinaryOperator::And)
+}
+
+/// The query with its `WINDOW name AS (...)` definitions written into every `OVER name` and
+/// `OVER (name ORDER BY ... frame)` of its own SELECT (subqueries resolve their own), as
+/// PostgreSQL defines them: a window named in parentheses lends its PARTITION BY and ORDER BY,
+/// which the call may not repeat, and must have no frame. A definition may build on an earlier
+/// one.
+fn named_windows_inlined(query: &ast::Query) -> Result<Option<ast::Query>> {
+    let ast::SetExpr::Select(select) = query.body.as_ref() else {
+        return Ok(None);
+    };
+    if select.named_window.is_empty() {
+        return Ok(None);
+    }
+    let mut definitions: Vec<(ast::Ident, ast::WindowSpec)> = Vec::new();
+    for ast::NamedWindowDefinition(name, definition) in &select.named_window {
+        if definitions
+            .iter()
+            .any(|(known, _)| same_identifier(known, name))
+        {
+            return Err(QuiverError::InvalidQuery(format!(
+                "window `{name}` is defined twice"
+            )));
+        }
+        let spec = match definition {
+            ast::NamedWindowExpr::NamedWindow(base) => {
+                window_named(&definitions, base, &format!("WINDOW {name} AS {base}"))?.clone()
+            }
+            ast::NamedWindowExpr::WindowSpec(spec) => {
+                window_spec_resolved(&definitions, spec, &format!("WINDOW {name}"))?
+            }
+        };
+        definitions.push((name.clone(), spec));
+    }
+    struct Inliner<'a> {
+        definitions: &'a [(ast::Ident, ast::WindowSpec)],
+        depth: usize,
+        failure: Option<QuiverError>,
+    }
+    impl ast::VisitorMut for Inliner<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &mut ast::Query) -> std::ops::ControlFlow<()> {
+            self.depth += 1;
+            std::ops::ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &mut ast::Query) -> std::ops::ControlFlow<()> {
+            self.depth -= 1;
+            std::ops::ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &mut ast::Expr) -> std::ops::ControlFlow<()> {
+            // Depth 1 is the query itself; deeper ones are subqueries with their own WINDOW.
+            if self.depth != 1 {
+                return std::ops::ControlFlow::Continue(());
+            }
+            let ast::Expr::Function(f) = e else {
+                return std::ops::ControlFlow::Continue(());
+            };
+            let call = format!("`{f}`");
+            let resolved = match &f.over {
+                Some(ast::WindowType::NamedWindow(name)) => {
+                    window_named(self.definitions, name, &call).cloned()
+                }
+                Some(ast::WindowType::WindowSpec(spec)) if spec.window_name.is_some() => {
+                    window_spec_resolved(self.definitions, spec, &call)
+                }
+                _ => return std::ops::ControlFlow::Continue(()),
+            };
+            match resolved {
+                Ok(spec) => {
+                    f.over = Some(ast::WindowType::WindowSpec(spec));
+                    std::ops::ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    self.failure = Some(e);
+                    std::ops::ControlFlow::Break(())
+                }
+            }
+        }
+    }
+    let mut rewritten = query.clone();
+    if let ast::SetExpr::Select(select) = rewritten.body.as_mut() {
+        select.named_window.clear();
+    }
+    let mut inliner = Inliner {
+        definitions: &definitions,
+        depth: 0,
+        failure: None,
+    };
+    let _ = ast::VisitMut::visit(&mut rewritten, &mut inliner);
+    match inliner.failure {
+        Some(failure) => Err(failure),
+        None => Ok(Some(rewritten)),
+    }
+}
+
+/// Whether two identifiers name the same thing: quoted ones exactly, others in any case.
+fn same_identifier(a: &ast::Ident, b: &ast::Ident) -> bool {
+    if a.quote_style.is_some() || b.quote_style.is_some() {
+        a.value == b.value
+    } else {
+        a.value.eq_ignore_ascii_case(&b.value)
+    }
+}
+
+fn window_named<'a>(
+    definitions: &'a [(ast::Ident, ast::WindowSpec)],
+    name: &ast::Ident,
+    context: &str,
+) -> Result<&'a ast::WindowSpec> {
+    definitions
+        .iter()
+        .find(|(known, _)| same_identifier(known, name))
+        .map(|(_, spec)| spec)
+        .ok_or_else(|| {
+            QuiverError::InvalidQuery(format!(
+                "{context}: window `{name}` is not defined; WINDOW {name} AS (...) defines it"
+            ))
+        })
+}
+
+/// `(base ORDER BY ... frame)` with `base`'s PARTITION BY and ORDER BY filled in.
+fn window_spec_resolved(
+    definitions: &[(ast::Ident, ast::WindowSpec)],
+    spec: &ast::WindowSpec,
+    context: &str,
+) -> Result<ast::WindowSpec> {
+    let Some(name) = &spec.window_name else {
+        return Ok(spec.clone());
+    };
+    let base = window_named(definitions, name, context)?;
+    let refuse = |why: String| Err(QuiverError::InvalidQuery(format!("{context}: {why}")));
+    if !spec.partition_by.is_empty() {
+        return refuse(format!(
+            "cannot override the PARTITION BY of window `{name}`"
+        ));
+    }
+    if !spec.order_by.is_empty() && !base.order_by.is_empty() {
+        return refuse(format!("cannot override the ORDER BY of window `{name}`"));
+    }
+    if base.window_frame.is_some() {
+        return refuse(format!(
+            "cannot copy window `{name}` because it has a frame; write OVER {name} without \
+             parentheses"
+        ));
+    }
+    Ok(ast::WindowSpec {
+        window_name: None,
+        partition_by: base.partition_by.clone(),
+        order_by: if spec.order_by.is_empty() {
+            base.order_by.clone()
+        } else {
+            spec.order_by.clone()
+        },
+        window_frame: spec.window_frame.clone(),
+    })
 }
 
 /// `SELECT DISTINCT ON (keys) ... ORDER BY ...` as `QUALIFY ROW_NUMBER() OVER (PARTITION BY
@@ -4890,6 +5048,21 @@ fn plan_call(
     let ast::FunctionArguments::List(list) = &f.args else {
         return Err(unsupported(format!("`{whole}`: arguments expected"), span));
     };
+    let null_treatment = f.null_treatment.is_some()
+        || list
+            .clauses
+            .iter()
+            .any(|c| matches!(c, ast::FunctionArgumentClause::IgnoreOrRespectNulls(_)));
+    // Over a window, the caller decides which functions take it.
+    if null_treatment && !windowed {
+        return Err(unsupported(
+            format!(
+                "IGNORE / RESPECT NULLS in `{whole}`; only the window functions LAG, LEAD, \
+                 FIRST_VALUE, LAST_VALUE and NTH_VALUE take it"
+            ),
+            span,
+        ));
+    }
     let distinct = matches!(
         list.duplicate_treatment,
         Some(ast::DuplicateTreatment::Distinct)
@@ -5115,20 +5288,21 @@ fn plan_windowed(
         )));
     };
     let spec = match &f.over {
-        Some(ast::WindowType::WindowSpec(spec)) if spec.window_name.is_none() => spec,
-        Some(_) => {
-            return Err(unsupported(
-                format!("named window in `{whole}`; write the window inline, OVER (...)"),
-                span,
-            ))
+        Some(ast::WindowType::NamedWindow(name))
+        | Some(ast::WindowType::WindowSpec(ast::WindowSpec {
+            window_name: Some(name),
+            ..
+        })) => {
+            return Err(QuiverError::InvalidQuery(format!(
+                "`{whole}`: window `{name}` is not defined; WINDOW {name} AS (...) after \
+                 the FROM, WHERE, GROUP BY and HAVING of the same SELECT defines it"
+            )))
         }
+        Some(ast::WindowType::WindowSpec(spec)) => spec,
         None => return Err(QuiverError::Internal(format!("`{whole}` has no OVER"))),
     };
-    let ignores_nulls = matches!(f.null_treatment, Some(ast::NullTreatment::IgnoreNulls))
+    let ignore_nulls = matches!(f.null_treatment, Some(ast::NullTreatment::IgnoreNulls))
         || matches!(&f.args, ast::FunctionArguments::List(list) if list.clauses.iter().any(|c| matches!(c, ast::FunctionArgumentClause::IgnoreOrRespectNulls(ast::NullTreatment::IgnoreNulls))));
-    if ignores_nulls {
-        return Err(unsupported(format!("IGNORE NULLS in `{whole}`"), span));
-    }
     let partition_by = spec
         .partition_by
         .iter()
@@ -5220,7 +5394,10 @@ fn plan_windowed(
         }
     };
     let name = f.name.to_string().to_ascii_lowercase();
-    let (function, arguments, filter) = match aggregate_function(&name) {
+    // FIRST_VALUE / LAST_VALUE are also aggregates (by arrival), which keep NULLs.
+    let value_function = matches!(name.as_str(), "first_value" | "last_value");
+    let aggregate = aggregate_function(&name).filter(|_| !(ignore_nulls && value_function));
+    let (function, arguments, filter) = match aggregate {
         Some(aggregate) => {
             let call = plan_call(f, aggregate, scalar, whole, true)?;
             let function = match (call.function, &call.argument) {
@@ -5310,6 +5487,23 @@ fn plan_windowed(
             (function, arguments, None)
         }
     };
+    let takes_null_treatment = matches!(
+        function,
+        AnalyticFunction::Lag
+            | AnalyticFunction::Lead
+            | AnalyticFunction::FirstValue
+            | AnalyticFunction::LastValue
+            | AnalyticFunction::NthValue
+    );
+    if ignore_nulls && !takes_null_treatment {
+        return Err(unsupported(
+            format!(
+                "IGNORE NULLS in `{whole}`; only LAG, LEAD, FIRST_VALUE, LAST_VALUE and \
+                 NTH_VALUE take it"
+            ),
+            span,
+        ));
+    }
     Ok(AnalyticCall {
         function,
         arguments,
@@ -5317,6 +5511,7 @@ fn plan_windowed(
         partition_by,
         order_by,
         frame,
+        ignore_nulls,
         text: whole.to_string(),
     })
 }
