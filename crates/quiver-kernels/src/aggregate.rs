@@ -72,12 +72,14 @@ pub enum AggregateFunction {
     /// `CORR(y, x)`, `COVAR_POP`, `COVAR_SAMP`, `REGR_SLOPE`, `REGR_INTERCEPT`, `REGR_R2` over
     /// a `(y, x)` struct column.
     Covariance(CovarianceKind),
-    /// `STRING_AGG(col, sep ORDER BY key)` over a `(col, key)` struct column.
+    /// `STRING_AGG([DISTINCT] col, sep ORDER BY key)` over a `(col, key)` struct column.
     StringAggOrdered {
         /// `DESC`.
         descending: bool,
         /// `NULLS FIRST` (keys).
         nulls_first: bool,
+        /// `DISTINCT`: each value once (the key is the value itself).
+        distinct: bool,
     },
     /// `SUM(DISTINCT col)`: the sum of the group's distinct values.
     SumDistinct,
@@ -726,15 +728,19 @@ fn own_accumulator(
         AggregateFunction::StringAggOrdered {
             descending,
             nulls_first,
+            distinct,
         } => {
             let key_type = OrderedStringAggAccumulator::key_type(&aggregate.name, &input_type)?;
             (
-                Box::new(OrderedStringAggAccumulator::try_new(
-                    aggregate.separator.clone(),
-                    &key_type,
-                    descending,
-                    nulls_first,
-                )?),
+                Box::new(
+                    OrderedStringAggAccumulator::try_new(
+                        aggregate.separator.clone(),
+                        &key_type,
+                        descending,
+                        nulls_first,
+                    )?
+                    .distinct(distinct),
+                ),
                 DataType::Utf8,
                 OrderedStringAggAccumulator::state_fields(&aggregate.name),
             )

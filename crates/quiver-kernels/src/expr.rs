@@ -472,6 +472,14 @@ impl Expr {
                 }
                 _ => Arc::new(BooleanArray::from(Vec::<bool>::new())),
             }),
+            Expr::Function(function @ (ScalarFunction::Greatest | ScalarFunction::Least), args) => {
+                let args: Vec<&Expr> = args.iter().collect();
+                let args = text_literals_as_numbers(&args, batch)?
+                    .iter()
+                    .map(|a| plain(&a.evaluate(batch)?))
+                    .collect::<Result<Vec<_>>>()?;
+                crate::functions::evaluate(*function, &args)
+            }
             Expr::Function(function, args) => {
                 let args = args
                     .iter()
@@ -765,6 +773,41 @@ pub(crate) fn timestamp_text(value: &ArrayRef) -> Result<ArrayRef> {
     Ok(Arc::new(out.finish()))
 }
 
+/// A `LIKE ... ESCAPE 'c'` pattern rewritten with the backslash escapes LIKE evaluates:
+/// `c%`, `c_` and `cc` become `\%`, `\_` and a literal `c`; a backslash that is not the escape
+/// character stands for itself. `ESCAPE ''` means no escape character, as in PostgreSQL.
+pub fn like_pattern_with_escape(pattern: &str, escape: &str) -> Result<String> {
+    let mut escape_chars = escape.chars();
+    let escape = match (escape_chars.next(), escape_chars.next()) {
+        (None, _) => None,
+        (Some('\\'), None) => return Ok(pattern.to_string()),
+        (Some(c), None) => Some(c),
+        _ => {
+            return Err(QuiverError::InvalidQuery(format!(
+                "LIKE ... ESCAPE '{escape}': the escape must be one character or empty"
+            )))
+        }
+    };
+    let mut rewritten = String::with_capacity(pattern.len() + 4);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if Some(c) == escape {
+            let Some(escaped) = chars.next() else {
+                return Err(QuiverError::InvalidQuery(format!(
+                    "LIKE pattern '{pattern}' ends with the escape character '{c}'"
+                )));
+            };
+            rewritten.push('\\');
+            rewritten.push(escaped);
+        } else if c == '\\' {
+            rewritten.push_str("\\\\");
+        } else {
+            rewritten.push(c);
+        }
+    }
+    Ok(rewritten)
+}
+
 /// PostgreSQL's check: a LIKE pattern may not end with an unfinished escape (`'ab\'`).
 fn check_like_patterns(patterns: &ArrayRef) -> Result<()> {
     for pattern in patterns.as_string::<i32>().iter().flatten() {
@@ -813,10 +856,14 @@ fn case(
     branches: &[(Expr, Expr)],
     otherwise: Option<&Expr>,
 ) -> Result<ArrayRef> {
+    let values: Vec<&Expr> = branches.iter().map(|(_, v)| v).chain(otherwise).collect();
+    let values = text_literals_as_numbers(&values, batch)?;
+    let (branch_values, otherwise) = values.split_at(branches.len());
+    let otherwise = otherwise.first();
     // The result type: all branch values coerced together (evaluated over no rows).
     let empty = batch.slice(0, 0);
     let mut result_type = DataType::Null;
-    for value in branches.iter().map(|(_, v)| v).chain(otherwise) {
+    for value in branch_values.iter().chain(otherwise) {
         let branch_type = value.evaluate(&empty)?.data_type().clone();
         result_type = coerce(&result_type, BinaryOp::Eq, &branch_type).map_err(|_| {
             QuiverError::Unsupported(format!(
@@ -828,7 +875,7 @@ fn case(
     let mut remaining: Vec<u32> = (0..rows as u32).collect();
     let mut parts: Vec<ArrayRef> = Vec::new();
     let mut picks: Vec<(usize, usize)> = vec![(0, 0); rows];
-    for (condition, value) in branches {
+    for ((condition, _), value) in branches.iter().zip(branch_values) {
         if remaining.is_empty() {
             break;
         }
@@ -981,7 +1028,16 @@ fn text_literal_as_number(
     let Expr::Literal(Literal::Utf8(text)) = expr else {
         return Ok(value);
     };
-    let target = match other {
+    match number_type_of_text(text, other) {
+        Some(target) => cast_literal(expr, target, batch),
+        None => Ok(value),
+    }
+}
+
+/// The type a string literal reads as beside a value of type `other`: `None` when `other` is
+/// no number.
+fn number_type_of_text(text: &str, other: &DataType) -> Option<DataType> {
+    Some(match other {
         t if t.is_integer() => DataType::Int64,
         DataType::Decimal128(..) => {
             let trimmed = text.trim();
@@ -989,10 +1045,8 @@ fn text_literal_as_number(
                 Some((_, fraction)) if fraction.bytes().all(|b| b.is_ascii_digit()) => {
                     fraction.len()
                 }
-                Some(_) => return cast_literal(expr, DataType::Float64, batch),
-                None if trimmed.contains(['e', 'E']) => {
-                    return cast_literal(expr, DataType::Float64, batch)
-                }
+                Some(_) => return Some(DataType::Float64),
+                None if trimmed.contains(['e', 'E']) => return Some(DataType::Float64),
                 None => 0,
             };
             match i8::try_from(scale) {
@@ -1001,9 +1055,48 @@ fn text_literal_as_number(
             }
         }
         DataType::Float16 | DataType::Float32 | DataType::Float64 => DataType::Float64,
-        _ => return Ok(value),
-    };
-    cast_literal(expr, target, batch)
+        _ => return None,
+    })
+}
+
+/// Values that meet in one result (CASE branches and so COALESCE, GREATEST / LEAST arguments),
+/// with their string literals read as numbers when the other values are numbers, as PostgreSQL
+/// resolves untyped literals: `COALESCE(n, '0')` is an integer; text that is no such number is
+/// an error.
+fn text_literals_as_numbers(values: &[&Expr], batch: &RecordBatch) -> Result<Vec<Expr>> {
+    let is_text_literal = |e: &Expr| matches!(e, Expr::Literal(Literal::Utf8(_)));
+    if !values.iter().any(|e| is_text_literal(e)) {
+        return Ok(values.iter().map(|&e| e.clone()).collect());
+    }
+    let empty = batch.slice(0, 0);
+    let mut others = DataType::Null;
+    for value in values.iter().filter(|e| !is_text_literal(e)) {
+        let value_type = value.evaluate(&empty)?.data_type().clone();
+        match coerce(&others, BinaryOp::Eq, &value_type) {
+            Ok(common) => others = common,
+            // The caller reports the mismatch.
+            Err(_) => return Ok(values.iter().map(|&e| e.clone()).collect()),
+        }
+    }
+    // Checked on one row: over no rows a bad literal would not fail.
+    let one_row = RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty()),
+        vec![],
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+    )?;
+    values
+        .iter()
+        .map(|&value| match value {
+            Expr::Literal(Literal::Utf8(text)) => match number_type_of_text(text, &others) {
+                Some(target) => {
+                    cast_literal(value, target.clone(), &one_row)?;
+                    Ok(Expr::Cast(Box::new(value.clone()), target, false))
+                }
+                None => Ok(value.clone()),
+            },
+            other => Ok(other.clone()),
+        })
+        .collect()
 }
 
 fn cast_literal(literal: &Expr, to: DataType, batch: &RecordBatch) -> Result<ArrayRef> {
@@ -1337,6 +1430,18 @@ pub fn field(name: &str, data_type: DataType) -> Field {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn like_escape_characters_become_backslashes() {
+        let rewrite = |p: &str, e: &str| super::like_pattern_with_escape(p, e).unwrap();
+        assert_eq!(rewrite("a!%b!_c!!", "!"), "a\\%b\\_c\\!");
+        assert_eq!(rewrite("a\\b%", "!"), "a\\\\b%");
+        assert_eq!(rewrite("a\\%", "\\"), "a\\%");
+        assert_eq!(rewrite("a\\%", ""), "a\\\\%");
+        assert_eq!(rewrite("%é_", "é"), "%\\_");
+        assert!(super::like_pattern_with_escape("ab!", "!").is_err());
+        assert!(super::like_pattern_with_escape("ab", "!!").is_err());
+    }
+
     use super::*;
     use arrow::array::{Float64Array, Int64Array};
     use arrow::datatypes::Int64Type;

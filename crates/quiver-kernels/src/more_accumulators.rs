@@ -553,6 +553,8 @@ impl GroupsAccumulator for DistinctNumericAccumulator {
 /// the key's order), and joins them sorted when evaluated; equal keys keep arrival order.
 pub struct OrderedStringAggAccumulator {
     separator: String,
+    /// Equal (key, text) entries are joined once.
+    distinct: bool,
     converter: RowConverter,
     groups: Vec<Vec<(Box<[u8]>, String)>>,
 }
@@ -579,12 +581,19 @@ impl OrderedStringAggAccumulator {
         };
         Ok(OrderedStringAggAccumulator {
             separator: separator.into(),
+            distinct: false,
             converter: RowConverter::new(vec![SortField::new_with_options(
                 key_type.clone(),
                 options,
             )])?,
             groups: Vec::new(),
         })
+    }
+
+    /// Joins each distinct (key, value) once: `STRING_AGG(DISTINCT x ORDER BY x)`.
+    pub fn distinct(mut self, distinct: bool) -> Self {
+        self.distinct = distinct;
+        self
     }
 
     /// The key type inside a `(value, key)` input type.
@@ -692,6 +701,10 @@ impl GroupsAccumulator for OrderedStringAggAccumulator {
                 }
                 // Stable: equal keys keep arrival order.
                 entries.sort_by(|a, b| a.0.cmp(&b.0));
+                if self.distinct {
+                    // Sorted by key, equal entries are neighbours.
+                    entries.dedup();
+                }
                 let texts: Vec<&str> = entries.iter().map(|(_, t)| t.as_str()).collect();
                 Some(texts.join(&self.separator))
             })
@@ -2077,22 +2090,40 @@ mod tests {
                 })
                 .collect::<Int64Array>(),
         );
-        let input: ArrayRef = Arc::new(StructArray::from(vec![
-            (Arc::new(Field::new("y", DataType::Utf8, true)), texts),
-            (Arc::new(Field::new("x", DataType::Int64, true)), keys),
-        ]));
-        for (descending, nulls_first) in
-            [(false, false), (false, true), (true, true), (true, false)]
-        {
+        // DISTINCT aggregates the key itself: many repeats per group.
+        let key_texts = cast(&keys, &DataType::Utf8).unwrap();
+        let pair = |texts: &ArrayRef| -> ArrayRef {
+            Arc::new(StructArray::from(vec![
+                (
+                    Arc::new(Field::new("y", DataType::Utf8, true)),
+                    Arc::clone(texts),
+                ),
+                (
+                    Arc::new(Field::new("x", DataType::Int64, true)),
+                    Arc::clone(&keys),
+                ),
+            ]))
+        };
+        for (descending, nulls_first, distinct) in [
+            (false, false, false),
+            (false, true, false),
+            (true, true, false),
+            (true, false, false),
+            (false, false, true),
+            (true, true, true),
+        ] {
             let fresh = || {
                 OrderedStringAggAccumulator::try_new("/", &DataType::Int64, descending, nulls_first)
                     .unwrap()
+                    .distinct(distinct)
             };
+            let input = pair(if distinct { &key_texts } else { &texts });
             let out = through_two_partitions(fresh, &input, &groups, 25);
             let out = out.as_string::<i32>();
             let function = AggregateFunction::StringAggOrdered {
                 descending,
                 nulls_first,
+                distinct,
             };
             let aggregate = AggregateExpr::new(function, Some(1), "s").with_separator("/");
             let expected = reference_per_group(&input, &groups, aggregate);
@@ -2106,6 +2137,13 @@ mod tests {
                     want.as_slice(),
                     "desc {descending} nulls first {nulls_first}"
                 );
+                if distinct {
+                    let parts: Vec<&str> = out.value(g).split('/').collect();
+                    let mut unique = parts.clone();
+                    unique.sort_unstable();
+                    unique.dedup();
+                    assert_eq!(unique.len(), parts.len(), "group {g}: {parts:?}");
+                }
             }
         }
     }

@@ -467,6 +467,7 @@ fn finish(
             let AggregateFunction::StringAggOrdered {
                 descending,
                 nulls_first,
+                distinct,
             } = aggregate.function
             else {
                 return Err(QuiverError::Internal(
@@ -483,6 +484,11 @@ fn finish(
                 (a, b) if descending => b.total_cmp(a),
                 (a, b) => a.total_cmp(b),
             });
+            if distinct {
+                entries.dedup_by(|(a_key, a_text), (b_key, b_text)| {
+                    a_text == b_text && a_key.total_cmp(b_key) == Ordering::Equal
+                });
+            }
             if entries.is_empty() {
                 RefValue::Null
             } else {

@@ -4179,15 +4179,40 @@ fn scalar_expr(
             pattern,
             escape_char,
         } => {
-            if *any || escape_char.is_some() {
+            if *any {
                 return Err(unsupported(
-                    format!("`{expr}` (LIKE ANY and ESCAPE are not supported)"),
+                    format!("`{expr}` (LIKE ANY is not supported)"),
                     expr_span(expr),
                 ));
             }
+            let pattern = recurse(pattern)?;
+            let pattern = match escape_char.as_ref().map(|e| &e.value) {
+                None => pattern,
+                Some(
+                    ast::Value::SingleQuotedString(escape)
+                    | ast::Value::EscapedStringLiteral(escape),
+                ) => match pattern.fold() {
+                    Expr::Literal(Literal::Utf8(text)) => Expr::Literal(Literal::Utf8(
+                        quiver_kernels::expr::like_pattern_with_escape(&text, escape)?,
+                    )),
+                    Expr::Literal(Literal::Null) => Expr::Literal(Literal::Null),
+                    _ => {
+                        return Err(unsupported(
+                            format!("`{expr}`: ESCAPE with a pattern that is not a constant"),
+                            expr_span(expr),
+                        ))
+                    }
+                },
+                Some(other) => {
+                    return Err(unsupported(
+                        format!("`{expr}`: ESCAPE {other}; a one-character string is expected"),
+                        expr_span(expr),
+                    ))
+                }
+            };
             Expr::Like {
                 value: Box::new(recurse(value)?),
-                pattern: Box::new(recurse(pattern)?),
+                pattern: Box::new(pattern),
                 negated: *negated,
                 case_insensitive: matches!(expr, ast::Expr::ILike { .. }),
             }
@@ -5072,8 +5097,22 @@ fn plan_call(
         _ => None,
     });
     // STRING_AGG(x, sep ORDER BY key): the key travels with the value, sorted per group.
+    let aggregated = match list.args.first() {
+        Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))) => Some(e),
+        _ => None,
+    };
     let string_order = match (function, order_by.map(Vec::as_slice)) {
         (AggregateFunction::StringAgg, Some([key])) => {
+            // As in PostgreSQL: which of equal values' keys would order them is undefined.
+            if distinct && aggregated != Some(&key.expr) {
+                return Err(unsupported(
+                    format!(
+                        "`{whole}`: with DISTINCT, STRING_AGG may only be ordered by the \
+                         aggregated value"
+                    ),
+                    span,
+                ));
+            }
             let descending = key.options.asc == Some(false);
             // PostgreSQL: NULLs sort as if larger than every value.
             let nulls_first = key.options.nulls_first.unwrap_or(descending);
@@ -5081,10 +5120,22 @@ fn plan_call(
                 AggregateFunction::StringAggOrdered {
                     descending,
                     nulls_first,
+                    distinct,
                 },
                 &key.expr,
             ))
         }
+        // Distinct values, joined in their own order.
+        (AggregateFunction::StringAgg, None) if distinct => aggregated.map(|value| {
+            (
+                AggregateFunction::StringAggOrdered {
+                    descending: false,
+                    nulls_first: false,
+                    distinct: true,
+                },
+                value,
+            )
+        }),
         (AggregateFunction::StringAgg, Some(_)) => {
             return Err(unsupported(
                 format!("`{whole}`: STRING_AGG takes one ORDER BY key"),
@@ -5131,9 +5182,13 @@ fn plan_call(
         (AggregateFunction::Avg, true) => AggregateFunction::AvgDistinct,
         // The extremes of the distinct values are the extremes.
         (f @ (AggregateFunction::Min | AggregateFunction::Max), true) => f,
+        // Carried by the ordered form above.
+        (AggregateFunction::StringAgg, true) if string_order.is_some() => {
+            AggregateFunction::StringAgg
+        }
         (f, true) => {
             return Err(unsupported(
-                format!("DISTINCT in {f} (COUNT, SUM, AVG, MIN and MAX take DISTINCT)"),
+                format!("DISTINCT in {f} (COUNT, SUM, AVG, MIN, MAX and STRING_AGG take DISTINCT)"),
                 span,
             ))
         }
