@@ -21,8 +21,8 @@ use crate::group_values::{new_group_values, GroupValues};
 use crate::more_accumulators::{
     ApproxDistinctAccumulator, ArgExtremeAccumulator, BoolAccumulator, CountDistinctAccumulator,
     CovarianceAccumulator, CovarianceKind, DistinctNumericAccumulator, FirstLastAccumulator,
-    ModeAccumulator, OrderedStringAggAccumulator, PercentileAccumulator, StringAggAccumulator,
-    VarianceAccumulator, VarianceKind,
+    ModeAccumulator, OrderedStringAggAccumulator, PercentileAccumulator, PercentileDiscAccumulator,
+    StringAggAccumulator, VarianceAccumulator, VarianceKind,
 };
 use crate::EmitTo;
 
@@ -59,6 +59,14 @@ pub enum AggregateFunction {
     Median,
     /// `PERCENTILE_CONT(fraction) WITHIN GROUP (ORDER BY col)`, exact.
     PercentileCont(f64),
+    /// `PERCENTILE_DISC(fraction) WITHIN GROUP (ORDER BY col [DESC])` / `QUANTILE_DISC(col,
+    /// fraction)`: an input value, exact, of any sortable type.
+    PercentileDisc {
+        /// In `[0, 1]`.
+        fraction: f64,
+        /// `ORDER BY col DESC`.
+        descending: bool,
+    },
     /// `STRING_AGG(col, separator)` in arrival order.
     StringAgg,
     /// `APPROX_COUNT_DISTINCT(col)`, HyperLogLog (standard error 3.25%).
@@ -109,6 +117,7 @@ impl fmt::Display for AggregateFunction {
             AggregateFunction::BoolOr => "BOOL_OR",
             AggregateFunction::Median => "MEDIAN",
             AggregateFunction::PercentileCont(_) => "PERCENTILE_CONT",
+            AggregateFunction::PercentileDisc { .. } => "PERCENTILE_DISC",
             AggregateFunction::StringAgg => "STRING_AGG",
             AggregateFunction::ApproxCountDistinct => "APPROX_COUNT_DISTINCT",
             AggregateFunction::ApproxPercentile(_) => "APPROX_PERCENTILE",
@@ -795,6 +804,18 @@ fn own_accumulator(
                 PercentileAccumulator::state_fields(&aggregate.name),
             )
         }
+        AggregateFunction::PercentileDisc {
+            fraction,
+            descending,
+        } => (
+            Box::new(PercentileDiscAccumulator::try_new(
+                fraction,
+                descending,
+                &input_type,
+            )?),
+            PercentileDiscAccumulator::output_type(&input_type),
+            PercentileDiscAccumulator::state_fields(&aggregate.name),
+        ),
         AggregateFunction::ApproxPercentile(fraction) => {
             require_numeric(&aggregate.name, &input_type)?;
             (

@@ -1,5 +1,5 @@
 //! Date functions that count, build and format calendar values: `DATE_DIFF`, `MAKE_DATE`,
-//! `STRFTIME`. Every timestamp is read in UTC, as `EXTRACT` and `DATE_TRUNC` read it.
+//! `LAST_DAY`, `STRFTIME`. Every timestamp is read in UTC, as `EXTRACT` and `DATE_TRUNC` read it.
 
 use std::sync::Arc;
 
@@ -149,6 +149,31 @@ pub fn make_date(year: &ArrayRef, month: &ArrayRef, day: &ArrayRef) -> Result<Ar
                 })
             }
         }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// `LAST_DAY(d)`: the last day of the month of a date or timestamp, as a date.
+pub fn last_day(value: &ArrayRef) -> Result<ArrayRef> {
+    let instants = micros(value, "LAST_DAY")?;
+    let mut out = Date32Builder::with_capacity(instants.len());
+    for instant in instants.iter() {
+        let Some(instant) = instant else {
+            out.append_null();
+            continue;
+        };
+        let (year, month, _) = civil_from_days(instant.div_euclid(MICROS_PER_DAY));
+        let (next_year, next_month) = if month == 12 {
+            (year + 1, 1)
+        } else {
+            (year, month + 1)
+        };
+        let last = days_from_civil(next_year, next_month, 1) - 1;
+        let last = i32::try_from(last).map_err(|_| QuiverError::Arithmetic {
+            context: "LAST_DAY".into(),
+            message: format!("the month of year {year} is past the date range"),
+        })?;
+        out.append_value(last);
     }
     Ok(Arc::new(out.finish()))
 }

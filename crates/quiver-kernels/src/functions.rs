@@ -202,6 +202,8 @@ pub enum ScalarFunction {
     DateDiff(TimeField),
     /// `MAKE_DATE(year, month, day)`.
     MakeDate,
+    /// `LAST_DAY(d)`: the month's last day, as a date.
+    LastDay,
     /// `STRFTIME(t, format)`.
     Strftime,
     /// `LEAST(a, b, ...)`: the smallest non-NULL argument (NULL when all are).
@@ -457,6 +459,10 @@ pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef>
         ScalarFunction::MakeDate => {
             arity(function, args, &[3])?;
             crate::calendar::make_date(&args[0], &args[1], &args[2])
+        }
+        ScalarFunction::LastDay => {
+            arity(function, args, &[1])?;
+            crate::calendar::last_day(&args[0])
         }
         ScalarFunction::Strftime => {
             arity(function, args, &[2])?;

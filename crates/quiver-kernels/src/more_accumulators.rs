@@ -940,6 +940,181 @@ impl GroupsAccumulator for PercentileAccumulator {
 }
 
 // ---------------------------------------------------------------------------------------------
+// PERCENTILE_DISC
+
+/// `PERCENTILE_DISC(f) WITHIN GROUP (ORDER BY x [DESC])` / `QUANTILE_DISC(x, f)`: the first
+/// value, in that order, whose cumulative share of the group's non-NULL values reaches `f`; an
+/// input value of the input type (numbers, strings, dates, ...), exact. Values are kept in
+/// arrow's row format, which sorts every type as one byte string.
+pub struct PercentileDiscAccumulator {
+    fraction: f64,
+    descending: bool,
+    input_type: DataType,
+    converter: RowConverter,
+    groups: Vec<Vec<Box<[u8]>>>,
+}
+
+impl std::fmt::Debug for PercentileDiscAccumulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PercentileDiscAccumulator")
+            .field("fraction", &self.fraction)
+            .field("groups", &self.groups.len())
+            .finish()
+    }
+}
+
+/// The 0-based position `PERCENTILE_DISC(fraction)` picks among `count` sorted values: the
+/// first whose cumulative share `(i + 1) / count` reaches `fraction`.
+pub fn percentile_disc_position(count: usize, fraction: f64) -> Option<usize> {
+    if count == 0 {
+        return None;
+    }
+    let reached = (fraction * count as f64).ceil() as usize;
+    Some(reached.clamp(1, count) - 1)
+}
+
+impl PercentileDiscAccumulator {
+    /// A discrete percentile of values of `input_type`; `fraction` must be in `[0, 1]`.
+    pub fn try_new(fraction: f64, descending: bool, input_type: &DataType) -> Result<Self> {
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(QuiverError::Config(format!(
+                "PERCENTILE_DISC fraction {fraction} is outside [0, 1]"
+            )));
+        }
+        let field = SortField::new(input_type.clone());
+        if !RowConverter::supports_fields(std::slice::from_ref(&field)) {
+            return Err(QuiverError::Unsupported(format!(
+                "PERCENTILE_DISC of {input_type}; its values do not sort"
+            )));
+        }
+        Ok(PercentileDiscAccumulator {
+            fraction,
+            descending,
+            input_type: input_type.clone(),
+            converter: RowConverter::new(vec![field])?,
+            groups: Vec::new(),
+        })
+    }
+
+    /// The result type: the input's (a dictionary's values).
+    pub fn output_type(input_type: &DataType) -> DataType {
+        match input_type {
+            DataType::Dictionary(_, values) => values.as_ref().clone(),
+            other => other.clone(),
+        }
+    }
+
+    /// State fields: each group's values in row format, as a list.
+    pub fn state_fields(name: &str) -> Vec<Field> {
+        vec![Field::new(
+            format!("{name}[values]"),
+            DataType::List(Arc::new(Field::new_list_field(DataType::Binary, true))),
+            true,
+        )]
+    }
+}
+
+impl GroupsAccumulator for PercentileDiscAccumulator {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_ids: &[u32],
+        filter: Option<&BooleanArray>,
+        total_groups: usize,
+    ) -> Result<()> {
+        self.groups.resize_with(total_groups, Vec::new);
+        let input = first_input(values)?;
+        let rows = self.converter.convert_columns(&[Arc::clone(input)])?;
+        let mask = selected_rows(input.logical_nulls().as_ref(), filter);
+        let mut add = |row: usize| {
+            self.groups[group_ids[row] as usize].push(rows.row(row).as_ref().into());
+        };
+        match mask {
+            None => (0..input.len()).for_each(&mut add),
+            Some(mask) => mask.valid_indices().for_each(&mut add),
+        }
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        states: &[ArrayRef],
+        group_ids: &[u32],
+        total_groups: usize,
+    ) -> Result<()> {
+        self.groups.resize_with(total_groups, Vec::new);
+        let lists = states
+            .first()
+            .and_then(|a| a.as_list_opt::<i32>())
+            .ok_or_else(|| QuiverError::Internal("PERCENTILE_DISC state is not a list".into()))?;
+        for (row, &g) in group_ids.iter().enumerate() {
+            let list = lists.value(row);
+            let encoded = list.as_binary::<i32>();
+            self.groups[g as usize].extend(encoded.iter().flatten().map(Box::from));
+        }
+        Ok(())
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let groups = take_front(&mut self.groups, emit_to);
+        let mut lists = arrow::array::ListBuilder::new(arrow::array::BinaryBuilder::new());
+        for values in &groups {
+            for value in values {
+                lists.values().append_value(value);
+            }
+            lists.append(true);
+        }
+        Ok(vec![Arc::new(lists.finish())])
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let groups = take_front(&mut self.groups, emit_to);
+        // Groups without values take a NULL encoded the same way.
+        let null_row = self
+            .converter
+            .convert_columns(&[arrow::array::new_null_array(&self.input_type, 1)])?;
+        let parser = self.converter.parser();
+        let mut picked = Vec::with_capacity(groups.len());
+        for mut values in groups {
+            values.sort_unstable();
+            let position = percentile_disc_position(values.len(), self.fraction);
+            match position {
+                Some(p) => {
+                    let p = if self.descending {
+                        values.len() - 1 - p
+                    } else {
+                        p
+                    };
+                    picked.push(values.swap_remove(p));
+                }
+                None => picked.push(null_row.row(0).as_ref().into()),
+            }
+        }
+        let rows = picked.iter().map(|bytes| parser.parse(bytes));
+        let mut columns = self.converter.convert_rows(rows)?;
+        let picked = columns
+            .pop()
+            .ok_or_else(|| QuiverError::Internal("PERCENTILE_DISC decoded no column".into()))?;
+        let output_type = Self::output_type(&self.input_type);
+        if picked.data_type() == &output_type {
+            Ok(picked)
+        } else {
+            Ok(cast(&picked, &output_type)?)
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.groups.capacity() * std::mem::size_of::<Vec<Box<[u8]>>>()
+            + self
+                .groups
+                .iter()
+                .flatten()
+                .map(|v| v.len() + std::mem::size_of::<Box<[u8]>>())
+                .sum::<usize>()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // STRING_AGG
 
 /// `STRING_AGG(col, separator)`: values joined in arrival order; NULL when no values.

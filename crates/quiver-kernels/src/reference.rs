@@ -159,6 +159,8 @@ enum State {
     OrderedText(Vec<(RefValue, String)>),
     /// MODE: each distinct value (by key) with its count.
     Mode(HashMap<KeyBits, (RefValue, i64)>),
+    /// PERCENTILE_DISC: the non-NULL values.
+    Picks(Vec<RefValue>),
     /// ARG_MAX / ARG_MIN: the best (key, value) so far.
     ArgPick(Option<(RefValue, RefValue)>),
     /// SUM / AVG (DISTINCT): the values seen, and the sum of each first occurrence.
@@ -243,6 +245,7 @@ pub fn aggregate(
                 AggregateFunction::StringAggOrdered { .. } => State::OrderedText(Vec::new()),
                 AggregateFunction::ArgExtreme(_) => State::ArgPick(None),
                 AggregateFunction::Mode => State::Mode(HashMap::new()),
+                AggregateFunction::PercentileDisc { .. } => State::Picks(Vec::new()),
                 AggregateFunction::SumDistinct | AggregateFunction::AvgDistinct => {
                     State::DistinctSum(
                         Default::default(),
@@ -394,6 +397,7 @@ pub fn aggregate(
                         });
                     }
                     State::Mode(counts) => counts.entry(value.key()).or_insert((value, 0)).1 += 1,
+                    State::Picks(values) => values.push(value),
                     State::Sum { .. } => add_to_sum(state, value)?,
                     State::DistinctSum(seen, sum) => {
                         if seen.insert(value.key()) {
@@ -459,6 +463,29 @@ fn finish(
         State::Text(value) => value.map_or(RefValue::Null, |t| RefValue::Bytes(t.into_bytes())),
         State::Pick(value) => value.unwrap_or(RefValue::Null),
         State::ArgPick(best) => best.map_or(RefValue::Null, |(_, value)| value),
+        State::Picks(mut values) => {
+            let AggregateFunction::PercentileDisc {
+                fraction,
+                descending,
+            } = aggregate.function
+            else {
+                return Err(QuiverError::Internal("picks of another aggregate".into()));
+            };
+            values.sort_by(|a, b| {
+                let order = a.total_cmp(b);
+                if descending {
+                    order.reverse()
+                } else {
+                    order
+                }
+            });
+            // The first value whose cumulative share (i + 1) / n reaches the fraction.
+            let n = values.len();
+            match (0..n).find(|&i| (i + 1) as f64 >= fraction * n as f64) {
+                Some(i) => values.swap_remove(i),
+                None => RefValue::Null,
+            }
+        }
         State::Mode(counts) => counts
             .into_values()
             .max_by(|(a, m), (b, n)| m.cmp(n).then_with(|| b.total_cmp(a)))

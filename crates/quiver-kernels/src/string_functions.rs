@@ -1,6 +1,6 @@
 //! String scalar functions beyond the basic set: `REPLACE`, `POSITION`/`STRPOS`, `LEFT`,
 //! `RIGHT`, `REVERSE`, `LPAD`/`RPAD`, `REPEAT`, `SPLIT_PART`, `STARTS_WITH`, `ENDS_WITH`,
-//! `CONTAINS`.
+//! `CONTAINS`, `TRANSLATE`, `INITCAP`, `ASCII`, `CHR`.
 //!
 //! Positions and lengths count characters, as in PostgreSQL, whose semantics these follow at
 //! the edges: negative `LEFT`/`RIGHT` lengths drop characters from the other end, padding
@@ -59,6 +59,10 @@ pub enum StringFunction {
     /// `INITCAP(s)`: each word's first letter upper case, the others lower case (words are
     /// runs of letters and digits).
     Initcap,
+    /// `TRANSLATE(s, from, to)`: each character of `from` becomes the character at the same
+    /// position of `to`, or is removed when `to` is shorter (the first occurrence in `from`
+    /// counts).
+    Translate,
 }
 
 impl StringFunction {
@@ -70,7 +74,7 @@ impl StringFunction {
             | StringFunction::Ascii
             | StringFunction::Chr
             | StringFunction::Initcap => &[1],
-            StringFunction::Replace | StringFunction::SplitPart => &[3],
+            StringFunction::Replace | StringFunction::SplitPart | StringFunction::Translate => &[3],
             StringFunction::Pad(_) => &[2, 3],
             _ => &[2],
         }
@@ -94,6 +98,7 @@ impl StringFunction {
             StringFunction::Ascii => "ASCII",
             StringFunction::Chr => "CHR",
             StringFunction::Initcap => "INITCAP",
+            StringFunction::Translate => "TRANSLATE",
         }
     }
 }
@@ -210,6 +215,23 @@ pub fn evaluate(function: StringFunction, args: &[ArrayRef]) -> Result<ArrayRef>
                         return Err(value_too_large(name));
                     }
                     out.push_str(&s.replace(f, t));
+                }
+                Ok(true)
+            })
+        }
+        StringFunction::Translate => {
+            let from = strings(&args[1], name)?;
+            let to = strings(&args[2], name)?;
+            build_strings(rows, name, |row, out| {
+                if !valid(&[&text, &from, &to], row) {
+                    return Ok(false);
+                }
+                let (f, t) = (from.value(row), to.value(row));
+                for c in text.value(row).chars() {
+                    match f.chars().position(|x| x == c) {
+                        Some(index) => out.extend(t.chars().nth(index)),
+                        None => out.push(c),
+                    }
                 }
                 Ok(true)
             })
@@ -439,6 +461,17 @@ mod tests {
                 None,
                 Some("ba")
             ])
+        );
+    }
+
+    #[test]
+    fn translate_maps_removes_and_keeps_characters() {
+        let s = text(&[Some("hello wörld"), Some("abcab"), None, Some("xyz")]);
+        let from = text(&[Some("lö"), Some("aba"), Some("a"), Some("")]);
+        let to = text(&[Some("Lo"), Some("x"), Some("b"), Some("q")]);
+        assert_eq!(
+            run(StringFunction::Translate, &[s, from, to]),
+            owned(&[Some("heLLo worLd"), Some("xcx"), None, Some("xyz")])
         );
     }
 

@@ -291,6 +291,38 @@ fn aggregates(first_value: usize) -> Vec<AggregateExpr> {
         AggregateExpr::new(F::BoolOr, Some(flag), "bool_or"),
         AggregateExpr::new(F::Median, Some(int), "median_int"),
         AggregateExpr::new(F::PercentileCont(0.9), Some(float), "p90_float"),
+        AggregateExpr::new(
+            F::PercentileDisc {
+                fraction: 0.3,
+                descending: false,
+            },
+            Some(int),
+            "p30_disc_int",
+        ),
+        AggregateExpr::new(
+            F::PercentileDisc {
+                fraction: 0.5,
+                descending: true,
+            },
+            Some(text),
+            "median_disc_text_desc",
+        ),
+        AggregateExpr::new(
+            F::PercentileDisc {
+                fraction: 0.9,
+                descending: false,
+            },
+            Some(decimal),
+            "p90_disc_decimal",
+        ),
+        AggregateExpr::new(
+            F::PercentileDisc {
+                fraction: 0.0,
+                descending: true,
+            },
+            Some(float),
+            "max_disc_float",
+        ),
         AggregateExpr::new(F::ApproxPercentile(0.9), Some(float), "approx_p90_float"),
         AggregateExpr::new(
             F::ApproxPercentile(0.25),

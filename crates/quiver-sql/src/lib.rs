@@ -3437,6 +3437,10 @@ fn aggregate_function(name: &str) -> Option<AggregateFunction> {
         "last_value" | "last" => AggregateFunction::LastValue,
         // The fraction comes from the call's arguments (see `plan_call`).
         "percentile_cont" | "quantile_cont" | "quantile" => AggregateFunction::PercentileCont(0.5),
+        "percentile_disc" | "quantile_disc" => AggregateFunction::PercentileDisc {
+            fraction: 0.5,
+            descending: false,
+        },
         "string_agg" => AggregateFunction::StringAgg,
         "approx_count_distinct" | "approx_distinct" => AggregateFunction::ApproxCountDistinct,
         "approx_median" => AggregateFunction::ApproxPercentile(0.5),
@@ -4471,6 +4475,18 @@ fn scalar_function(
                 Some(Box::new(otherwise)),
             ));
         }
+        // DAYNAME(d) / MONTHNAME(d): English names, as DuckDB gives them.
+        "dayname" | "monthname" => {
+            expect(&[1])?;
+            let format = if name == "dayname" { "%A" } else { "%B" };
+            return Ok(Expr::Function(
+                ScalarFunction::Strftime,
+                vec![
+                    recurse(raw[0])?,
+                    Expr::Literal(Literal::Utf8(format.into())),
+                ],
+            ));
+        }
         "pi" => {
             expect(&[0])?;
             return Ok(Expr::Literal(Literal::Float64(std::f64::consts::PI)));
@@ -4589,6 +4605,7 @@ fn scalar_function(
         "gcd" => (ScalarFunction::GcdLcm(false), &[2][..]),
         "lcm" => (ScalarFunction::GcdLcm(true), &[2][..]),
         "make_date" => (ScalarFunction::MakeDate, &[3][..]),
+        "last_day" => (ScalarFunction::LastDay, &[1][..]),
         "strftime" => (ScalarFunction::Strftime, &[2][..]),
         "concat_ws" => (ScalarFunction::ConcatWs, &[][..]),
         "octet_length" | "strlen" => (ScalarFunction::Text(StringFunction::OctetLength), &[1][..]),
@@ -4604,6 +4621,7 @@ fn scalar_function(
         "greatest" => (ScalarFunction::Greatest, &[][..]),
         "least" => (ScalarFunction::Least, &[][..]),
         "replace" => (ScalarFunction::Text(StringFunction::Replace), &[3][..]),
+        "translate" => (ScalarFunction::Text(StringFunction::Translate), &[3][..]),
         "strpos" | "instr" => (ScalarFunction::Text(StringFunction::Position), &[2][..]),
         "left" => (ScalarFunction::Text(StringFunction::Left), &[2][..]),
         "right" => (ScalarFunction::Text(StringFunction::Right), &[2][..]),
@@ -5210,12 +5228,23 @@ fn plan_call(
         })
     };
     // The fraction of an exact or approximate percentile, and its function with it.
-    let with_fraction = |p: f64| match function {
+    let with_fraction = |p: f64, descending: bool| match function {
+        AggregateFunction::ApproxPercentile(_) if descending => {
+            AggregateFunction::ApproxPercentile(1.0 - p)
+        }
         AggregateFunction::ApproxPercentile(_) => AggregateFunction::ApproxPercentile(p),
+        // A discrete percentile picks a value in the given order (no 1 - p symmetry).
+        AggregateFunction::PercentileDisc { .. } => AggregateFunction::PercentileDisc {
+            fraction: p,
+            descending,
+        },
+        _ if descending => AggregateFunction::PercentileCont(1.0 - p),
         _ => AggregateFunction::PercentileCont(p),
     };
-    let takes_fraction = matches!(function, AggregateFunction::PercentileCont(_))
-        || matches!(function, AggregateFunction::ApproxPercentile(p) if p.is_nan());
+    let takes_fraction = matches!(
+        function,
+        AggregateFunction::PercentileCont(_) | AggregateFunction::PercentileDisc { .. }
+    ) || matches!(function, AggregateFunction::ApproxPercentile(p) if p.is_nan());
     let (function, arguments) = match (
         takes_fraction,
         arguments.as_slice(),
@@ -5223,16 +5252,14 @@ fn plan_call(
     ) {
         // PERCENTILE_CONT(f) WITHIN GROUP (ORDER BY x [DESC])
         (true, [p], [order]) => {
-            let p = fraction(p)?;
-            let p = if order.options.asc == Some(false) {
-                1.0 - p
-            } else {
-                p
-            };
-            (with_fraction(p), vec![order.expr.clone()])
+            let descending = order.options.asc == Some(false);
+            (
+                with_fraction(fraction(p)?, descending),
+                vec![order.expr.clone()],
+            )
         }
         // QUANTILE_CONT(x, f), APPROX_PERCENTILE(x, f)
-        (true, [value, p], []) => (with_fraction(fraction(p)?), vec![value.clone()]),
+        (true, [value, p], []) => (with_fraction(fraction(p)?, false), vec![value.clone()]),
         (true, _, _) => {
             let name = f.name.to_string().to_ascii_uppercase();
             return Err(unsupported(
