@@ -70,6 +70,9 @@ pub enum FrameUnits {
     Rows,
     /// Peer groups by the ORDER BY value (`CURRENT ROW` includes every peer).
     Range,
+    /// Peer groups counted: `n PRECEDING` starts at the peer group `n` groups before the
+    /// current row's.
+    Groups,
 }
 
 /// One end of a frame.
@@ -127,9 +130,11 @@ impl Frame {
             Ok(match (units, bound) {
                 (FrameUnits::Range, Preceding(n)) => PrecedingValue(integer(n)?),
                 (FrameUnits::Range, Following(n)) => FollowingValue(integer(n)?),
-                (FrameUnits::Rows, PrecedingValue(_) | FollowingValue(_)) => {
+                (FrameUnits::Rows | FrameUnits::Groups, PrecedingValue(_) | FollowingValue(_)) => {
                     return Err(QuiverError::Unsupported(
-                        "window frame: ROWS offsets count rows; a value offset needs RANGE".into(),
+                        "window frame: ROWS and GROUPS offsets are counts; a value offset needs \
+                         RANGE"
+                            .into(),
                     ))
                 }
                 (_, bound) => bound,
@@ -188,7 +193,7 @@ impl Frame {
     /// range of sorted rows (empty when the frame holds no row).
     fn rows(&self, row: usize, partition: &Range<usize>, peers: &Range<usize>) -> Range<usize> {
         let offset = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-        let range = self.units == FrameUnits::Range;
+        let range = self.units != FrameUnits::Rows;
         let start = match self.start {
             // Value offsets are resolved by `value_frames`; here they stand for the peers.
             FrameBound::PrecedingValue(_) | FrameBound::FollowingValue(_) => peers.start,
@@ -516,6 +521,10 @@ impl AnalyticCall {
     /// Every sorted row's frame, as a range of sorted rows.
     fn frames(&self, order: &Ordering) -> Result<Vec<Range<usize>>> {
         let mut frames = vec![0..0; order.rows.len()];
+        if self.frame.units == FrameUnits::Groups {
+            self.group_frames(order, &mut frames);
+            return Ok(frames);
+        }
         order.for_each(|row, partition, peers, _| {
             frames[row] = self.frame.rows(row, partition, peers);
         });
@@ -523,6 +532,50 @@ impl AnalyticCall {
             self.value_frames(order, &mut frames)?;
         }
         Ok(frames)
+    }
+
+    /// GROUPS frames: offsets count peer groups of the row's partition.
+    fn group_frames(&self, order: &Ordering, frames: &mut [Range<usize>]) {
+        let offset = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let mut first_group = 0;
+        for partition in &order.partitions {
+            // The partition's peer groups: `order.peers[first_group..end_group]`.
+            let mut end_group = first_group;
+            while order
+                .peers
+                .get(end_group)
+                .is_some_and(|p| p.start < partition.end)
+            {
+                end_group += 1;
+            }
+            let groups = &order.peers[first_group..end_group];
+            for (index, peers) in groups.iter().enumerate() {
+                let start = match self.frame.start {
+                    FrameBound::UnboundedPreceding => partition.start,
+                    FrameBound::Preceding(n) => groups[index.saturating_sub(offset(n))].start,
+                    FrameBound::Following(n) => groups
+                        .get(index.saturating_add(offset(n)))
+                        .map_or(partition.end, |g| g.start),
+                    FrameBound::UnboundedFollowing => partition.end,
+                    _ => peers.start,
+                };
+                let end = match self.frame.end {
+                    FrameBound::UnboundedPreceding => partition.start,
+                    FrameBound::Preceding(n) => index
+                        .checked_sub(offset(n))
+                        .map_or(partition.start, |g| groups[g].end),
+                    FrameBound::Following(n) => {
+                        groups[index.saturating_add(offset(n)).min(groups.len() - 1)].end
+                    }
+                    FrameBound::UnboundedFollowing => partition.end,
+                    _ => peers.end,
+                };
+                for row in peers.clone() {
+                    frames[row] = start..end.max(start);
+                }
+            }
+            first_group = end_group;
+        }
     }
 
     /// Resolves RANGE offsets: for each row with a key, the frame ends found by binary search

@@ -150,6 +150,29 @@ impl Window {
     /// The frame as positions in the sorted partition.
     fn frame(&self, batch: &RecordBatch, members: &[usize], position: usize) -> Vec<usize> {
         let (peer_start, peer_end) = self.peers(batch, members, position);
+        if self.frame.units == FrameUnits::Groups {
+            // Peer group numbers along the partition: a new one at each change of ORDER BY key.
+            let mut group = Vec::with_capacity(members.len());
+            for i in 0..members.len() {
+                let changed = i > 0
+                    && self.ordered
+                    && int(batch, 1, members[i]) != int(batch, 1, members[i - 1]);
+                group.push(group.last().map_or(0, |g| g + i64::from(changed)));
+            }
+            let current = group[position];
+            let bound = |b: &FrameBound| match b {
+                FrameBound::UnboundedPreceding => i64::MIN,
+                FrameBound::Preceding(k) => current - *k as i64,
+                FrameBound::Following(k) => current + *k as i64,
+                FrameBound::UnboundedFollowing => i64::MAX,
+                _ => current,
+            };
+            let (low, high) = (bound(&self.frame.start), bound(&self.frame.end));
+            return (0..members.len())
+                .filter(|&i| low <= group[i] && group[i] <= high)
+                .map(|i| members[i])
+                .collect();
+        }
         let rows = self.frame.units == FrameUnits::Rows;
         let n = members.len() as i64;
         let p = position as i64;
@@ -487,7 +510,16 @@ fn frames() -> Vec<Frame> {
     use FrameBound::*;
     let rows = |start, end| Frame::try_new(FrameUnits::Rows, start, end).unwrap();
     let range = |start, end| Frame::try_new(FrameUnits::Range, start, end).unwrap();
+    let groups = |start, end| Frame::try_new(FrameUnits::Groups, start, end).unwrap();
     vec![
+        groups(Preceding(1), CurrentRow),
+        groups(Preceding(2), Following(1)),
+        groups(CurrentRow, Following(2)),
+        groups(UnboundedPreceding, Preceding(1)),
+        groups(Following(1), UnboundedFollowing),
+        groups(Following(2), Following(3)),
+        groups(Preceding(3), Preceding(2)),
+        groups(CurrentRow, CurrentRow),
         Frame::DEFAULT,
         range(UnboundedPreceding, UnboundedFollowing),
         range(CurrentRow, UnboundedFollowing),

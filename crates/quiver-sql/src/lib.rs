@@ -5409,12 +5409,9 @@ fn plan_windowed(
             let units = match frame.units {
                 ast::WindowFrameUnits::Rows => FrameUnits::Rows,
                 ast::WindowFrameUnits::Range => FrameUnits::Range,
-                ast::WindowFrameUnits::Groups => {
-                    return Err(unsupported(
-                        format!("GROUPS frames in `{whole}`; use ROWS or RANGE"),
-                        span,
-                    ))
-                }
+                // Without an ORDER BY every row of a partition is one peer group (DuckDB;
+                // PostgreSQL refuses).
+                ast::WindowFrameUnits::Groups => FrameUnits::Groups,
             };
             let bound = |b: &ast::WindowFrameBound| -> Result<FrameBound> {
                 let offset = |e: &ast::Expr| -> Result<u64> {
