@@ -18,11 +18,12 @@ use crate::accumulators::{new_min_max, CountAccumulator, GroupsAccumulator, MinM
 use crate::approx_percentile::ApproxPercentileAccumulator;
 use crate::fused::{self, new_fused, FusedAccumulator, NumericRole};
 use crate::group_values::{new_group_values, GroupValues};
+pub use crate::more_accumulators::BitOperation;
 use crate::more_accumulators::{
-    ApproxDistinctAccumulator, ArgExtremeAccumulator, BoolAccumulator, CountDistinctAccumulator,
-    CovarianceAccumulator, CovarianceKind, DistinctNumericAccumulator, FirstLastAccumulator,
-    ModeAccumulator, OrderedStringAggAccumulator, PercentileAccumulator, PercentileDiscAccumulator,
-    StringAggAccumulator, VarianceAccumulator, VarianceKind,
+    ApproxDistinctAccumulator, ArgExtremeAccumulator, BitAccumulator, BoolAccumulator,
+    CountDistinctAccumulator, CovarianceAccumulator, CovarianceKind, DistinctNumericAccumulator,
+    FirstLastAccumulator, ModeAccumulator, OrderedStringAggAccumulator, PercentileAccumulator,
+    PercentileDiscAccumulator, StringAggAccumulator, VarianceAccumulator, VarianceKind,
 };
 use crate::EmitTo;
 
@@ -55,6 +56,8 @@ pub enum AggregateFunction {
     BoolAnd,
     /// `BOOL_OR(col)`.
     BoolOr,
+    /// `BIT_AND(col)` / `BIT_OR(col)` / `BIT_XOR(col)` of integers, in the column's type.
+    Bit(BitOperation),
     /// `MEDIAN(col)`, exact.
     Median,
     /// `PERCENTILE_CONT(fraction) WITHIN GROUP (ORDER BY col)`, exact.
@@ -114,6 +117,7 @@ impl fmt::Display for AggregateFunction {
             AggregateFunction::StddevSamp => "STDDEV_SAMP",
             AggregateFunction::StddevPop => "STDDEV_POP",
             AggregateFunction::BoolAnd => "BOOL_AND",
+            AggregateFunction::Bit(operation) => operation.name(),
             AggregateFunction::BoolOr => "BOOL_OR",
             AggregateFunction::Median => "MEDIAN",
             AggregateFunction::PercentileCont(_) => "PERCENTILE_CONT",
@@ -711,6 +715,11 @@ fn own_accumulator(
                 VarianceAccumulator::state_fields(&aggregate.name),
             )
         }
+        AggregateFunction::Bit(operation) => (
+            Box::new(BitAccumulator::try_new(operation, &input_type)?),
+            input_type.clone(),
+            BitAccumulator::state_fields(&aggregate.name),
+        ),
         function @ (AggregateFunction::BoolAnd
         | AggregateFunction::BoolOr
         | AggregateFunction::Min

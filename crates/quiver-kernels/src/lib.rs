@@ -26,7 +26,7 @@ pub mod sliding;
 pub mod string_functions;
 pub mod window;
 
-pub use aggregate::{AggregateExpr, AggregateFunction, HashAggregator};
+pub use aggregate::{AggregateExpr, AggregateFunction, BitOperation, HashAggregator};
 
 /// Which groups an emit takes: all, or the first `n` (in group-id order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -806,6 +806,148 @@ impl GroupsAccumulator for BoolAccumulator {
 }
 
 // ---------------------------------------------------------------------------------------------
+// BIT_AND, BIT_OR, BIT_XOR
+
+/// Which bitwise aggregate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BitOperation {
+    /// `BIT_AND`: bits set in every value.
+    And,
+    /// `BIT_OR`: bits set in some value.
+    Or,
+    /// `BIT_XOR`: bits set in an odd number of values.
+    Xor,
+}
+
+impl BitOperation {
+    fn apply(self, a: i64, b: i64) -> i64 {
+        match self {
+            BitOperation::And => a & b,
+            BitOperation::Or => a | b,
+            BitOperation::Xor => a ^ b,
+        }
+    }
+
+    /// The SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BitOperation::And => "BIT_AND",
+            BitOperation::Or => "BIT_OR",
+            BitOperation::Xor => "BIT_XOR",
+        }
+    }
+}
+
+/// `BIT_AND` / `BIT_OR` / `BIT_XOR` of an integer column, in the column's type; NULL when no
+/// values. Values are held as the 64 bits of an `i64` (signed types sign-extended, unsigned
+/// zero-extended, `UInt64` reinterpreted), so the result narrows back exactly.
+#[derive(Debug)]
+pub struct BitAccumulator {
+    operation: BitOperation,
+    input_type: DataType,
+    values: Vec<i64>,
+    seen: Vec<bool>,
+}
+
+impl BitAccumulator {
+    /// A bitwise aggregate of `input_type`, which must be an integer type.
+    pub fn try_new(operation: BitOperation, input_type: &DataType) -> Result<Self> {
+        if !input_type.is_integer() {
+            return Err(QuiverError::Unsupported(format!(
+                "{} of {input_type}; it takes integers",
+                operation.name()
+            )));
+        }
+        Ok(BitAccumulator {
+            operation,
+            input_type: input_type.clone(),
+            values: Vec::new(),
+            seen: Vec::new(),
+        })
+    }
+
+    fn bits(values: &ArrayRef) -> Result<Int64Array> {
+        Ok(match values.data_type() {
+            DataType::UInt64 => values
+                .as_primitive::<arrow::datatypes::UInt64Type>()
+                .unary(|v| v as i64),
+            _ => cast(values, &DataType::Int64)?.as_primitive().clone(),
+        })
+    }
+
+    /// State fields: the bits so far (NULL before any value).
+    pub fn state_fields(name: &str) -> Vec<Field> {
+        vec![Field::new(format!("{name}[bits]"), DataType::Int64, true)]
+    }
+}
+
+impl GroupsAccumulator for BitAccumulator {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_ids: &[u32],
+        filter: Option<&BooleanArray>,
+        total_groups: usize,
+    ) -> Result<()> {
+        let identity = if self.operation == BitOperation::And {
+            -1
+        } else {
+            0
+        };
+        self.values.resize(total_groups, identity);
+        self.seen.resize(total_groups, false);
+        let bits = Self::bits(first_input(values)?)?;
+        let mask = selected_rows(bits.nulls(), filter);
+        let raw = bits.values();
+        let operation = self.operation;
+        let mut add = |row: usize| {
+            let g = group_ids[row] as usize;
+            self.values[g] = operation.apply(self.values[g], raw[row]);
+            self.seen[g] = true;
+        };
+        match mask {
+            None => (0..raw.len()).for_each(&mut add),
+            Some(mask) => mask.valid_indices().for_each(&mut add),
+        }
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        states: &[ArrayRef],
+        group_ids: &[u32],
+        total_groups: usize,
+    ) -> Result<()> {
+        self.update_batch(states, group_ids, None, total_groups)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let values = take_front(&mut self.values, emit_to);
+        let seen = take_front(&mut self.seen, emit_to);
+        Ok(vec![Arc::new(Int64Array::new(
+            values.into(),
+            Some(NullBuffer::from(seen)),
+        ))])
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let bits = self.state(emit_to)?.remove(0);
+        Ok(match &self.input_type {
+            DataType::UInt64 => Arc::new(
+                bits.as_primitive::<arrow::datatypes::Int64Type>()
+                    .unary::<_, arrow::datatypes::UInt64Type>(|v| v as u64),
+            ),
+            // Every result's bits came from values of this type, so it fits.
+            other => cast(&bits, other)?,
+        })
+    }
+
+    fn size(&self) -> usize {
+        self.values.capacity() * 8 + self.seen.capacity()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // MEDIAN, PERCENTILE_CONT (exact)
 
 /// Exact `PERCENTILE_CONT(fraction)` (MEDIAN is 0.5): keeps every value, sorts at evaluation,
@@ -2241,6 +2383,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// BIT_AND / BIT_OR / BIT_XOR keep the input type, narrow signed results back exactly and
+    /// keep all 64 bits of `UInt64`; a group without values is NULL.
+    #[test]
+    fn bitwise_aggregates_keep_the_input_type() {
+        use arrow::array::{Int8Array, UInt64Array};
+        let run = |operation, input: ArrayRef, groups: &[u32]| {
+            let mut accumulator = BitAccumulator::try_new(operation, input.data_type()).unwrap();
+            accumulator.update_batch(&[input], groups, None, 3).unwrap();
+            accumulator.evaluate(EmitTo::All).unwrap()
+        };
+        let small: ArrayRef = Arc::new(Int8Array::from(vec![Some(-1), Some(5), None, Some(-128)]));
+        let groups = [0, 0, 1, 2];
+        let and = run(BitOperation::And, Arc::clone(&small), &groups);
+        assert_eq!(
+            and.as_primitive::<arrow::datatypes::Int8Type>()
+                .iter()
+                .collect::<Vec<_>>(),
+            vec![Some(5), None, Some(-128)]
+        );
+        let xor = run(BitOperation::Xor, small, &groups);
+        assert_eq!(
+            xor.as_primitive::<arrow::datatypes::Int8Type>()
+                .iter()
+                .collect::<Vec<_>>(),
+            vec![Some(-6), None, Some(-128)]
+        );
+        let wide: ArrayRef = Arc::new(UInt64Array::from(vec![u64::MAX, (1 << 63) | 3, 8, 1]));
+        let or = run(BitOperation::Or, wide, &[0, 0, 1, 1]);
+        assert_eq!(
+            or.as_primitive::<arrow::datatypes::UInt64Type>()
+                .iter()
+                .collect::<Vec<_>>(),
+            vec![Some(u64::MAX), Some(9), None]
+        );
+        assert!(BitAccumulator::try_new(BitOperation::And, &DataType::Float64).is_err());
     }
 
     /// Ordered STRING_AGG through two partitions and a merge, against the reference's stable

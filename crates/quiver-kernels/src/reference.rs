@@ -161,6 +161,8 @@ enum State {
     Mode(HashMap<KeyBits, (RefValue, i64)>),
     /// PERCENTILE_DISC: the non-NULL values.
     Picks(Vec<RefValue>),
+    /// BIT_AND / BIT_OR / BIT_XOR so far, over the values as exact integers.
+    Bits(Option<i128>),
     /// ARG_MAX / ARG_MIN: the best (key, value) so far.
     ArgPick(Option<(RefValue, RefValue)>),
     /// SUM / AVG (DISTINCT): the values seen, and the sum of each first occurrence.
@@ -239,6 +241,7 @@ pub fn aggregate(
                 | AggregateFunction::PercentileCont(_)
                 | AggregateFunction::ApproxPercentile(_) => State::Values(Vec::new()),
                 AggregateFunction::BoolAnd | AggregateFunction::BoolOr => State::Bool(None),
+                AggregateFunction::Bit(_) => State::Bits(None),
                 AggregateFunction::StringAgg => State::Text(None),
                 AggregateFunction::FirstValue | AggregateFunction::LastValue => State::Pick(None),
                 AggregateFunction::Covariance(_) => State::Pairs(Vec::new()),
@@ -398,6 +401,19 @@ pub fn aggregate(
                     }
                     State::Mode(counts) => counts.entry(value.key()).or_insert((value, 0)).1 += 1,
                     State::Picks(values) => values.push(value),
+                    State::Bits(current) => {
+                        let (RefValue::Int(v), AggregateFunction::Bit(operation)) =
+                            (value, aggregate.function)
+                        else {
+                            return Err(QuiverError::Unsupported("reference BIT_*".into()));
+                        };
+                        *current = Some(match (*current, operation) {
+                            (None, _) => v,
+                            (Some(c), crate::BitOperation::And) => c & v,
+                            (Some(c), crate::BitOperation::Or) => c | v,
+                            (Some(c), crate::BitOperation::Xor) => c ^ v,
+                        });
+                    }
                     State::Sum { .. } => add_to_sum(state, value)?,
                     State::DistinctSum(seen, sum) => {
                         if seen.insert(value.key()) {
@@ -463,6 +479,7 @@ fn finish(
         State::Text(value) => value.map_or(RefValue::Null, |t| RefValue::Bytes(t.into_bytes())),
         State::Pick(value) => value.unwrap_or(RefValue::Null),
         State::ArgPick(best) => best.map_or(RefValue::Null, |(_, value)| value),
+        State::Bits(bits) => bits.map_or(RefValue::Null, RefValue::Int),
         State::Picks(mut values) => {
             let AggregateFunction::PercentileDisc {
                 fraction,

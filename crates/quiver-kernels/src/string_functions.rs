@@ -103,6 +103,28 @@ impl StringFunction {
     }
 }
 
+/// A word's first character in title case, as Python's `str.title` writes it: the four Latin
+/// digraphs have title forms of their own (`ǆ` → `ǅ`), and a character whose upper case is
+/// several (`ﬁ` → `FI`, `ß` → `SS`) keeps the first upper and the rest lower (`Fi`, `Ss`).
+fn push_title_case(c: char, out: &mut String) {
+    let digraph = match c {
+        'Ǆ' | 'ǅ' | 'ǆ' => Some('ǅ'),
+        'Ǉ' | 'ǈ' | 'ǉ' => Some('ǈ'),
+        'Ǌ' | 'ǋ' | 'ǌ' => Some('ǋ'),
+        'Ǳ' | 'ǲ' | 'ǳ' => Some('ǲ'),
+        _ => None,
+    };
+    if let Some(title) = digraph {
+        out.push(title);
+        return;
+    }
+    let mut upper = c.to_uppercase();
+    out.extend(upper.next());
+    for rest in upper {
+        out.extend(rest.to_lowercase());
+    }
+}
+
 /// Arrow's `Utf8` arrays address their bytes with `i32` offsets.
 const MAX_ARRAY_BYTES: usize = i32::MAX as usize;
 
@@ -399,7 +421,7 @@ pub fn evaluate(function: StringFunction, args: &[ArrayRef]) -> Result<ArrayRef>
                 if in_word {
                     out.extend(c.to_lowercase());
                 } else {
-                    out.extend(c.to_uppercase());
+                    push_title_case(c, out);
                 }
                 in_word = c.is_alphanumeric();
             }
@@ -461,6 +483,15 @@ mod tests {
                 None,
                 Some("ba")
             ])
+        );
+    }
+
+    #[test]
+    fn initcap_title_cases_each_word() {
+        let s = text(&[Some("ﬁne ǆungla straße"), Some("hELLO wORLD-x1y"), None]);
+        assert_eq!(
+            run(StringFunction::Initcap, &[s]),
+            owned(&[Some("Fine ǅungla Straße"), Some("Hello World-X1y"), None])
         );
     }
 

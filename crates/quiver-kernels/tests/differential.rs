@@ -289,6 +289,26 @@ fn aggregates(first_value: usize) -> Vec<AggregateExpr> {
         AggregateExpr::new(F::StddevPop, Some(float), "stddev_pop"),
         AggregateExpr::new(F::BoolAnd, Some(flag), "bool_and"),
         AggregateExpr::new(F::BoolOr, Some(flag), "bool_or"),
+        AggregateExpr::new(
+            F::Bit(quiver_kernels::BitOperation::And),
+            Some(int),
+            "bit_and",
+        ),
+        AggregateExpr::new(
+            F::Bit(quiver_kernels::BitOperation::Or),
+            Some(int),
+            "bit_or",
+        ),
+        AggregateExpr::new(
+            F::Bit(quiver_kernels::BitOperation::Xor),
+            Some(int),
+            "bit_xor",
+        ),
+        AggregateExpr::new(
+            F::Bit(quiver_kernels::BitOperation::And),
+            Some(extreme),
+            "bit_and_extreme",
+        ),
         AggregateExpr::new(F::Median, Some(int), "median_int"),
         AggregateExpr::new(F::PercentileCont(0.9), Some(float), "p90_float"),
         AggregateExpr::new(
