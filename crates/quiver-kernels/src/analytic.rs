@@ -260,11 +260,13 @@ struct NonNullPositions {
 
 impl NonNullPositions {
     fn new(values: &dyn Array, order: &Ordering) -> Self {
+        // Logical: a NULL-typed or dictionary column's NULLs count too.
+        let nulls = values.logical_nulls();
         let mut positions = Vec::new();
         let mut before = Vec::with_capacity(order.rows.len() + 1);
         for (position, &row) in order.rows.iter().enumerate() {
             before.push(positions.len());
-            if values.is_valid(row as usize) {
+            if nulls.as_ref().is_none_or(|n| n.is_valid(row as usize)) {
                 positions.push(position);
             }
         }

@@ -4194,7 +4194,9 @@ fn scalar_expr(
             }
             let pattern = recurse(pattern)?;
             let pattern = match escape_char.as_ref().map(|e| &e.value) {
+                // The backslash is LIKE's own escape: any pattern, constant or not.
                 None => pattern,
+                Some(ast::Value::SingleQuotedString(escape)) if escape == "\\" => pattern,
                 Some(
                     ast::Value::SingleQuotedString(escape)
                     | ast::Value::EscapedStringLiteral(escape),
