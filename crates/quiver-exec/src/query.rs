@@ -963,15 +963,15 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
         let mut runner = PostProcess { plan };
         return runner.finish(per_partition.into_iter().flatten().collect());
     };
-    let states: Vec<RecordBatch> = partitions
+    let mut partials: Vec<Box<HashAggregator>> = partitions
         .par_iter()
         .map(|batches| {
             let mut runner = QueryRunner::try_new(plan.clone())?;
             for batch in batches {
                 runner.push(batch)?;
             }
-            match &mut runner.state {
-                State::Aggregate { aggregator, .. } => aggregator.state(EmitTo::All),
+            match runner.state {
+                State::Aggregate { aggregator, .. } => Ok(aggregator),
                 State::Projection { .. } | State::Window { .. } | State::Explain { .. } => {
                     Err(QuiverError::Internal(
                         "projection, window or explain in the partial-aggregate path".into(),
@@ -980,10 +980,17 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
             }
         })
         .collect::<Result<_>>()?;
-    let mut merged = layout.aggregator()?;
-    for state in &states {
-        merged.merge(state)?;
+    // The first partition's groups stay where they are (with one partition nothing is merged);
+    // the others' states merge into them in partition order, as their rows would arrive.
+    let mut rest = partials.drain(1..).collect::<Vec<_>>();
+    let mut merged = match partials.pop() {
+        Some(first) => first,
+        None => Box::new(layout.aggregator()?),
+    };
+    for partial in &mut rest {
+        merged.merge(&partial.state(EmitTo::All)?)?;
     }
+    drop(rest);
     let result = finish_aggregate(plan, merged.evaluate(EmitTo::All)?)?;
     let sorted = sort_and_limit(plan, result)?;
     Ok(vec![finish_columns(plan, sorted)?])

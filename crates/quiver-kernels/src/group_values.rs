@@ -8,8 +8,9 @@
 //!   per-key allocation;
 //! - one float, boolean or dictionary key: the `arrow-row` format, one comparable byte string
 //!   per key. Floats are normalised first so `-0.0 = 0.0` and every NaN is one group;
-//! - two or more keys: each column mapped to ids by one of the above, the ids folded into
-//!   `u64` pairs and mapped by primitive tables ([`CompositeGroupValues`]).
+//! - two or more keys: each column mapped to ids by one of the above, the tuple of ids packed
+//!   into one `u64` (or, past 64 bits, folded pairwise) and mapped by primitive tables
+//!   ([`CompositeGroupValues`]).
 //!
 //! NULL is a key value of its own: all NULL keys form one group.
 
@@ -249,42 +250,7 @@ where
         let array = single_key(keys)?
             .as_primitive_opt::<T>()
             .ok_or_else(|| QuiverError::Internal(format!("group key is not {}", self.data_type)))?;
-        groups.clear();
-        groups.reserve(array.len());
-        self.reserve(array.len() + 1);
-        let values = array.values();
-        let mask = self.slots.len() - 1;
-        let shift = self.shift;
-        // Hash the whole column first: the loop vectorises and the probe loop can prefetch.
-        let mut indices = std::mem::take(&mut self.indices);
-        indices.clear();
-        indices.extend(
-            values
-                .iter()
-                .map(|v| (fibonacci_hash(v.bits()) >> shift) as usize),
-        );
-        let nulls = array.nulls().filter(|n| n.null_count() > 0);
-        for (row, (&key, &index)) in values.iter().zip(&indices).enumerate() {
-            if let Some(&ahead) = indices.get(row + PREFETCH_DISTANCE) {
-                prefetch(&self.slots[ahead]);
-            }
-            if nulls.is_some_and(|n| n.is_null(row)) {
-                let group = match self.null_group {
-                    Some(group) => group,
-                    None => {
-                        let group = self.values.len() as u32;
-                        self.values.push(T::Native::default());
-                        self.null_group = Some(group);
-                        group
-                    }
-                };
-                groups.push(group);
-                continue;
-            }
-            let group = self.probe(key, index, mask);
-            groups.push(group);
-        }
-        self.indices = indices;
+        self.intern_values(array.values(), array.nulls(), groups);
         Ok(())
     }
 
@@ -316,6 +282,56 @@ where
         let array =
             PrimitiveArray::<T>::new(emitted.into(), nulls).with_data_type(self.data_type.clone());
         Ok(vec![Arc::new(array)])
+    }
+}
+
+impl<T> PrimitiveGroupValues<T>
+where
+    T: ArrowPrimitiveType,
+    T::Native: KeyBits,
+{
+    /// [`GroupValues::intern`] of a key column given as its values and NULLs.
+    fn intern_values(
+        &mut self,
+        values: &[T::Native],
+        nulls: Option<&NullBuffer>,
+        groups: &mut Vec<u32>,
+    ) {
+        groups.clear();
+        groups.reserve(values.len());
+        self.reserve(values.len() + 1);
+        let mask = self.slots.len() - 1;
+        let shift = self.shift;
+        // Hash the whole column first: the loop vectorises and the probe loop can prefetch.
+        let mut indices = std::mem::take(&mut self.indices);
+        indices.clear();
+        indices.extend(
+            values
+                .iter()
+                .map(|v| (fibonacci_hash(v.bits()) >> shift) as usize),
+        );
+        let nulls = nulls.filter(|n| n.null_count() > 0);
+        for (row, (&key, &index)) in values.iter().zip(&indices).enumerate() {
+            if let Some(&ahead) = indices.get(row + PREFETCH_DISTANCE) {
+                prefetch(&self.slots[ahead]);
+            }
+            if nulls.is_some_and(|n| n.is_null(row)) {
+                let group = match self.null_group {
+                    Some(group) => group,
+                    None => {
+                        let group = self.values.len() as u32;
+                        self.values.push(T::Native::default());
+                        self.null_group = Some(group);
+                        group
+                    }
+                };
+                groups.push(group);
+                continue;
+            }
+            let group = self.probe(key, index, mask);
+            groups.push(group);
+        }
+        self.indices = indices;
     }
 }
 
@@ -621,29 +637,117 @@ impl GroupValues for BytesGroupValues {
 ///
 /// Each key column is mapped to dense ids of its own distinct values (a [`BytesGroupValues`],
 /// [`PrimitiveGroupValues`] or, for floats, booleans and dictionaries, a one-column
-/// [`RowGroupValues`]); the ids are then folded left to right, `(group of the columns so far)
-/// << 32 | (id in the next column)`, each `u64` mapped to a group by a primitive table. No key
-/// tuple is encoded per row (in the `arrow-row` form a 9-byte string alone takes 19 bytes) and
-/// no row compares variable-length bytes; a key column of few distinct values costs one probe
-/// of a small table.
+/// [`RowGroupValues`]). While the columns' id counts fit side by side in 64 bits, a row's ids
+/// are packed into one `u64` and mapped to a group by one primitive table: one probe per row
+/// however many columns. Past 64 bits the ids are folded left to right instead, `(group of the
+/// columns so far) << 32 | (id in the next column)`, one table per fold. No key tuple is
+/// encoded per row (in the `arrow-row` form a 9-byte string alone takes 19 bytes) and no row
+/// compares variable-length bytes; a key column of few distinct values costs one probe of a
+/// small table.
 pub struct CompositeGroupValues {
     key_types: Vec<DataType>,
     /// One mapping per key column: value → id in that column.
     columns: Vec<Box<dyn GroupValues>>,
-    /// `combiners[i]`: (group of columns `0..=i`, id in column `i + 1`) → group of columns
-    /// `0..=i + 1`; the last one's groups are the groups.
-    combiners: Vec<PrimitiveGroupValues<UInt64Type>>,
+    /// Id tuple → group.
+    tuples: TupleGroups,
+    /// The most bits a packed id tuple may take (64; smaller in tests of the folded form).
+    packed_bits_limit: u32,
     /// `group_column_ids[c][g]`: the id in column `c` of group `g`'s key value.
     group_column_ids: Vec<Vec<u32>>,
     /// Per-batch ids of each column's values.
     row_column_ids: Vec<Vec<u32>>,
-    /// Per-batch groups of the columns folded so far.
+    /// Per-batch packed id tuples, or groups of the columns folded so far.
+    row_tuples: Vec<u64>,
     row_partial_groups: Vec<u32>,
+}
+
+/// How a tuple of per-column ids becomes a group.
+enum TupleGroups {
+    /// Column `c`'s id in `widths[c]` bits, the first column highest, one table over the
+    /// packed `u64`. Widths only grow (the table is rebuilt from the groups' ids when they do).
+    Packed {
+        widths: Vec<u32>,
+        table: PrimitiveGroupValues<UInt64Type>,
+    },
+    /// `combiners[i]`: (group of columns `0..=i`, id in column `i + 1`) → group of columns
+    /// `0..=i + 1`; the last one's groups are the groups.
+    Folded {
+        combiners: Vec<PrimitiveGroupValues<UInt64Type>>,
+    },
+}
+
+impl TupleGroups {
+    fn empty_packed(columns: usize) -> Self {
+        TupleGroups::Packed {
+            widths: vec![0; columns],
+            table: PrimitiveGroupValues::new(DataType::UInt64),
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            TupleGroups::Packed { widths, table } => widths.capacity() * 4 + table.size(),
+            TupleGroups::Folded { combiners } => combiners.iter().map(|c| c.size()).sum(),
+        }
+    }
+
+    /// Maps the id tuples of `column_ids` (one list per column, equal lengths) to groups.
+    fn intern(
+        &mut self,
+        column_ids: &[Vec<u32>],
+        tuples: &mut Vec<u64>,
+        partial_groups: &mut Vec<u32>,
+        groups: &mut Vec<u32>,
+    ) {
+        match self {
+            TupleGroups::Packed { widths, table } => {
+                tuples.clear();
+                tuples.extend(column_ids[0].iter().map(|&id| u64::from(id)));
+                for (ids, &width) in column_ids.iter().zip(widths.iter()).skip(1) {
+                    for (tuple, &id) in tuples.iter_mut().zip(ids) {
+                        *tuple = (*tuple << width) | u64::from(id);
+                    }
+                }
+                table.intern_values(tuples, None, groups);
+            }
+            TupleGroups::Folded { combiners } => {
+                let last = combiners.len() - 1;
+                for (i, combiner) in combiners.iter_mut().enumerate() {
+                    let so_far = if i == 0 {
+                        &column_ids[0]
+                    } else {
+                        &*partial_groups
+                    };
+                    tuples.clear();
+                    tuples.extend(
+                        so_far
+                            .iter()
+                            .zip(&column_ids[i + 1])
+                            .map(|(&group, &id)| (u64::from(group) << 32) | u64::from(id)),
+                    );
+                    if i == last {
+                        combiner.intern_values(tuples, None, groups);
+                    } else {
+                        combiner.intern_values(tuples, None, partial_groups);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Bits that hold every id below `count`.
+fn id_bits(count: usize) -> u32 {
+    usize::BITS - count.saturating_sub(1).leading_zeros()
 }
 
 impl CompositeGroupValues {
     /// An empty mapping for key tuples of `key_types` (at least two).
     pub fn new(key_types: &[DataType]) -> Result<Self> {
+        Self::with_packed_bits_limit(key_types, u64::BITS)
+    }
+
+    fn with_packed_bits_limit(key_types: &[DataType], packed_bits_limit: u32) -> Result<Self> {
         if key_types.len() < 2 {
             return Err(QuiverError::Internal(format!(
                 "a composite group key needs two or more columns, got {}",
@@ -657,17 +761,60 @@ impl CompositeGroupValues {
         Ok(CompositeGroupValues {
             key_types: key_types.to_vec(),
             columns,
-            combiners: Self::new_combiners(key_types.len()),
+            tuples: TupleGroups::empty_packed(key_types.len()),
+            packed_bits_limit,
             group_column_ids: vec![Vec::new(); key_types.len()],
             row_column_ids: vec![Vec::new(); key_types.len()],
+            row_tuples: Vec::new(),
             row_partial_groups: Vec::new(),
         })
     }
 
-    fn new_combiners(columns: usize) -> Vec<PrimitiveGroupValues<UInt64Type>> {
-        (1..columns)
-            .map(|_| PrimitiveGroupValues::new(DataType::UInt64))
-            .collect()
+    /// Makes the packed widths hold every column's ids (or moves to the folded form when they
+    /// cannot), re-mapping the existing groups' id tuples so each keeps its number.
+    fn fit_tuples(&mut self) -> Result<()> {
+        let TupleGroups::Packed { widths, .. } = &self.tuples else {
+            return Ok(());
+        };
+        let needed: Vec<u32> = self.columns.iter().map(|c| id_bits(c.len())).collect();
+        if needed.iter().zip(widths).all(|(need, width)| need <= width) {
+            return Ok(());
+        }
+        let total: u32 = needed.iter().sum();
+        let columns = needed.len() as u32;
+        self.tuples = if total > self.packed_bits_limit {
+            TupleGroups::Folded {
+                combiners: (1..columns)
+                    .map(|_| PrimitiveGroupValues::new(DataType::UInt64))
+                    .collect(),
+            }
+        } else {
+            // Spare bits per column, where they fit, so a growing column rebuilds less often.
+            let spare = (0..=2)
+                .rev()
+                .find(|spare| total + spare * columns <= self.packed_bits_limit)
+                .unwrap_or(0);
+            TupleGroups::Packed {
+                widths: needed.iter().map(|need| (need + spare).min(32)).collect(),
+                table: PrimitiveGroupValues::new(DataType::UInt64),
+            }
+        };
+        let groups = self.len();
+        if groups > 0 {
+            let mut renumbered = Vec::new();
+            self.tuples.intern(
+                &self.group_column_ids,
+                &mut self.row_tuples,
+                &mut self.row_partial_groups,
+                &mut renumbered,
+            );
+            if !renumbered.iter().copied().eq(0..groups as u32) {
+                return Err(QuiverError::Internal(
+                    "re-mapping composite group keys changed their numbers".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -688,25 +835,13 @@ impl GroupValues for CompositeGroupValues {
         {
             column.intern(std::slice::from_ref(key), ids)?;
         }
-        let last = self.combiners.len() - 1;
-        for (i, combiner) in self.combiners.iter_mut().enumerate() {
-            let so_far = if i == 0 {
-                &self.row_column_ids[0]
-            } else {
-                &self.row_partial_groups
-            };
-            let pairs: Vec<u64> = so_far
-                .iter()
-                .zip(&self.row_column_ids[i + 1])
-                .map(|(&group, &id)| (u64::from(group) << 32) | u64::from(id))
-                .collect();
-            let pairs: ArrayRef = Arc::new(PrimitiveArray::<UInt64Type>::from(pairs));
-            if i == last {
-                combiner.intern(&[pairs], groups)?;
-            } else {
-                combiner.intern(&[pairs], &mut self.row_partial_groups)?;
-            }
-        }
+        self.fit_tuples()?;
+        self.tuples.intern(
+            &self.row_column_ids,
+            &mut self.row_tuples,
+            &mut self.row_partial_groups,
+            groups,
+        );
         // Groups are numbered in order of first appearance: a row whose group is the next
         // number introduces it.
         for (row, &group) in groups.iter().enumerate() {
@@ -726,9 +861,10 @@ impl GroupValues for CompositeGroupValues {
     fn size(&self) -> usize {
         let ids = |lists: &[Vec<u32>]| lists.iter().map(|l| l.capacity() * 4).sum::<usize>();
         self.columns.iter().map(|c| c.size()).sum::<usize>()
-            + self.combiners.iter().map(|c| c.size()).sum::<usize>()
+            + self.tuples.size()
             + ids(&self.group_column_ids)
             + ids(&self.row_column_ids)
+            + self.row_tuples.capacity() * 8
             + self.row_partial_groups.capacity() * 4
     }
 
@@ -755,11 +891,18 @@ impl GroupValues for CompositeGroupValues {
         }
         if n < total {
             // Only the last table holds group numbers; the rest are renumbered from 0 there.
-            if let Some(last) = self.combiners.last_mut() {
-                last.emit(emit_to)?;
+            match &mut self.tuples {
+                TupleGroups::Packed { table, .. } => {
+                    table.emit(emit_to)?;
+                }
+                TupleGroups::Folded { combiners } => {
+                    if let Some(last) = combiners.last_mut() {
+                        last.emit(emit_to)?;
+                    }
+                }
             }
         } else {
-            self.combiners = Self::new_combiners(self.columns.len());
+            self.tuples = TupleGroups::empty_packed(self.columns.len());
         }
         Ok(keys)
     }
@@ -954,8 +1097,6 @@ mod tests {
         ]
     }
 
-    /// The composite mapping numbers groups and emits keys exactly as the `arrow-row` mapping
-    /// does (both number groups in order of first appearance), through interleaved partial emits.
     #[test]
     fn long_key_middles_compare_every_byte() {
         for len in 17..=40 {
@@ -970,8 +1111,18 @@ mod tests {
         }
     }
 
+    /// The composite mapping numbers groups and emits keys exactly as the `arrow-row` mapping
+    /// does (both number groups in order of first appearance), through interleaved partial emits,
+    /// with id tuples packed in 64 bits, and with a bit budget so small that the packed widths
+    /// grow and then give way to the pairwise fold mid-stream.
     #[test]
     fn composite_keys_agree_with_the_row_format() {
+        for packed_bits_limit in [64, 12, 9] {
+            composite_keys_agree_with_the_row_format_within(packed_bits_limit);
+        }
+    }
+
+    fn composite_keys_agree_with_the_row_format_within(packed_bits_limit: u32) {
         let mut rng = SplitMix64::new(5);
         for columns in [vec![0, 1], vec![1, 3], vec![2, 0, 4], vec![4, 3, 2, 1, 0]] {
             let types: Vec<DataType> = key_batch(&mut rng, 1)
@@ -979,7 +1130,9 @@ mod tests {
                 .map(|a| a.data_type().clone())
                 .collect();
             let types: Vec<DataType> = columns.iter().map(|&c| types[c].clone()).collect();
-            let mut composite = CompositeGroupValues::new(&types).unwrap();
+            let mut composite =
+                CompositeGroupValues::with_packed_bits_limit(&types, packed_bits_limit).unwrap();
+            let mut folded = false;
             let mut rows = RowGroupValues::new(&types).unwrap();
             for round in 0..40 {
                 let size = [0, 1, 7, 300, 2000][round % 5];
@@ -989,6 +1142,7 @@ mod tests {
                 composite.intern(&keys, &mut by_composite).unwrap();
                 rows.intern(&keys, &mut by_rows).unwrap();
                 assert_eq!(by_composite, by_rows, "{columns:?} round {round}");
+                folded |= matches!(composite.tuples, TupleGroups::Folded { .. });
                 assert_eq!(composite.len(), rows.len());
                 if round % 3 == 2 {
                     let emit_to = match round % 4 {
@@ -1005,6 +1159,24 @@ mod tests {
                 }
             }
             assert!(composite.size() > 0);
+            // Ints (50 values and NULL) and texts (30 and NULL) need 6 and 5 bits.
+            if packed_bits_limit == 9 && columns.len() > 2 {
+                assert!(folded, "{columns:?} never left the packed form");
+            }
+            if packed_bits_limit == 64 {
+                assert!(!folded, "{columns:?} left the packed form");
+            }
         }
+    }
+
+    #[test]
+    fn id_bits_hold_every_id_below_the_count() {
+        assert_eq!(id_bits(0), 0);
+        assert_eq!(id_bits(1), 0);
+        assert_eq!(id_bits(2), 1);
+        assert_eq!(id_bits(100), 7);
+        assert_eq!(id_bits(128), 7);
+        assert_eq!(id_bits(129), 8);
+        assert_eq!(id_bits(1 << 32), 32);
     }
 }
