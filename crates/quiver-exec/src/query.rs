@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, RecordBatchOptions};
-use arrow::compute::{
-    concat_batches, filter_record_batch, lexsort_to_indices, take, SortColumn, SortOptions,
-};
+use arrow::compute::{concat_batches, filter_record_batch, take, SortColumn, SortOptions};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use quiver_core::{DeadLetter, DeadLetterPayload, Position, QuiverError, Result};
 use quiver_kernels::expr::{Expr, Literal, ScalarFunction, ValueSet};
@@ -762,7 +760,8 @@ fn sort_and_limit(plan: &Plan, batch: RecordBatch) -> Result<RecordBatch> {
             })
             .collect::<Result<Vec<_>>>()?;
         let fetch = plan.limit.map(|l| l.saturating_add(plan.offset));
-        let indices = lexsort_to_indices(&keys, fetch)?;
+        // Ties keep the order rows arrived in.
+        let indices = quiver_kernels::sort::sorted_positions(&keys, fetch)?;
         let columns = batch
             .columns()
             .iter()

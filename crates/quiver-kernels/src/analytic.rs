@@ -18,9 +18,7 @@ use arrow::array::{
 };
 use arrow::compute::kernels::partition::partition;
 use arrow::compute::kernels::zip::zip;
-use arrow::compute::{
-    cast_with_options, concat, lexsort_to_indices, take, CastOptions, SortColumn, SortOptions,
-};
+use arrow::compute::{cast_with_options, concat, take, CastOptions, SortColumn, SortOptions};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use quiver_core::{QuiverError, Result};
 
@@ -350,11 +348,7 @@ impl Ordering {
             });
         }
         // Arrival order breaks ties, so results do not depend on the sort's stability.
-        sort_columns.push(SortColumn {
-            values: Arc::new(UInt32Array::from_iter_values(0..last_row)),
-            options: None,
-        });
-        let sorted = lexsort_to_indices(&sort_columns, None)?;
+        let sorted = crate::sort::sorted_positions(&sort_columns, None)?;
         let sorted_keys = |columns: &[ArrayRef]| -> Result<Vec<ArrayRef>> {
             Ok(columns
                 .iter()

@@ -23,6 +23,7 @@ pub mod onebrc;
 pub mod reference;
 pub mod regex_functions;
 pub mod sliding;
+pub mod sort;
 pub mod string_functions;
 pub mod window;
 
