@@ -98,7 +98,11 @@ fn by_words<const W: usize>(rows: &Rows, longest: usize, fetch: Option<usize>) -
 
 /// Sorts `entries`, or with `fetch` only enough to put the smallest `fetch` first, in order,
 /// and drops the rest.
-fn sort_head<T>(entries: &mut Vec<T>, fetch: Option<usize>, compare: impl Fn(&T, &T) -> Ordering) {
+fn sort_head<T: Send>(
+    entries: &mut Vec<T>,
+    fetch: Option<usize>,
+    compare: impl Fn(&T, &T) -> Ordering + Sync,
+) {
     match fetch {
         Some(fetch) if fetch < entries.len() => {
             if fetch == 0 {
@@ -109,9 +113,16 @@ fn sort_head<T>(entries: &mut Vec<T>, fetch: Option<usize>, compare: impl Fn(&T,
             entries.truncate(fetch);
             entries.sort_unstable_by(compare);
         }
+        _ if entries.len() >= PARALLEL_SORT_ROWS => {
+            use rayon::slice::ParallelSliceMut;
+            entries.par_sort_unstable_by(compare);
+        }
         _ => entries.sort_unstable_by(compare),
     }
 }
+
+/// Rows from which a full sort is worth splitting over the worker threads.
+const PARALLEL_SORT_ROWS: usize = 1 << 16;
 
 /// Key types the row format does not encode, and short heads: arrow's comparator, position
 /// breaking ties.
@@ -143,6 +154,30 @@ mod tests {
                 descending,
                 nulls_first,
             }),
+        }
+    }
+
+    /// Past [`PARALLEL_SORT_ROWS`] the sort runs on the worker threads, with the same result.
+    #[test]
+    fn a_parallel_sort_equals_the_comparator_sort() {
+        let mut rng = SplitMix64::new(3);
+        let rows = PARALLEL_SORT_ROWS + 5_000;
+        let ints: ArrayRef = Arc::new(
+            (0..rows)
+                .map(|_| (rng.below(20) > 0).then(|| rng.below(300) as i64))
+                .collect::<Int64Array>(),
+        );
+        let texts: ArrayRef = Arc::new(
+            (0..rows)
+                .map(|_| Some(format!("{:>40}", rng.below(50))))
+                .collect::<StringArray>(),
+        );
+        for columns in [
+            vec![column(ints.clone(), true, false)],
+            vec![column(texts, false, true), column(ints, false, true)],
+        ] {
+            let got = sorted_positions(&columns, None).unwrap();
+            assert_eq!(got, by_comparator(&columns, rows, None).unwrap());
         }
     }
 
