@@ -5,7 +5,7 @@
 //!
 //! Float inputs come in two columns: one with arbitrary bit patterns (NaN payloads, infinities,
 //! subnormals, `-0.0`) for order-based aggregates (MIN, MAX, COUNT DISTINCT, MEDIAN,
-//! PERCENTILE_CONT), and one of moderate magnitude for SUM/AVG/VAR/STDDEV, whose compensated
+//! PERCENTILE_CONT, PERCENTILE_DISC), and one of moderate magnitude for SUM/AVG/VAR/STDDEV, whose compensated
 //! summation may legitimately differ from the reference's naive sum under catastrophic
 //! cancellation. Floats compare within [`FLOAT_RELATIVE_TOLERANCE`].
 
@@ -225,6 +225,26 @@ fn aggregate_menu(first_value: usize) -> Vec<AggregateExpr> {
         AggregateExpr::new(F::FirstValue, Some(any_float), "first_float_any"),
         AggregateExpr::new(F::LastValue, Some(text), "last_text"),
         AggregateExpr::new(F::FirstValue, Some(int), "first_int_filtered").with_filter(flag),
+        AggregateExpr::new(
+            F::PercentileDisc {
+                fraction: 0.4,
+                descending: false,
+            },
+            Some(any_float),
+            "p40_disc_float_any",
+        ),
+        AggregateExpr::new(
+            F::PercentileDisc {
+                fraction: 0.75,
+                descending: true,
+            },
+            Some(text),
+            "p75_disc_text_desc",
+        )
+        .with_filter(flag),
+        AggregateExpr::new(F::Bit(crate::BitOperation::And), Some(int), "bit_and_int"),
+        AggregateExpr::new(F::Bit(crate::BitOperation::Xor), Some(int), "bit_xor_int")
+            .with_filter(flag),
     ]
 }
 
