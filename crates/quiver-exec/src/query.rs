@@ -962,7 +962,7 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
         let mut runner = PostProcess { plan };
         return runner.finish(per_partition.into_iter().flatten().collect());
     };
-    let mut partials: Vec<Box<HashAggregator>> = partitions
+    let partials: Vec<Box<HashAggregator>> = partitions
         .par_iter()
         .map(|batches| {
             let mut runner = QueryRunner::try_new(plan.clone())?;
@@ -981,15 +981,14 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
         .collect::<Result<_>>()?;
     // The first partition's groups stay where they are (with one partition nothing is merged);
     // the others' states merge into them in partition order, as their rows would arrive.
-    let mut rest = partials.drain(1..).collect::<Vec<_>>();
-    let mut merged = match partials.pop() {
+    let mut partials = partials.into_iter();
+    let mut merged = match partials.next() {
         Some(first) => first,
         None => Box::new(layout.aggregator()?),
     };
-    for partial in &mut rest {
+    for mut partial in partials {
         merged.merge(&partial.state(EmitTo::All)?)?;
     }
-    drop(rest);
     let result = finish_aggregate(plan, merged.evaluate(EmitTo::All)?)?;
     let sorted = sort_and_limit(plan, result)?;
     Ok(vec![finish_columns(plan, sorted)?])
@@ -1026,6 +1025,29 @@ mod tests {
         };
         assert_eq!(concat(&one_pass), concat(&parallel), "{sql}");
         assert!(concat(&one_pass).num_rows() > 0, "{sql}");
+    }
+
+    #[test]
+    fn an_aggregate_over_no_partitions_has_its_empty_answer() {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let tables = [("t".to_string(), schema)];
+        let plan = quiver_sql::plan("SELECT COUNT(*) AS n, SUM(v) AS s FROM t", &tables).unwrap();
+        let result = run_partitioned(&plan, &[]).unwrap();
+        let rows: usize = result.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, 1);
+        let counts = result[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(counts.value(0), 0);
+        assert!(result[0].column(1).is_null(0));
+        let grouped =
+            quiver_sql::plan("SELECT v, COUNT(*) AS n FROM t GROUP BY v", &tables).unwrap();
+        let rows: usize = run_partitioned(&grouped, &[])
+            .unwrap()
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum();
+        assert_eq!(rows, 0);
     }
 
     #[test]
