@@ -5,8 +5,8 @@
 //! their encoding held inline as big-endian words, then by the whole encoding, then by
 //! position. Comparing a few machine words in place is several times faster than a comparator
 //! that dispatches on each column's type for every comparison (arrow's `lexsort_to_indices`);
-//! where every encoding fits in the words — fixed-width keys such as an integer and a float —
-//! the words alone decide. Ties keep input order, so the result does not depend on the sort
+//! where every encoding has one length that fits in the words — fixed-width keys such as an
+//! integer and a float — the words alone decide. Ties keep input order, so the result does not depend on the sort
 //! algorithm.
 
 use std::cmp::Ordering;
@@ -41,28 +41,38 @@ pub fn sorted_positions(columns: &[SortColumn], fetch: Option<usize>) -> Result<
     let converter = RowConverter::new(fields)?;
     let arrays: Vec<ArrayRef> = columns.iter().map(|c| c.values.clone()).collect();
     let rows = converter.convert_columns(&arrays)?;
-    let longest = (0..rows.num_rows())
-        .map(|i| rows.row(i).as_ref().len())
-        .max()
-        .unwrap_or(0);
+    let (mut shortest, mut longest) = (usize::MAX, 0);
+    for i in 0..rows.num_rows() {
+        let len = rows.row(i).as_ref().len();
+        shortest = shortest.min(len);
+        longest = longest.max(len);
+    }
+    // Encodings of one length that fit in the words: the words decide, and padding never hides
+    // that one encoding is a prefix of another.
+    let fixed = (shortest == longest).then_some(longest);
     let positions = match longest.div_ceil(8) {
-        0 | 1 => by_words::<1>(&rows, longest, fetch),
-        2 => by_words::<2>(&rows, longest, fetch),
-        3 => by_words::<3>(&rows, longest, fetch),
-        _ => by_words::<4>(&rows, longest, fetch),
+        0 | 1 => by_words::<1>(&rows, fixed, fetch),
+        2 => by_words::<2>(&rows, fixed, fetch),
+        3 => by_words::<3>(&rows, fixed, fetch),
+        _ => by_words::<4>(&rows, fixed, fetch),
     };
     Ok(UInt32Array::from(positions))
 }
 
-/// A row's first `8 * W` encoded bytes as big-endian words (zero-padded: a shorter encoding
-/// that is a prefix of a longer one sorts first either way), and its position.
+/// A row's first `8 * W` encoded bytes as big-endian words (zero-padded; where the words tie,
+/// the whole encodings decide), and its position.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Prefixed<const W: usize> {
     words: [u64; W],
     position: u32,
 }
 
-fn by_words<const W: usize>(rows: &Rows, longest: usize, fetch: Option<usize>) -> Vec<u32> {
+/// Sorts by [`Prefixed`] entries; `fixed_len`: every encoding has this length.
+fn by_words<const W: usize>(
+    rows: &Rows,
+    fixed_len: Option<usize>,
+    fetch: Option<usize>,
+) -> Vec<u32> {
     let mut entries: Vec<Prefixed<W>> = (0..rows.num_rows())
         .map(|position| {
             let bytes = rows.row(position);
@@ -79,7 +89,7 @@ fn by_words<const W: usize>(rows: &Rows, longest: usize, fetch: Option<usize>) -
             }
         })
         .collect();
-    if longest <= 8 * W {
+    if fixed_len.is_some_and(|len| len <= 8 * W) {
         // The words hold every encoding whole: they and the position decide.
         sort_head(&mut entries, fetch, Prefixed::cmp);
     } else {
