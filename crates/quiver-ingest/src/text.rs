@@ -406,7 +406,9 @@ fn decode_plain_csv(
     if width == 0 || !columns.iter().all(plain_type) || u32::try_from(body.len()).is_err() {
         return None;
     }
-    simdutf8::basic::from_utf8(body).ok()?;
+    // Validated once; fields are slices of the text (a cut inside a character, possible only
+    // with a non-ASCII delimiter byte, gives up).
+    let body_text = simdutf8::basic::from_utf8(body).ok()?;
     // `ends[r * width + c]`: where field `c` of record `r` ends (its delimiter or newline).
     let mut ends: Vec<u32> = Vec::with_capacity(records.saturating_mul(width));
     let mut field = 0;
@@ -436,13 +438,13 @@ fn decode_plain_csv(
     if ends.len() != records.checked_mul(width)? {
         return None;
     }
-    let text = |record: usize, column: usize| -> &[u8] {
+    let text = |record: usize, column: usize| -> Option<&str> {
         let index = record * width + column;
         let start = match index {
             0 => 0,
             _ => ends[index - 1] as usize + 1,
         };
-        &body[start..ends[index] as usize]
+        body_text.get(start..ends[index] as usize)
     };
     let mut batches = Vec::new();
     for first in (0..records).step_by(batch_rows.max(1)) {
@@ -496,25 +498,26 @@ fn for_each_separator(bytes: &[u8], delimiter: u8, mut visit: impl FnMut(usize))
     }
 }
 
-/// One column of [`decode_plain_csv`]: the field of each record in `rows`, empty as NULL.
+/// One column of [`decode_plain_csv`]: the field of each record in `rows`, empty as NULL
+/// (`None` from `field`, a field not on character boundaries, gives up like a bad value).
 fn plain_column<'a>(
     data_type: &DataType,
     rows: Range<usize>,
-    field: impl Fn(usize) -> &'a [u8],
+    field: impl Fn(usize) -> Option<&'a str>,
 ) -> Option<ArrayRef> {
     use arrow::array::{Decimal128Array, PrimitiveArray, StringArray};
+    use arrow::compute::kernels::cast_utils::{parse_decimal, Parser};
     use arrow::datatypes::{
         ArrowPrimitiveType, Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type,
     };
-    fn primitive<'a, T: ArrowPrimitiveType + arrow::compute::kernels::cast_utils::Parser>(
+    fn primitive<'a, T: ArrowPrimitiveType + Parser>(
         rows: Range<usize>,
-        field: impl Fn(usize) -> &'a [u8],
+        field: impl Fn(usize) -> Option<&'a str>,
     ) -> Option<ArrayRef> {
         let values = rows
-            .map(|r| match field(r) {
-                b"" => Some(None),
-                // The body is valid UTF-8 and fields end at ASCII bytes.
-                bytes => T::parse(std::str::from_utf8(bytes).ok()?).map(Some),
+            .map(|r| match field(r)? {
+                "" => Some(None),
+                text => T::parse(text).map(Some),
             })
             .collect::<Option<PrimitiveArray<T>>>()?;
         Some(Arc::new(values))
@@ -526,26 +529,18 @@ fn plain_column<'a>(
         DataType::Date32 => primitive::<Date32Type>(rows, field)?,
         DataType::Decimal128(precision, scale) => {
             let values = rows
-                .map(|r| match field(r) {
-                    b"" => Some(None),
-                    bytes => arrow::compute::kernels::cast_utils::parse_decimal::<Decimal128Type>(
-                        std::str::from_utf8(bytes).ok()?,
-                        *precision,
-                        *scale,
-                    )
-                    .ok()
-                    .map(Some),
+                .map(|r| match field(r)? {
+                    "" => Some(None),
+                    text => parse_decimal::<Decimal128Type>(text, *precision, *scale)
+                        .ok()
+                        .map(Some),
                 })
                 .collect::<Option<Decimal128Array>>()?;
             Arc::new(values.with_precision_and_scale(*precision, *scale).ok()?)
         }
         DataType::Utf8 => Arc::new(
-            rows.map(|r| match field(r) {
-                b"" => Ok(None),
-                bytes => std::str::from_utf8(bytes).map(Some),
-            })
-            .collect::<Result<StringArray, _>>()
-            .ok()?,
+            rows.map(|r| field(r).map(|text| Some(text).filter(|t| !t.is_empty())))
+                .collect::<Option<StringArray>>()?,
         ),
         _ => return None,
     })
