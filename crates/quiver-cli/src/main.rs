@@ -354,10 +354,8 @@ fn gen(
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
     let bar = progress_bar(rows, "generating", quiet);
     const BLOCK_ROWS: u64 = 1 << 16;
-    // Blocks are generated in parallel, a round of them at a time, and written in order; each
-    // block has its own seed (from its first row), so the bytes depend on neither the block
-    // size nor the thread count.
-    let round_blocks = 4 * rayon::current_num_threads().max(1) as u64;
+    // Blocks are generated in parallel and written in order; each block has its own seed (from
+    // its first row), so the bytes do not depend on the thread count.
     let generate_block = |first_row: u64, buffer: &mut Vec<u8>| {
         let block = BLOCK_ROWS.min(rows - first_row);
         let block_seed = seed ^ first_row.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -394,61 +392,33 @@ fn gen(
             }
         }
     };
-    // A writer thread takes each round's buffers while the next round is generated, and hands
-    // them back to be filled again (fresh buffers would cost a page fault per 4 KiB).
-    let (round_sender, round_receiver) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(1);
-    let (recycle_sender, recycle_receiver) = std::sync::mpsc::channel::<Vec<Vec<u8>>>();
-    std::thread::scope(|scope| -> Result<()> {
-        let writer_thread = scope.spawn(move || -> std::io::Result<()> {
-            for round in round_receiver {
-                for buffer in &round {
-                    writer.write_all(buffer)?;
-                }
-                // The generator may have finished already; the buffers are then just freed.
-                let _ = recycle_sender.send(round);
-            }
-            writer.flush()
-        });
-        let mut written = 0;
-        while written < rows {
-            let firsts: Vec<u64> = (0..round_blocks)
-                .map(|i| written + i * BLOCK_ROWS)
-                .take_while(|&first| first < rows)
-                .collect();
-            let mut buffers = recycle_receiver.try_recv().unwrap_or_default();
-            buffers.resize_with(firsts.len(), Vec::new);
-            {
-                use rayon::prelude::*;
-                buffers
-                    .par_iter_mut()
-                    .zip(firsts.par_iter())
-                    .for_each(|(buffer, &first)| generate_block(first, buffer));
-            }
-            // A closed channel means the writer stopped on an error, reported below.
-            if round_sender.send(buffers).is_err() {
-                break;
-            }
-            written = (written + round_blocks * BLOCK_ROWS).min(rows);
-            bar.set_position(written);
-        }
-        if rows == 0 {
-            // An empty table still has its header, so that it reads as one.
-            let header = match (dataset, trades_format) {
-                (Dataset::H2o, _) => quiver_cli::generate::H2O_HEADER,
-                (Dataset::Trades, TradesFormat::Csv) => quiver_cli::generate::TRADES_CSV_HEADER,
-                _ => "",
-            };
-            let _ = round_sender.send(vec![header.as_bytes().to_vec()]);
-        }
-        drop(round_sender);
-        match writer_thread.join() {
-            Ok(result) => result.map_err(|e| QuiverError::io(output.display().to_string(), e)),
-            Err(_) => Err(QuiverError::Internal(format!(
-                "the writer of {} panicked",
-                output.display()
-            ))),
-        }
-    })?;
+    let header: &[u8] = match (dataset, trades_format) {
+        (Dataset::H2o, _) => quiver_cli::generate::H2O_HEADER.as_bytes(),
+        (Dataset::Trades, TradesFormat::Csv) => quiver_cli::generate::TRADES_CSV_HEADER.as_bytes(),
+        _ => b"",
+    };
+    if rows == 0 {
+        // An empty table still has its header, so that it reads as one.
+        writer
+            .write_all(header)
+            .and_then(|()| writer.flush())
+            .map_err(|e| QuiverError::io(output.display().to_string(), e))?;
+    } else {
+        let total_blocks = rows.div_ceil(BLOCK_ROWS);
+        let generators = default_threads().max(1);
+        quiver_cli::generate::write_blocks_in_order(
+            total_blocks,
+            generators,
+            |block, buffer| generate_block(block * BLOCK_ROWS, buffer),
+            |block, buffer| {
+                writer.write_all(buffer)?;
+                bar.set_position(((block + 1) * BLOCK_ROWS).min(rows));
+                Ok(())
+            },
+        )
+        .and_then(|()| writer.flush())
+        .map_err(|e| QuiverError::io(output.display().to_string(), e))?;
+    }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     if !quiet {
