@@ -33,7 +33,7 @@ use arrow::row::{RowConverter, Rows, SortField};
 use hashbrown::HashTable;
 use quiver_core::{QuiverError, Result};
 
-use crate::hash::{hash_bytes, hash_short_words, short_key_words};
+use crate::hash::{hash_bytes, hash_short_words};
 use crate::EmitTo;
 
 /// Maps key tuples to dense group ids.
@@ -338,7 +338,7 @@ where
 /// Group ids for one string or binary key column; key bytes live in one buffer.
 ///
 /// The table is open addressing with linear probing, each slot holding the key's length and
-/// its first and last 8 bytes (`short_key_words`) beside the group id: a key of up to 16 bytes
+/// its first and last 8 bytes (`slot_words`) beside the group id: a key of up to 16 bytes
 /// — most group keys — is found and compared without leaving the slot; a longer one compares
 /// its full bytes only when those 16 bytes and the length match.
 pub struct BytesGroupValues {
@@ -368,17 +368,41 @@ const EMPTY_BYTES_SLOT: BytesSlot = BytesSlot {
     group: EMPTY_SLOT,
 };
 
-/// The words, length tag and hash of a key, computed once per row.
+/// A key's first 8 bytes (zero-padded when shorter) and, from 8 bytes on, its last 8 (else 0):
+/// with the length they determine a key of up to 16 bytes. The slots hold these.
 #[inline(always)]
-fn key_signature(key: &[u8]) -> (u64, u64, u32, u64) {
-    let (head, tail) = short_key_words(key);
-    let hash = if key.len() <= 16 {
-        hash_short_words(head, tail, key.len())
-    } else {
-        hash_bytes(key)
+fn slot_words(key: &[u8]) -> (u64, u64) {
+    let word = |at: usize| -> u64 {
+        let mut buf = [0u8; 8];
+        buf.copy_from_slice(&key[at..at + 8]);
+        u64::from_le_bytes(buf)
     };
-    // Lengths beyond u32 only lose the length as a quick filter: long keys compare in full.
-    (head, tail, key.len() as u32, hash)
+    if key.len() >= 8 {
+        (word(0), word(key.len() - 8))
+    } else {
+        let mut buf = [0u8; 8];
+        buf[..key.len()].copy_from_slice(key);
+        (u64::from_le_bytes(buf), 0)
+    }
+}
+
+/// [`slot_words`] of the key `data[start..start + len]` without a branch on its length, when
+/// `data` holds 8 bytes from `start` (loads may run past the key but not past `data`): keys of
+/// mixed lengths made the length branches mispredict on most rows.
+#[inline(always)]
+fn slot_words_in(data: &[u8], start: usize, len: usize) -> (u64, u64) {
+    let word_at = |at: usize| -> Option<u64> {
+        let bytes: [u8; 8] = data.get(at..at + 8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(bytes))
+    };
+    match (word_at(start), word_at(start + len.max(8) - 8)) {
+        (Some(first), Some(last)) => {
+            let long = len >= 8;
+            let head_mask = ((1u128 << (8 * len.min(8))) - 1) as u64;
+            (first & head_mask, if long { last } else { 0 })
+        }
+        _ => slot_words(&data[start..start + len]),
+    }
 }
 
 /// Whether two keys longer than 16 bytes whose length and first and last 8 bytes are known to
@@ -419,7 +443,20 @@ impl BytesGroupValues {
     /// The group of `key`, appending a new group if it is unseen.
     #[inline(always)]
     pub fn intern_key(&mut self, key: &[u8]) -> u32 {
-        let (head, tail, len, hash) = key_signature(key);
+        self.intern_key_with_words(key, slot_words(key))
+    }
+
+    /// [`Self::intern_key`] given the key's [`slot_words`].
+    #[inline(always)]
+    fn intern_key_with_words(&mut self, key: &[u8], words: (u64, u64)) -> u32 {
+        let (head, tail) = words;
+        let hash = if key.len() <= 16 {
+            hash_short_words(head, tail, key.len())
+        } else {
+            hash_bytes(key)
+        };
+        // Lengths beyond u32 only lose the length as a quick filter: long keys compare in full.
+        let len = key.len() as u32;
         let mask = self.slots.len() - 1;
         let mut index = hash as usize & mask;
         loop {
@@ -472,7 +509,7 @@ impl BytesGroupValues {
                 continue;
             }
             let key = &self.bytes[self.offsets[g]..self.offsets[g + 1]];
-            let (head, tail) = short_key_words(key);
+            let (head, tail) = slot_words(key);
             let mut index = hash as usize & mask;
             while self.slots[index].group != EMPTY_SLOT {
                 index = (index + 1) & mask;
@@ -510,19 +547,50 @@ impl BytesGroupValues {
     ) {
         let offsets = array.value_offsets();
         let data = array.value_data();
-        let key = |row: usize| -> &[u8] {
-            let start = offsets[row].as_usize();
-            let end = offsets[row + 1].as_usize();
-            &data[start..end]
-        };
-        match array.nulls().filter(|n| n.null_count() > 0) {
-            None => groups.extend((0..array.len()).map(|row| self.intern_key(key(row)))),
+        let nulls = array.nulls().filter(|n| n.null_count() > 0);
+        // Keys whose lengths fall often on both sides of 8 bytes make a branch on the length
+        // mispredict on many rows, so they take branch-free words (2 loads and a mask); keys
+        // mostly on one side (judged from the first rows) branch, which then predicts well and
+        // lets the loads start sooner. Both give the same words.
+        let sampled = array.len().min(LENGTH_SAMPLE_ROWS);
+        let short_keys = (0..sampled)
+            .filter(|&row| (offsets[row + 1] - offsets[row]).as_usize() < 8)
+            .count();
+        if short_keys * 4 < sampled || short_keys * 4 > sampled * 3 {
+            self.intern_rows(array.len(), nulls, groups, |row| {
+                let key = &data[offsets[row].as_usize()..offsets[row + 1].as_usize()];
+                (key, slot_words(key))
+            });
+        } else {
+            self.intern_rows(array.len(), nulls, groups, |row| {
+                let (start, end) = (offsets[row].as_usize(), offsets[row + 1].as_usize());
+                (&data[start..end], slot_words_in(data, start, end - start))
+            });
+        }
+    }
+
+    /// Interns rows `0..rows` whose key and [`slot_words`] `key_at` gives, NULL where `nulls`
+    /// says so, into `groups`.
+    #[inline(always)]
+    fn intern_rows<'a>(
+        &mut self,
+        rows: usize,
+        nulls: Option<&arrow::buffer::NullBuffer>,
+        groups: &mut Vec<u32>,
+        key_at: impl Fn(usize) -> (&'a [u8], (u64, u64)),
+    ) {
+        match nulls {
+            None => groups.extend((0..rows).map(|row| {
+                let (key, words) = key_at(row);
+                self.intern_key_with_words(key, words)
+            })),
             Some(nulls) => {
-                for row in 0..array.len() {
+                for row in 0..rows {
                     let group = if nulls.is_null(row) {
                         self.intern_null()
                     } else {
-                        self.intern_key(key(row))
+                        let (key, words) = key_at(row);
+                        self.intern_key_with_words(key, words)
                     };
                     groups.push(group);
                 }
@@ -530,6 +598,9 @@ impl BytesGroupValues {
         }
     }
 }
+
+/// Rows of a batch whose key lengths choose how [`BytesGroupValues`] reads the key words.
+const LENGTH_SAMPLE_ROWS: usize = 64;
 
 impl GroupValues for BytesGroupValues {
     fn intern(&mut self, keys: &[ArrayRef], groups: &mut Vec<u32>) -> Result<()> {
@@ -1070,6 +1141,73 @@ mod tests {
     use super::*;
     use arrow::array::{BooleanArray, Float64Array, Int64Array, StringArray, StringViewArray};
     use quiver_core::rng::SplitMix64;
+
+    #[test]
+    fn slot_words_in_a_buffer_equal_those_of_the_key_alone() {
+        let data: Vec<u8> = (0..40u8).map(|b| b.wrapping_mul(37) | 1).collect();
+        for start in 0..=data.len() {
+            for len in 0..=data.len() - start {
+                let key = &data[start..start + len];
+                assert_eq!(
+                    slot_words_in(&data, start, len),
+                    slot_words(key),
+                    "start {start}, len {len}"
+                );
+            }
+        }
+        // Keys of up to 16 bytes that differ in one byte or in length differ in words or length.
+        let keys: Vec<Vec<u8>> = (0..=16)
+            .flat_map(|len| [vec![b'a'; len], vec![0u8; len], (1..=len as u8).collect()])
+            .collect();
+        for a in &keys {
+            for b in &keys {
+                let same = (slot_words(a), a.len()) == (slot_words(b), b.len());
+                assert_eq!(same, a == b, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn branching_and_branch_free_key_reads_find_the_same_groups() {
+        // Batches of one length class take the branching reads, mixed ones the branch-free
+        // reads; the same key must map to the same group whichever batch brings it.
+        let words = [
+            "",
+            "a",
+            "abc",
+            "seven b",
+            "eight by",
+            "sixteen bytes!!!",
+            "a key of 17 bytes",
+        ];
+        let mut rng = SplitMix64::new(5);
+        let mut interner = BytesGroupValues::new(DataType::Utf8, true);
+        let mut first_group = std::collections::HashMap::new();
+        let mut groups = Vec::new();
+        for batch in 0..40 {
+            let pool: &[&str] = match batch % 3 {
+                0 => &words[3..6],
+                1 => &words[..3],
+                _ => &words,
+            };
+            let keys: Vec<Option<String>> = (0..200)
+                .map(|_| {
+                    let word = pool[rng.below(pool.len() as u64) as usize];
+                    (rng.below(10) != 0).then(|| format!("{word}{}", rng.below(3)))
+                })
+                .collect();
+            let array: ArrayRef = Arc::new(StringArray::from(keys.clone()));
+            interner.intern(&[array], &mut groups).unwrap();
+            for (key, &group) in keys.iter().zip(&groups) {
+                assert_eq!(
+                    *first_group.entry(key.clone()).or_insert(group),
+                    group,
+                    "{key:?}"
+                );
+            }
+        }
+        assert_eq!(interner.len(), first_group.len());
+    }
 
     /// A batch of four key columns with few distinct values each and about 10% NULLs.
     fn key_batch(rng: &mut SplitMix64, rows: usize) -> Vec<ArrayRef> {
