@@ -461,6 +461,11 @@ fn input_format_of(path: &std::path::Path, forced: Option<InputFormat>) -> Resul
     })
 }
 
+/// Whether `path` names a regular file (not `-`, stdin), which can be memory-mapped.
+fn is_regular_file(path: &std::path::Path) -> bool {
+    path.as_os_str() != "-" && path.is_file()
+}
+
 /// The bytes of an input (stdin for `-`); none for a 1BRC file, which is memory-mapped.
 fn read_bytes(path: &std::path::Path, format: InputFormat) -> Result<Vec<u8>> {
     if path.as_os_str() == "-" {
@@ -654,13 +659,21 @@ fn read_partitions(
             input.decode_only_columns_of(sql)?;
         }
         let schema = input.schema().ok();
-        let batches = input.read_all()?;
-        return Ok(vec![quiver_ingest::IngestOutput {
-            schema,
-            accepted_rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
-            batches,
-            ..Default::default()
-        }]);
+        // A regular file is mapped and read as consecutive partitions, one per worker.
+        let partitions = if is_regular_file(file) {
+            input.read_mapped(file)?
+        } else {
+            vec![input.read_all()?]
+        };
+        return Ok(partitions
+            .into_iter()
+            .map(|batches| quiver_ingest::IngestOutput {
+                schema: schema.clone(),
+                accepted_rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+                batches,
+                ..Default::default()
+            })
+            .collect());
     }
     let text = matches!(formats[..], [InputFormat::Csv | InputFormat::Jsonl, _, ..])
         && formats.iter().all(|f| *f == formats[0]);
@@ -1044,8 +1057,16 @@ impl ChunkDecoder {
     fn absorb(
         &mut self,
         chunk: &[u8],
-        output: quiver_ingest::IngestOutput,
+        mut output: quiver_ingest::IngestOutput,
     ) -> Vec<arrow::record_batch::RecordBatch> {
+        let batches = std::mem::take(&mut output.batches);
+        self.take_in(&ChunkReport::of(chunk, output));
+        batches
+    }
+
+    /// [`Self::absorb`] of a chunk whose batches went elsewhere.
+    fn take_in(&mut self, report: &ChunkReport) {
+        let output = &report.output;
         if self.schema.is_none() {
             // An input without a single record or header has no columns to plan against.
             self.schema = output
@@ -1054,7 +1075,8 @@ impl ChunkDecoder {
                 .filter(|schema| !schema.fields().is_empty());
         }
         self.accepted_rows += output.accepted_rows;
-        for mut dead in output.dead_letters {
+        for dead in &output.dead_letters {
+            let mut dead = dead.clone();
             self.rejected_rows += 1;
             dead.position.record += self.lines_before;
             dead.position.byte_offset = dead.position.byte_offset.map(|b| b + self.bytes_before);
@@ -1062,9 +1084,8 @@ impl ChunkDecoder {
                 eprintln!("  {dead}");
             }
         }
-        self.lines_before += memchr::memchr_iter(b'\n', chunk).count() as u64;
-        self.bytes_before += chunk.len() as u64;
-        output.batches
+        self.lines_before += report.newlines;
+        self.bytes_before += report.bytes;
     }
 
     fn report(&self) {
@@ -1077,6 +1098,64 @@ impl ChunkDecoder {
                 report_more(self.rejected_rows as usize, 5);
             }
         }
+    }
+}
+
+/// What decoding one chunk found, besides its rows: taken in by [`ChunkDecoder::take_in`] in
+/// input order, which gives its dead letters their positions in the whole input.
+struct ChunkReport {
+    newlines: u64,
+    bytes: u64,
+    /// The chunk's decoding, without its batches.
+    output: quiver_ingest::IngestOutput,
+}
+
+impl ChunkReport {
+    fn of(chunk: &[u8], output: quiver_ingest::IngestOutput) -> Self {
+        ChunkReport {
+            newlines: memchr::memchr_iter(b'\n', chunk).count() as u64,
+            bytes: chunk.len() as u64,
+            output,
+        }
+    }
+}
+
+/// Bytes of a mapped input that one worker decodes at a time: about eight chunks per worker,
+/// within these bounds (small enough to spread a small file over the workers, large enough that
+/// a chunk's set-up cost stays small).
+const MAPPED_CHUNK_BYTES: std::ops::RangeInclusive<usize> = (64 << 10)..=(1 << 20);
+
+/// A run of consecutive chunks of a mapped CSV or JSON-lines file: one partition of
+/// [`ChunkedInput::run_mapped`], decoded chunk by chunk on the worker that runs it.
+struct MappedPartition<'a> {
+    text: &'a [u8],
+    /// Rows decoded before the run (the first chunk's, in the first partition).
+    decoded: Vec<arrow::record_batch::RecordBatch>,
+    /// Each chunk's number among all chunks, and its bytes in `text`.
+    chunks: &'a [(usize, std::ops::Range<usize>)],
+    decoder: &'a ChunkDecoder,
+    /// Each chunk's report, by chunk number, once decoded.
+    reports: &'a std::sync::Mutex<Vec<Option<ChunkReport>>>,
+}
+
+impl quiver_exec::query::PartitionInput for MappedPartition<'_> {
+    fn for_each_batch(
+        &self,
+        each: &mut dyn FnMut(&arrow::record_batch::RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        self.decoded.iter().try_for_each(&mut *each)?;
+        for (number, range) in self.chunks {
+            let chunk = &self.text[range.clone()];
+            let mut output = self.decoder.parse(chunk)?;
+            let batches = std::mem::take(&mut output.batches);
+            let report = ChunkReport::of(chunk, output);
+            match self.reports.lock() {
+                Ok(mut reports) => reports[*number] = Some(report),
+                Err(_) => return Err(QuiverError::Internal("a decoding worker panicked".into())),
+            }
+            batches.iter().try_for_each(&mut *each)?;
+        }
+        Ok(())
     }
 }
 
@@ -1185,6 +1264,125 @@ impl ChunkedInput {
             .map_err(|e| QuiverError::io(&self.source_name, e))
     }
 
+    /// Runs `plan` over the rest of the input, a regular file mapped into memory, with one
+    /// partition per worker (see [`Self::with_mapped_partitions`]): each chunk is decoded and
+    /// pushed through the plan on its worker, so decoding and the query's work share the cores
+    /// and the decoded rows are never all held. The result is that of one pass over the input.
+    fn run_mapped(
+        self,
+        path: &std::path::Path,
+        plan: &quiver_sql::Plan,
+    ) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+        self.with_mapped_partitions(path, |partitions| {
+            quiver_exec::query::run_partitioned_inputs(plan, partitions)
+        })
+    }
+
+    /// Whether `plan` over this input, the file at `path`, gains from running in partitions
+    /// ([`quiver_exec::query::partitions_pay_off`], judged from the first chunk's rows).
+    fn partitions_pay_off(&self, path: &std::path::Path, plan: &quiver_sql::Plan) -> bool {
+        let sample = self
+            .first
+            .as_ref()
+            .map_or(&[][..], |first| &first.batches[..]);
+        let sample_rows: usize = sample.iter().map(|b| b.num_rows()).sum();
+        let file_bytes = std::fs::metadata(path).map_or(0, |m| m.len()) as u128;
+        let sample_bytes = (self.first_chunk.len() as u128).max(1);
+        let total_rows = (sample_rows as u128 * file_bytes / sample_bytes).min(usize::MAX as u128);
+        quiver_exec::query::partitions_pay_off(plan, sample, total_rows as usize)
+    }
+
+    /// Every row of the input, a regular file mapped into memory, decoded in parallel: one
+    /// partition per worker, the partitions consecutive pieces of the input.
+    fn read_mapped(
+        self,
+        path: &std::path::Path,
+    ) -> Result<Vec<Vec<arrow::record_batch::RecordBatch>>> {
+        use quiver_exec::query::PartitionInput;
+        use rayon::prelude::*;
+        self.with_mapped_partitions(path, |partitions| {
+            partitions
+                .par_iter()
+                .map(PartitionInput::collect_batches)
+                .collect()
+        })
+    }
+
+    /// Hands `work` the rest of the input, a regular file mapped into memory, cut into chunks of
+    /// whole records and dealt out as one consecutive run of chunks per worker (the first
+    /// chunk's rows, decoded on opening, lead the first run); chunks are decoded as `work` reads
+    /// the partitions. Then takes in every chunk's dead letters in input order (positions in
+    /// the whole input) and reports them.
+    fn with_mapped_partitions<T>(
+        mut self,
+        path: &std::path::Path,
+        work: impl FnOnce(&[MappedPartition<'_>]) -> Result<T>,
+    ) -> Result<T> {
+        let first = self.take_first();
+        let consumed = self.decoder.bytes_before as usize;
+        let file = std::fs::File::open(path).map_err(|e| QuiverError::io(&self.source_name, e))?;
+        let length = file
+            .metadata()
+            .map_err(|e| QuiverError::io(&self.source_name, e))?
+            .len();
+        let map = if length as usize > consumed {
+            // SAFETY: the mapping is read-only; a concurrent writer truncating the file is
+            // outside what any mmap-based reader can defend against.
+            Some(
+                unsafe { memmap2::Mmap::map(&file) }
+                    .map_err(|e| QuiverError::io(&self.source_name, e))?,
+            )
+        } else {
+            None
+        };
+        let text = map.as_ref().map_or(&[][..], |map| &map[consumed..]);
+        let syntax = match self.decoder.format {
+            InputFormat::Csv => quiver_cli::chunked::RecordSyntax::Csv,
+            _ => quiver_cli::chunked::RecordSyntax::Lines,
+        };
+        let workers = rayon::current_num_threads().max(1);
+        let chunk_bytes = (text.len() / (8 * workers))
+            .clamp(*MAPPED_CHUNK_BYTES.start(), *MAPPED_CHUNK_BYTES.end());
+        let chunks: Vec<(usize, std::ops::Range<usize>)> =
+            quiver_cli::chunked::record_ranges(text, syntax, chunk_bytes)
+                .into_iter()
+                .enumerate()
+                .collect();
+        // Consecutive runs of about equal bytes, one per worker.
+        let mut runs: Vec<&[(usize, std::ops::Range<usize>)]> = Vec::with_capacity(workers);
+        let mut rest = &chunks[..];
+        for worker in 1..=workers {
+            let until = text.len() * worker / workers;
+            let take = rest.partition_point(|(_, range)| range.start < until);
+            let (run, after) = rest.split_at(take);
+            runs.push(run);
+            rest = after;
+        }
+        let reports = std::sync::Mutex::new((0..chunks.len()).map(|_| None).collect::<Vec<_>>());
+        let mut first = Some(first);
+        let partitions: Vec<MappedPartition<'_>> = runs
+            .into_iter()
+            .map(|chunks| MappedPartition {
+                text,
+                decoded: first.take().unwrap_or_default(),
+                chunks,
+                decoder: &self.decoder,
+                reports: &reports,
+            })
+            .collect();
+        let result = work(&partitions);
+        drop(partitions);
+        let reports = reports
+            .into_inner()
+            .map_err(|_| QuiverError::Internal("a decoding worker panicked".into()))?;
+        // Chunks after a failed one may be missing; the error is the answer then.
+        for report in reports.iter().map_while(Option::as_ref) {
+            self.decoder.take_in(report);
+        }
+        self.decoder.report();
+        result
+    }
+
     /// Every row of the input in order: a few chunks at a time decode in parallel and are taken
     /// in input order. Reports the dead letters' count at the end.
     fn read_all(mut self) -> Result<Vec<arrow::record_batch::RecordBatch>> {
@@ -1238,8 +1436,16 @@ fn run_streamed(
         && plan.kind == quiver_sql::PlanKind::Projection
         && plan.order_by.is_empty();
     if plan.window.is_none() && plan.emit != quiver_sql::EmitMode::Changes && !piped_projection {
-        let batches = input.read_all()?;
-        let results = quiver_exec::query::run_partitioned(&plan, &[batches])?;
+        let results = if is_regular_file(path) && input.partitions_pay_off(path, &plan) {
+            input.run_mapped(path, &plan)?
+        } else if is_regular_file(path) {
+            // Decoded in parallel, queried in one partition.
+            let batches: Vec<_> = input.read_mapped(path)?.into_iter().flatten().collect();
+            quiver_exec::query::run_partitioned(&plan, &[batches])?
+        } else {
+            let batches = input.read_all()?;
+            quiver_exec::query::run_partitioned(&plan, &[batches])?
+        };
         write_batches(&mut sink, &plan.output_schema, &results, query.format)?;
         return sink.flush().map_err(|e| QuiverError::io(context, e));
     }

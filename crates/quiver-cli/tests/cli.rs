@@ -908,3 +908,112 @@ fn an_unknown_column_lists_every_column_of_the_table() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("columns are: id, x, a"), "{stderr}");
 }
+
+/// `quiver run` of `sql` over `path` as a file and the same bytes on stdin: (stdout, stderr)
+/// of each; `threads` workers.
+fn run_as_file_and_on_stdin(
+    path: &Path,
+    sql: &str,
+    threads: usize,
+) -> ((String, String), (String, String)) {
+    let text = std::fs::read(path).unwrap();
+    let file = quiver()
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .args(["run", "--format", "csv", "--table"])
+        .arg(format!("t={}", path.display()))
+        .args(["--sql", sql])
+        .output()
+        .unwrap();
+    let mut child = quiver()
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .args([
+            "run",
+            "--format",
+            "csv",
+            "--input-format",
+            "csv",
+            "--table",
+            "t=-",
+        ])
+        .args(["--sql", sql])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(&text).unwrap();
+    });
+    let piped = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(
+        file.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&file.stderr)
+    );
+    assert!(
+        piped.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        (text(&file.stdout), text(&file.stderr)),
+        (text(&piped.stdout), text(&piped.stderr)),
+    )
+}
+
+#[test]
+fn a_large_file_runs_in_partitions_like_one_pass_over_its_bytes() {
+    // About 3 MiB of CSV: several chunks on every worker, quoted fields with newlines, commas and
+    // quotes, and malformed rows spread over the file.
+    let dir = temp_dir("partitioned-file");
+    let mut text = String::from("id,k,name,v\n");
+    let rows = 60_000u64;
+    for id in 1..=rows {
+        if id % 14_989 == 0 {
+            text.push_str(&format!("{id},{},oops,not a number\n", id % 100));
+        }
+        let name = if id % 13 == 0 {
+            format!("\"n{id}, \"\"q\"\"\nline two\"")
+        } else {
+            format!("name number {id}")
+        };
+        text.push_str(&format!(
+            "{id},{},{name},{}\n",
+            (id * 7919) % 1000,
+            (id * 31) % 10_007
+        ));
+    }
+    let path = dir.join("t.csv");
+    std::fs::write(&path, &text).unwrap();
+    let queries = [
+        // Group order, arrival order and exact sums as in one pass.
+        "SELECT k, COUNT(*) AS n, SUM(v) AS total, FIRST_VALUE(name) AS first_name, \
+         LAST_VALUE(id) AS last_id, STRING_AGG(CAST(id AS VARCHAR), '|') AS ids \
+         FROM t WHERE id % 3 = 0 GROUP BY k",
+        "SELECT id, name FROM t WHERE v % 97 = 0 ORDER BY v DESC, id LIMIT 50",
+        "SELECT id, v, name FROM t WHERE v % 1013 = 0",
+        "SELECT k, id, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS r FROM t \
+         QUALIFY r <= 2",
+        "SELECT COUNT(*) AS groups FROM (SELECT k FROM t GROUP BY k HAVING SUM(v) > 500000)",
+        // A group per row: decoded in parallel, aggregated in one partition.
+        "SELECT id, MAX(v) AS v, MIN(name) AS name FROM t GROUP BY id",
+    ];
+    for (threads, sql) in [2, 3].into_iter().flat_map(|t| queries.map(|q| (t, q))) {
+        {
+            let ((file_out, file_err), (piped_out, piped_err)) =
+                run_as_file_and_on_stdin(&path, sql, threads);
+            assert!(file_out.lines().count() > 1, "{sql}: {file_out}");
+            assert_eq!(file_out, piped_out, "{sql} on {threads} threads");
+            let file_err = file_err.replace(&path.display().to_string(), "-");
+            assert_eq!(file_err, piped_err, "{sql} on {threads} threads");
+            assert!(
+                file_err.contains("4 records rejected (dead letters), 60000 accepted"),
+                "{file_err}"
+            );
+        }
+    }
+}

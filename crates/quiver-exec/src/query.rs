@@ -888,12 +888,92 @@ pub fn run(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
     Ok(out)
 }
 
+/// One partition's input for [`run_partitioned_inputs`]: batches produced on demand, on the
+/// rayon worker that runs the partition (e.g. decoded from a range of a file as it is read), so
+/// a partition's rows never have to be held all at once.
+pub trait PartitionInput: Sync {
+    /// Calls `each` on the partition's batches in arrival order; stops at the first error.
+    fn for_each_batch(&self, each: &mut dyn FnMut(&RecordBatch) -> Result<()>) -> Result<()>;
+
+    /// Every batch, in order.
+    fn collect_batches(&self) -> Result<Vec<RecordBatch>> {
+        let mut batches = Vec::new();
+        self.for_each_batch(&mut |batch| {
+            batches.push(batch.clone());
+            Ok(())
+        })?;
+        Ok(batches)
+    }
+}
+
+impl PartitionInput for Vec<RecordBatch> {
+    fn for_each_batch(&self, each: &mut dyn FnMut(&RecordBatch) -> Result<()>) -> Result<()> {
+        self.iter().try_for_each(each)
+    }
+
+    fn collect_batches(&self) -> Result<Vec<RecordBatch>> {
+        Ok(self.clone())
+    }
+}
+
 /// Runs `plan` over independent partitions in parallel (each with its own state) and merges:
 /// aggregates through partial states, projections by concatenation in partition order.
 ///
 /// Windowed and `EMIT CHANGES` plans depend on arrival order (watermarks), so their partitions
 /// run one after another, in order, through one operator.
 pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>> {
+    run_partitioned_inputs(plan, partitions)
+}
+
+/// Whether cutting one input of `total_rows` rows into consecutive partitions that run in
+/// parallel pays off for `plan`, judged from `sample`, its first rows. It does unless the plan
+/// (or the innermost query that reads the input) is a grouped aggregation whose groups look
+/// nearly as many as the rows: its partial states would then be about as large as the input,
+/// and merging them (serially) costs more than aggregating in parallel saves. The number of
+/// groups is estimated from how many of the sample's rows repeat a group (the birthday
+/// estimate `n² / 2d` for `n` rows with `d` repeats); a plan the sample cannot be run through
+/// is partitioned.
+pub fn partitions_pay_off(plan: &Plan, sample: &[RecordBatch], total_rows: usize) -> bool {
+    let mut reading = plan;
+    while let Some(input) = &reading.input {
+        reading = input;
+    }
+    let grouped =
+        matches!(&reading.kind, PlanKind::Aggregate { group_by, .. } if !group_by.is_empty());
+    if !grouped || reading.window.is_some() || reading.emit == EmitMode::Changes {
+        return true;
+    }
+    let sample_rows: usize = sample.iter().map(RecordBatch::num_rows).sum();
+    let groups = (|| -> Result<usize> {
+        let mut runner = QueryRunner::try_new(resolve_subqueries(reading.clone())?)?;
+        for batch in sample {
+            runner.push(batch)?;
+        }
+        match &runner.state {
+            State::Aggregate { aggregator, .. } => Ok(aggregator.num_groups()),
+            _ => Err(QuiverError::Internal("not an aggregation".into())),
+        }
+    })();
+    let Ok(groups) = groups else {
+        return true;
+    };
+    let repeats = sample_rows.saturating_sub(groups) as u128;
+    if repeats == 0 {
+        return sample_rows >= total_rows;
+    }
+    let estimated_groups = (sample_rows as u128).pow(2) / (2 * repeats);
+    estimated_groups * 4 < total_rows as u128
+}
+
+/// [`run_partitioned`] over partitions whose batches are produced as each partition runs.
+///
+/// The result is that of one pass over the partitions' rows in partition order, as if they
+/// were one input cut into consecutive pieces: aggregates see their groups in that order and
+/// merge later partitions' states into the first's.
+pub fn run_partitioned_inputs<P: PartitionInput>(
+    plan: &Plan,
+    partitions: &[P],
+) -> Result<Vec<RecordBatch>> {
     if plan.explain {
         return Ok(vec![explain_batch(plan)?]);
     }
@@ -901,7 +981,7 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
     let plan = &resolved;
     if let Some(input) = &plan.input {
         // The subquery runs over the partitions in parallel; this query over its result.
-        let produced = run_partitioned(input, partitions)?;
+        let produced = run_partitioned_inputs(input, partitions)?;
         let own = Plan {
             input: None,
             // Its source is the subquery's rows, even when the subquery reads no table.
@@ -919,20 +999,25 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
         return run(plan, &[]);
     }
     if plan.window.is_some() || plan.emit == EmitMode::Changes {
-        let all: Vec<RecordBatch> = partitions.iter().flatten().cloned().collect();
-        return run(plan, &all);
+        let all: Vec<Vec<RecordBatch>> = partitions
+            .par_iter()
+            .map(PartitionInput::collect_batches)
+            .collect::<Result<_>>()?;
+        return run(plan, &all.into_iter().flatten().collect::<Vec<_>>());
     }
     let Some(layout) = aggregate_layout(plan)? else {
         if !plan.analytic.is_empty() {
             // Filtered in parallel; window functions then see every row at once.
             let filtered: Vec<Vec<RecordBatch>> = partitions
                 .par_iter()
-                .map(|batches| {
+                .map(|input| {
                     let mut joins = JoinTable::for_plan(plan)?;
-                    batches
-                        .iter()
-                        .map(|batch| filter_batch(plan, &mut joins, batch))
-                        .collect::<Result<Vec<_>>>()
+                    let mut filtered = Vec::new();
+                    input.for_each_batch(&mut |batch| {
+                        filtered.push(filter_batch(plan, &mut joins, batch)?);
+                        Ok(())
+                    })?;
+                    Ok(filtered)
                 })
                 .collect::<Result<_>>()?;
             // The batches are joined and filtered already.
@@ -950,12 +1035,17 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
         }
         let per_partition: Vec<Vec<RecordBatch>> = partitions
             .par_iter()
-            .map(|batches| {
+            .map(|input| {
                 let mut joins = JoinTable::for_plan(plan)?;
-                batches
-                    .iter()
-                    .map(|batch| project(&plan.output, &filter_batch(plan, &mut joins, batch)?))
-                    .collect::<Result<Vec<_>>>()
+                let mut projected = Vec::new();
+                input.for_each_batch(&mut |batch| {
+                    projected.push(project(
+                        &plan.output,
+                        &filter_batch(plan, &mut joins, batch)?,
+                    )?);
+                    Ok(())
+                })?;
+                Ok(projected)
             })
             .collect::<Result<_>>()?;
         // Ordering and limits apply to the whole result.
@@ -964,11 +1054,9 @@ pub fn run_partitioned(plan: &Plan, partitions: &[Vec<RecordBatch>]) -> Result<V
     };
     let partials: Vec<Box<HashAggregator>> = partitions
         .par_iter()
-        .map(|batches| {
+        .map(|input| {
             let mut runner = QueryRunner::try_new(plan.clone())?;
-            for batch in batches {
-                runner.push(batch)?;
-            }
+            input.for_each_batch(&mut |batch| runner.push(batch).map(drop))?;
             match runner.state {
                 State::Aggregate { aggregator, .. } => Ok(aggregator),
                 State::Projection { .. } | State::Window { .. } | State::Explain { .. } => {
@@ -1048,6 +1136,36 @@ mod tests {
             .map(RecordBatch::num_rows)
             .sum();
         assert_eq!(rows, 0);
+    }
+
+    #[test]
+    fn partitions_pay_off_unless_the_groups_look_as_many_as_the_rows() {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let tables = vec![("t".to_string(), schema.clone())];
+        let batch = |values: Vec<i64>| {
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap()
+        };
+        let distinct = [batch((0..10_000).collect())];
+        // 1 000 repeats among 10 000 rows: about 50 000 groups.
+        let repeating = [batch((0..10_000).map(|v| v % 9_000).collect())];
+        let grouped =
+            quiver_sql::plan("SELECT v, COUNT(*) AS n FROM t GROUP BY v", &tables).unwrap();
+        assert!(!partitions_pay_off(&grouped, &distinct, 10_000_000));
+        assert!(partitions_pay_off(&grouped, &repeating, 10_000_000));
+        assert!(!partitions_pay_off(&grouped, &repeating, 100_000));
+        // The innermost query that reads the input decides.
+        let nested = quiver_sql::plan(
+            "SELECT COUNT(*) AS groups FROM (SELECT v FROM t GROUP BY v)",
+            &tables,
+        )
+        .unwrap();
+        assert!(!partitions_pay_off(&nested, &distinct, 10_000_000));
+        assert!(partitions_pay_off(&nested, &repeating, 10_000_000));
+        // Without groups, partials are one row each.
+        for sql in ["SELECT COUNT(*) AS n FROM t", "SELECT v FROM t WHERE v > 3"] {
+            let plan = quiver_sql::plan(sql, &tables).unwrap();
+            assert!(partitions_pay_off(&plan, &distinct, 10_000_000), "{sql}");
+        }
     }
 
     #[test]
