@@ -1335,7 +1335,18 @@ impl ChunkedInput {
         } else {
             None
         };
-        let text = map.as_ref().map_or(&[][..], |map| &map[consumed..]);
+        let text = match &map {
+            Some(map) => map.get(consumed..).ok_or_else(|| {
+                QuiverError::io(
+                    &self.source_name,
+                    std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file shrank while it was read",
+                    ),
+                )
+            })?,
+            None => &[][..],
+        };
         let syntax = match self.decoder.format {
             InputFormat::Csv => quiver_cli::chunked::RecordSyntax::Csv,
             _ => quiver_cli::chunked::RecordSyntax::Lines,
