@@ -1447,14 +1447,14 @@ fn run_streamed(
         && plan.kind == quiver_sql::PlanKind::Projection
         && plan.order_by.is_empty();
     if plan.window.is_none() && plan.emit != quiver_sql::EmitMode::Changes && !piped_projection {
-        let results = if is_regular_file(path) && input.partitions_pay_off(path, &plan) {
+        let results = if !is_regular_file(path) {
+            let batches = input.read_all()?;
+            quiver_exec::query::run_partitioned(&plan, &[batches])?
+        } else if input.partitions_pay_off(path, &plan) {
             input.run_mapped(path, &plan)?
-        } else if is_regular_file(path) {
+        } else {
             // Decoded in parallel, queried in one partition.
             let batches: Vec<_> = input.read_mapped(path)?.into_iter().flatten().collect();
-            quiver_exec::query::run_partitioned(&plan, &[batches])?
-        } else {
-            let batches = input.read_all()?;
             quiver_exec::query::run_partitioned(&plan, &[batches])?
         };
         write_batches(&mut sink, &plan.output_schema, &results, query.format)?;
