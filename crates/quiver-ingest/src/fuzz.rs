@@ -109,6 +109,26 @@ pub fn check_1brc(data: &[u8]) {
         exact_rows.push((s.name.to_vec(), s.prefix, offset, t))
     });
     assert_eq!(fast, exact, "1brc: fast and exact paths disagree on lines");
+    let mut unchecked_rows = Vec::new();
+    let mut refused = Vec::new();
+    let mut unchecked =
+        onebrc::parse_chunk_unchecked_into(data, |s: onebrc::Station<'_>, offset, t| {
+            if std::str::from_utf8(s.name).is_ok() {
+                unchecked_rows.push((s.name.to_vec(), s.prefix, offset, t));
+            } else {
+                refused.push(offset);
+            }
+        });
+    onebrc::add_invalid_names(data, &mut unchecked, &mut refused);
+    unchecked_rows.sort_by_key(|row| row.2);
+    assert_eq!(
+        unchecked, fast,
+        "1brc: names checked by the sink give other bad lines"
+    );
+    assert_eq!(
+        unchecked_rows, fast_rows,
+        "1brc: names checked by the sink give other rows"
+    );
     assert_eq!(
         fast_rows, exact_rows,
         "1brc: fast and exact paths disagree on rows"

@@ -4,6 +4,8 @@
 //! bytes (already loaded by the parser), an index slot, the station's entry and, for names
 //! longer than 16 bytes only, a comparison of the rest.
 //! Statistics are integers of tenths, so the mean is exact before its one rounding.
+//! A name is checked for UTF-8 once, when it is first seen: equal bytes are equally valid, so
+//! the parser need not check every line.
 
 use quiver_core::prefix::prefix_words;
 use quiver_core::{QuiverError, Result};
@@ -64,6 +66,8 @@ struct Entry {
     /// The name's length; past u32::MAX only a quick filter, as every name over 16 bytes is
     /// compared in full.
     len: u32,
+    /// Whether the name is valid UTF-8; measurements of a name that is not are refused.
+    utf8: bool,
     stats: StationStats,
 }
 
@@ -81,6 +85,8 @@ pub struct OneBrcAggregator {
     /// Every station's name, concatenated; station `i` spans `name_ends[i - 1]..name_ends[i]`.
     names: Vec<u8>,
     name_ends: Vec<usize>,
+    /// Entries whose names are not UTF-8 (kept so that repeats are refused quickly).
+    invalid_names: usize,
 }
 
 impl std::fmt::Debug for OneBrcAggregator {
@@ -105,6 +111,7 @@ impl OneBrcAggregator {
             entries: Vec::new(),
             names: Vec::new(),
             name_ends: Vec::new(),
+            invalid_names: 0,
         }
     }
 
@@ -118,12 +125,21 @@ impl OneBrcAggregator {
     }
 
     /// Adds one measurement of the station `name`, whose [`prefix_words`] are `prefix` (the
-    /// parser hands them over already loaded).
+    /// parser hands them over already loaded). Returns false, adding nothing, when `name` is not
+    /// valid UTF-8 (checked the first time a name is seen).
     #[inline(always)]
-    pub fn add(&mut self, name: &[u8], prefix: [u64; 2], tenths: i16) {
+    #[must_use]
+    pub fn add(&mut self, name: &[u8], prefix: [u64; 2], tenths: i16) -> bool {
         debug_assert_eq!(prefix, prefix_words(name));
-        if let Some(station) = self.find_or_insert(name, prefix, StationStats::new(tenths)) {
-            self.entries[station].stats.add(tenths);
+        match self.find_or_insert(name, prefix, StationStats::new(tenths)) {
+            Some(station) => {
+                let entry = &mut self.entries[station];
+                if entry.utf8 {
+                    entry.stats.add(tenths);
+                }
+                entry.utf8
+            }
+            None => self.entries.last().is_some_and(|entry| entry.utf8),
         }
     }
 
@@ -159,9 +175,12 @@ impl OneBrcAggregator {
     #[cold]
     fn insert(&mut self, slot: usize, name: &[u8], prefix: [u64; 2], stats: StationStats) {
         self.index[slot] = self.entries.len() as u32;
+        let utf8 = std::str::from_utf8(name).is_ok();
+        self.invalid_names += usize::from(!utf8);
         self.entries.push(Entry {
             prefix,
             len: name.len() as u32,
+            utf8,
             stats,
         });
         self.names.extend_from_slice(name);
@@ -188,6 +207,9 @@ impl OneBrcAggregator {
     /// Folds another partition's statistics into this one.
     pub fn merge(&mut self, other: &OneBrcAggregator) {
         for (station, entry) in other.entries.iter().enumerate() {
+            if !entry.utf8 {
+                continue;
+            }
             let name = other.name(station);
             if let Some(mine) = self.find_or_insert(name, entry.prefix, entry.stats) {
                 self.entries[mine].stats.merge(&entry.stats);
@@ -200,17 +222,18 @@ impl OneBrcAggregator {
         self.entries
             .iter()
             .enumerate()
+            .filter(|(_, entry)| entry.utf8)
             .map(|(station, entry)| (self.name(station), &entry.stats))
     }
 
     /// Number of stations.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() - self.invalid_names
     }
 
     /// True when no measurement was added.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// The official output: `{name=min/mean/max, ...}` sorted by name (byte order) and a newline.
@@ -271,7 +294,7 @@ mod tests {
     }
 
     fn add(aggregator: &mut OneBrcAggregator, name: &[u8], tenths: i16) {
-        aggregator.add(name, prefix_words(name), tenths);
+        assert!(aggregator.add(name, prefix_words(name), tenths));
     }
 
     #[test]
@@ -311,6 +334,42 @@ mod tests {
             .collect();
         assert_eq!(merged.len(), expected.len());
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_refused_every_time() {
+        let long_valid = "sixteen bytes!!!é".as_bytes();
+        let long_invalid = b"sixteen bytes!!!\xc3";
+        let mut a = OneBrcAggregator::new();
+        for round in 0..3 {
+            assert!(!a.add(b"\xff", prefix_words(b"\xff"), 5), "round {round}");
+            assert!(a.add(b"ok", prefix_words(b"ok"), 10));
+            assert!(!a.add(long_invalid, prefix_words(long_invalid), 7));
+            assert!(a.add(long_valid, prefix_words(long_valid), -10));
+        }
+        assert_eq!(a.len(), 2);
+        let mut b = OneBrcAggregator::new();
+        assert!(!b.add(b"\xfe", prefix_words(b"\xfe"), 1));
+        assert!(b.add(b"ok", prefix_words(b"ok"), 40));
+        a.merge(&b);
+        assert_eq!(a.len(), 2);
+        assert!(!a.is_empty());
+        let got: Vec<(Vec<u8>, i64, u64)> = a
+            .iter()
+            .map(|(name, stats)| (name.to_vec(), stats.sum_tenths, stats.count))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(b"ok".to_vec(), 70, 4), (long_valid.to_vec(), -30, 3)]
+        );
+        assert_eq!(
+            a.format_official().unwrap(),
+            "{ok=1.0/1.8/4.0, sixteen bytes!!!é=-1.0/-1.0/-1.0}\n"
+        );
+        let mut only_invalid = OneBrcAggregator::new();
+        assert!(!only_invalid.add(b"\x80", prefix_words(b"\x80"), 0));
+        assert!(only_invalid.is_empty());
+        assert_eq!(only_invalid.format_official().unwrap(), "{}\n");
     }
 
     #[test]
