@@ -76,7 +76,7 @@ const EMPTY_SLOT: u32 = u32::MAX;
 
 /// Per-station statistics of one partition of the input.
 ///
-/// An open-addressing index of 4-byte station numbers, at most a quarter full, points into
+/// An open-addressing index of 4-byte station numbers, at most an eighth full, points into
 /// the stations in first-appearance order: both stay in L1 for the official 413 stations, where
 /// slots holding the statistics inline (and twice as many of them for the same load) did not.
 pub struct OneBrcAggregator {
@@ -107,7 +107,7 @@ impl OneBrcAggregator {
     /// An empty aggregate.
     pub fn new() -> Self {
         OneBrcAggregator {
-            index: vec![EMPTY_SLOT; 2048],
+            index: vec![EMPTY_SLOT; 4096],
             entries: Vec::new(),
             names: Vec::new(),
             name_ends: Vec::new(),
@@ -185,8 +185,10 @@ impl OneBrcAggregator {
         });
         self.names.extend_from_slice(name);
         self.name_ends.push(self.names.len());
-        // At most a quarter full: the first slot probed nearly always decides.
-        if self.entries.len() * 4 > self.index.len() {
+        // At most an eighth full: the first slot probed nearly always decides, so the probe
+        // loop's branch predicts (a quarter full left one station in ten a slot away:
+        // 100 M rows on 2 threads 0.68-0.70 s -> 0.65-0.67 s).
+        if self.entries.len() * 8 > self.index.len() {
             self.grow();
         }
     }
