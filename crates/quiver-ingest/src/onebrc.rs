@@ -178,8 +178,8 @@ pub struct Station<'a> {
     pub prefix: [u64; 2],
 }
 
-/// Bytes the fast path reads per line: a station of up to 15 bytes, `;` and 8 bytes after it.
-const FAST_WINDOW_BYTES: usize = 24;
+/// Bytes the fast path reads per line: a station of up to 31 bytes, `;` and 8 bytes after it.
+const FAST_WINDOW_BYTES: usize = 40;
 
 /// A line the fast path parsed.
 struct FastLine {
@@ -190,28 +190,25 @@ struct FastLine {
     length: usize,
 }
 
-/// Parses the common line shape (`name;-?d?d.d\n` with a name of 1 to 15 bytes) from a window
+/// Parses the common line shape (`name;-?d?d.d\n` with a name of 1 to 31 bytes) from a window
 /// starting at the line, with one data-dependent branch: `None` for anything else (longer
 /// names, `\r\n`, bad lines), which then takes the exact path. Whatever it accepts, the exact
 /// path parses to the same result (tested against it).
 #[inline(always)]
 fn fast_line(window: &[u8; FAST_WINDOW_BYTES]) -> Option<FastLine> {
-    const ONES: u128 = u128::from_le_bytes([1; 16]);
-    const HIGHS: u128 = ONES * 0x80;
     let (head, _) = window.split_first_chunk::<16>()?;
     let head = u128::from_le_bytes(*head);
-    // The lowest flagged byte is exact (borrows only flag bytes above a true match).
-    let zero_bytes = |x: u128| x.wrapping_sub(ONES) & !x & HIGHS;
     // Only `;` decides where the name ends; a newline inside the name is checked off that
     // critical path, below.
-    let semicolons = zero_bytes(head ^ (ONES * u128::from(b';')));
+    let (semicolons, newlines) = semicolons_and_newlines(window);
     if semicolons == 0 {
         return None;
     }
-    let name_len = (semicolons.trailing_zeros() / 8) as usize;
-    let name_mask = (1u128 << (8 * name_len)) - 1;
-    let name = head & name_mask;
-    let newline_in_name = zero_bytes(head ^ (ONES * u128::from(b'\n'))) & name_mask != 0;
+    let name_len = semicolons.trailing_zeros() as usize;
+    let newline_in_name = newlines & ((1u32 << name_len) - 1) != 0;
+    // The name's first 16 bytes, zero past its end (`prefix_words`).
+    let kept_bits = 8 * name_len.min(16) as u32;
+    let name = head & u128::MAX.checked_shr(128 - kept_bits).unwrap_or(0);
     let after: [u8; 8] = window.get(name_len + 1..name_len + 9)?.try_into().ok()?;
     let text = u64::from_le_bytes(after);
     let negative = text & 0xFF == u64::from(b'-');
@@ -252,6 +249,39 @@ fn fast_line(window: &[u8; FAST_WINDOW_BYTES]) -> Option<FastLine> {
         tenths: if negative { -magnitude } else { magnitude },
         length: name_len + 1 + usize::from(negative) + dot_at + 3,
     })
+}
+
+/// Bit `i` set where byte `i` of the window's first 32 is `;`, and where it is a newline.
+#[inline(always)]
+fn semicolons_and_newlines(window: &[u8; FAST_WINDOW_BYTES]) -> (u32, u32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        };
+        // SAFETY: SSE2 is part of x86_64; both 16-byte loads lie within the 40-byte window.
+        unsafe {
+            let low = _mm_loadu_si128(window.as_ptr().cast::<__m128i>());
+            let high = _mm_loadu_si128(window.as_ptr().add(16).cast::<__m128i>());
+            let mask = |byte: u8| {
+                let wanted = _mm_set1_epi8(byte as i8);
+                let low = _mm_movemask_epi8(_mm_cmpeq_epi8(low, wanted)) as u32;
+                let high = _mm_movemask_epi8(_mm_cmpeq_epi8(high, wanted)) as u32;
+                low | (high << 16)
+            };
+            (mask(b';'), mask(b'\n'))
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut semicolons = 0;
+        let mut newlines = 0;
+        for (i, &byte) in window[..32].iter().enumerate() {
+            semicolons |= u32::from(byte == b';') << i;
+            newlines |= u32::from(byte == b'\n') << i;
+        }
+        (semicolons, newlines)
+    }
 }
 
 /// Receives the good lines of a chunk. Closures `FnMut(Station, usize, i16)` are sinks; a type
@@ -715,7 +745,15 @@ mod tests {
 
     #[test]
     fn fast_path_reads_every_temperature_of_every_shape() {
-        for name in ["a", "Hamburg", "Abéché", "fifteen bytes!!"] {
+        for name in [
+            "a",
+            "Hamburg",
+            "Abéché",
+            "fifteen bytes!!",
+            "sixteen bytes!!!",
+            "Las Palmas de Gran Canaria",
+            "thirty-one bytes, the longest!!",
+        ] {
             for tenths in -999i16..=999 {
                 let magnitude = tenths.unsigned_abs();
                 let sign = if tenths < 0 { "-" } else { "" };
@@ -733,7 +771,7 @@ mod tests {
 
     #[test]
     fn fast_path_agrees_with_the_exact_path() {
-        let names: [&[u8]; 12] = [
+        let names: [&[u8]; 15] = [
             b"",
             b"a",
             b"Oslo",
@@ -743,9 +781,12 @@ mod tests {
             b"fifteen bytes!!",
             b"sixteen bytes!!!",
             b"A very long station name",
+            b"thirty-one bytes, the longest!!",
+            b"thirty-two bytes, one too long!!",
             b"a;b",
             b"\xff\xfe",
             b"x\ny",
+            b"seventeen bytes!!\nand more",
         ];
         let temperatures: [&[u8]; 22] = [
             b"1.2", b"-1.2", b"12.3", b"-12.3", b"0.0", b"-0.0", b"99.9", b"-99.9", b"123.4",
@@ -762,7 +803,7 @@ mod tests {
                 // Mostly good lines, so the fast path runs long stretches between bad ones.
                 let good = next(4) != 0;
                 let name = if good {
-                    names[1 + next(8)]
+                    names[1 + next(10)]
                 } else {
                     names[next(names.len())]
                 };
