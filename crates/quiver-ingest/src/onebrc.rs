@@ -343,8 +343,6 @@ pub fn parse_chunk_unchecked_into<S: RowSink>(chunk: &[u8], mut sink: S) -> Chun
         ) else {
             break;
         };
-        prefetch(chunk.as_ptr().wrapping_add(a + PREFETCH_AHEAD_BYTES));
-        prefetch(chunk.as_ptr().wrapping_add(b + PREFETCH_AHEAD_BYTES));
         let (line_a, line_b) = (fast_line(window_a), fast_line(window_b));
         a += match line_a {
             Some(line) => fast_row(chunk, a, &line, &mut first, &mut sink),
@@ -436,9 +434,6 @@ fn parse_lines<S: RowSink, const FAST: bool>(
             else {
                 break;
             };
-            // The hardware prefetcher stops at page ends; a hint per line keeps the input
-            // streaming in ahead of the parse.
-            prefetch(chunk.as_ptr().wrapping_add(pos + PREFETCH_AHEAD_BYTES));
             pos += match fast_line(window) {
                 Some(line) => fast_row(chunk, pos, &line, result, sink),
                 None => exact_line(chunk, pos, true, result, sink),
@@ -466,22 +461,6 @@ fn fast_row<S: RowSink>(
     sink.row(station, pos, line.tenths);
     result.lines += 1;
     line.length
-}
-
-/// How far ahead of the parse [`prefetch`] asks for input.
-const PREFETCH_AHEAD_BYTES: usize = 2048;
-
-/// Asks the CPU to bring the cache line at `address` in (a no-op off x86_64). A hint that never
-/// faults, so `address` may lie past the input.
-#[inline(always)]
-fn prefetch(address: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching never faults and reads nothing into the program's state.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(address.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = address;
 }
 
 /// Bytes of input validated as UTF-8 at a time (then rounded up to a line end): small enough
