@@ -178,7 +178,34 @@ where
     fn reserve(&mut self, rows: usize) {
         let needed = (self.values.len() + rows).saturating_mul(2);
         if needed > self.slots.len() {
-            self.rebuild(needed.next_power_of_two());
+            self.grow(needed.next_power_of_two());
+        }
+    }
+
+    /// Moves every slot into a table of `capacity` slots. The old table is walked in slot
+    /// order: a key's home is its hash's top bits, so homes keep their order as the table
+    /// grows and the new table is written nearly front to back (re-inserting in group order
+    /// wrote a table past the caches at random, a miss per group).
+    fn grow(&mut self, capacity: usize) {
+        let capacity = capacity.max(64).next_power_of_two();
+        let old = std::mem::replace(
+            &mut self.slots,
+            vec![
+                Slot {
+                    key: T::Native::default(),
+                    group: EMPTY_SLOT,
+                };
+                capacity
+            ],
+        );
+        self.shift = 64 - capacity.trailing_zeros();
+        let mask = capacity - 1;
+        for slot in old.into_iter().filter(|slot| slot.group != EMPTY_SLOT) {
+            let mut index = (fibonacci_hash(slot.key.bits()) >> self.shift) as usize;
+            while self.slots[index].group != EMPTY_SLOT {
+                index = (index + 1) & mask;
+            }
+            self.slots[index] = slot;
         }
     }
 
@@ -337,10 +364,10 @@ where
 
 /// Group ids for one string or binary key column; key bytes live in one buffer.
 ///
-/// The table is open addressing with linear probing, each slot holding the key's length and
-/// its first and last 8 bytes (`slot_words`) beside the group id: a key of up to 16 bytes
-/// — most group keys — is found and compared without leaving the slot; a longer one compares
-/// its full bytes only when those 16 bytes and the length match.
+/// The table is open addressing with linear probing, each slot holding the key's length, its
+/// first and last 8 bytes (`slot_words`) and, past 16 bytes, bytes 8 to 16 beside the group
+/// id: a key of up to 24 bytes — most group keys — is found and compared without leaving the
+/// slot; a longer one compares its full bytes only when those 24 bytes and the length match.
 pub struct BytesGroupValues {
     data_type: DataType,
     is_utf8: bool,
@@ -356,6 +383,8 @@ pub struct BytesGroupValues {
 #[derive(Debug, Clone, Copy)]
 struct BytesSlot {
     head: u64,
+    /// [`middle_word`].
+    middle: u64,
     tail: u64,
     len: u32,
     group: u32,
@@ -363,10 +392,25 @@ struct BytesSlot {
 
 const EMPTY_BYTES_SLOT: BytesSlot = BytesSlot {
     head: 0,
+    middle: 0,
     tail: 0,
     len: 0,
     group: EMPTY_SLOT,
 };
+
+/// Bytes 8 to 16 of a key longer than 16 bytes, else 0: with [`slot_words`] and the length
+/// it determines a key of up to 24 bytes.
+#[inline(always)]
+fn middle_word(key: &[u8]) -> u64 {
+    match key.get(8..16) {
+        Some(bytes) if key.len() > 16 => {
+            let mut buf = [0u8; 8];
+            buf.copy_from_slice(bytes);
+            u64::from_le_bytes(buf)
+        }
+        _ => 0,
+    }
+}
 
 /// A key's first 8 bytes (zero-padded when shorter) and, from 8 bytes on, its last 8 (else 0):
 /// with the length they determine a key of up to 16 bytes. The slots hold these.
@@ -450,10 +494,10 @@ impl BytesGroupValues {
     #[inline(always)]
     fn intern_key_with_words(&mut self, key: &[u8], words: (u64, u64)) -> u32 {
         let (head, tail) = words;
-        let hash = if key.len() <= 16 {
-            hash_short_words(head, tail, key.len())
+        let (hash, middle) = if key.len() <= 16 {
+            (hash_short_words(head, tail, key.len()), 0)
         } else {
-            hash_bytes(key)
+            (hash_bytes(key), middle_word(key))
         };
         // Lengths beyond u32 only lose the length as a quick filter: long keys compare in full.
         let len = key.len() as u32;
@@ -462,12 +506,14 @@ impl BytesGroupValues {
         loop {
             let slot = self.slots[index];
             if slot.group == EMPTY_SLOT {
-                return self.insert(key, head, tail, hash, index);
+                return self.insert(key, (head, middle, tail), hash, index);
             }
             if slot.head == head
                 && slot.tail == tail
                 && slot.len == len
-                && (key.len() <= 16 || middles_equal(self.key(slot.group), key))
+                && (key.len() <= 16
+                    || (slot.middle == middle
+                        && (key.len() <= 24 || middles_equal(self.key(slot.group), key))))
             {
                 return slot.group;
             }
@@ -476,13 +522,20 @@ impl BytesGroupValues {
     }
 
     #[cold]
-    fn insert(&mut self, key: &[u8], head: u64, tail: u64, hash: u64, index: usize) -> u32 {
+    fn insert(
+        &mut self,
+        key: &[u8],
+        (head, middle, tail): (u64, u64, u64),
+        hash: u64,
+        index: usize,
+    ) -> u32 {
         let group = self.group_hashes.len() as u32;
         self.bytes.extend_from_slice(key);
         self.offsets.push(self.bytes.len());
         self.group_hashes.push(hash);
         self.slots[index] = BytesSlot {
             head,
+            middle,
             tail,
             len: key.len() as u32,
             group,
@@ -516,6 +569,7 @@ impl BytesGroupValues {
             }
             self.slots[index] = BytesSlot {
                 head,
+                middle: middle_word(key),
                 tail,
                 len: key.len() as u32,
                 group: g as u32,
@@ -1168,6 +1222,26 @@ mod tests {
     }
 
     #[test]
+    fn keys_that_differ_in_one_byte_are_different_groups() {
+        // Every length up to 40 (slot words alone, with the middle word, with the stored key),
+        // every byte position: the flipped key is a group of its own, the original found again.
+        let mut interner = BytesGroupValues::new(DataType::Binary, false);
+        for len in 1..=40usize {
+            let key: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(53)).collect();
+            let group = interner.intern_key(&key);
+            for at in 0..len {
+                let mut other = key.clone();
+                other[at] ^= 0x10;
+                let before = interner.len();
+                let other_group = interner.intern_key(&other);
+                assert_ne!(other_group, group, "length {len}, byte {at}");
+                assert!(other_group as usize >= before, "length {len}, byte {at}");
+                assert_eq!(interner.intern_key(&key), group, "length {len}");
+            }
+        }
+    }
+
+    #[test]
     fn branching_and_branch_free_key_reads_find_the_same_groups() {
         // Batches of one length class take the branching reads, mixed ones the branch-free
         // reads; the same key must map to the same group whichever batch brings it.
@@ -1179,15 +1253,22 @@ mod tests {
             "eight by",
             "sixteen bytes!!!",
             "a key of 17 bytes",
+            "a key of twenty-four by",
+            "a key of twenty-five byte",
+            "a key of thirty-two bytes, nearl",
+            "a key of more than thirty-two bytes",
         ];
         let mut rng = SplitMix64::new(5);
         let mut interner = BytesGroupValues::new(DataType::Utf8, true);
         let mut first_group = std::collections::HashMap::new();
         let mut groups = Vec::new();
-        for batch in 0..40 {
-            let pool: &[&str] = match batch % 3 {
+        for batch in 0..60 {
+            // One length class (branching reads), mixed around 8 bytes, longer keys.
+            let pool: &[&str] = match batch % 5 {
                 0 => &words[3..6],
                 1 => &words[..3],
+                2 => &words[..7],
+                3 => &words[5..],
                 _ => &words,
             };
             let keys: Vec<Option<String>> = (0..200)
