@@ -199,14 +199,14 @@ pub struct Compensated {
 }
 
 impl Compensated {
+    /// Adds `value`, keeping the exact rounding error of the addition (Knuth's TwoSum: the
+    /// same error term as Neumaier's ordered form, with no select on the magnitudes).
     #[inline(always)]
     fn add(&mut self, value: f64) {
         let t = self.sum + value;
-        if self.sum.abs() >= value.abs() {
-            self.compensation += (self.sum - t) + value;
-        } else {
-            self.compensation += (value - t) + self.sum;
-        }
+        let value_part = t - self.sum;
+        let sum_part = t - value_part;
+        self.compensation += (self.sum - sum_part) + (value - value_part);
         self.sum = t;
     }
 
