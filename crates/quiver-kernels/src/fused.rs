@@ -855,6 +855,47 @@ mod tests {
     }
 
     #[test]
+    fn compensation_is_the_exact_rounding_error_of_each_addition() {
+        // TwoSum must give the error term of Neumaier's ordered form bit for bit, so sums do not
+        // depend on which one is used: seeded pairs over every exponent range, both signs,
+        // zeros of both signs and exact cancellations.
+        let mut rng = quiver_core::rng::SplitMix64::new(11);
+        let mut value = || -> f64 {
+            match rng.below(6) {
+                0 => 0.0,
+                1 => -0.0,
+                _ => {
+                    let mantissa = rng.below(1 << 53) as f64 / (1u64 << 53) as f64;
+                    let exponent = rng.below(1200) as i32 - 600;
+                    let sign = if rng.below(2) == 0 { 1.0 } else { -1.0 };
+                    sign * mantissa * 2f64.powi(exponent)
+                }
+            }
+        };
+        for round in 0..100_000 {
+            let sum = value();
+            let added = if round % 7 == 0 { -sum } else { value() };
+            let mut compensated = Compensated {
+                sum,
+                compensation: 0.0,
+            };
+            compensated.add(added);
+            let t = sum + added;
+            let ordered = if sum.abs() >= added.abs() {
+                (sum - t) + added
+            } else {
+                (added - t) + sum
+            };
+            assert_eq!(compensated.sum.to_bits(), t.to_bits());
+            assert_eq!(
+                compensated.compensation.to_bits(),
+                (0.0 + ordered).to_bits(),
+                "{sum:e} + {added:e}"
+            );
+        }
+    }
+
+    #[test]
     fn cells_are_32_bytes() {
         assert_eq!(std::mem::size_of::<Cell<i128>>(), 32);
         assert_eq!(std::mem::size_of::<Cell<Compensated>>(), 32);

@@ -187,29 +187,27 @@ where
     /// grows and the new table is written nearly front to back (re-inserting in group order
     /// wrote a table past the caches at random, a miss per group).
     fn grow(&mut self, capacity: usize) {
-        let capacity = capacity.max(64).next_power_of_two();
-        let old = std::mem::replace(
-            &mut self.slots,
-            vec![
-                Slot {
-                    key: T::Native::default(),
-                    group: EMPTY_SLOT,
-                };
-                capacity
-            ],
-        );
-        self.shift = 64 - capacity.trailing_zeros();
-        let mask = capacity - 1;
+        let old = std::mem::take(&mut self.slots);
+        self.clear_slots(capacity);
         for slot in old.into_iter().filter(|slot| slot.group != EMPTY_SLOT) {
-            let mut index = (fibonacci_hash(slot.key.bits()) >> self.shift) as usize;
-            while self.slots[index].group != EMPTY_SLOT {
-                index = (index + 1) & mask;
-            }
-            self.slots[index] = slot;
+            place_slot(&mut self.slots, self.shift, slot);
         }
     }
 
+    /// Re-inserts every group, in group order, into `capacity` slots (after an emit has
+    /// renumbered the groups).
     fn rebuild(&mut self, capacity: usize) {
+        self.clear_slots(capacity);
+        for (group, &key) in self.values.iter().enumerate() {
+            if self.null_group != Some(group as u32) {
+                let group = group as u32;
+                place_slot(&mut self.slots, self.shift, Slot { key, group });
+            }
+        }
+    }
+
+    /// Makes the table `capacity` (at least 64, a power of two) empty slots.
+    fn clear_slots(&mut self, capacity: usize) {
         let capacity = capacity.max(64).next_power_of_two();
         self.shift = 64 - capacity.trailing_zeros();
         self.slots.clear();
@@ -220,20 +218,6 @@ where
                 group: EMPTY_SLOT,
             },
         );
-        let mask = capacity - 1;
-        for (group, &key) in self.values.iter().enumerate() {
-            if self.null_group == Some(group as u32) {
-                continue;
-            }
-            let mut index = (fibonacci_hash(key.bits()) >> self.shift) as usize;
-            while self.slots[index].group != EMPTY_SLOT {
-                index = (index + 1) & mask;
-            }
-            self.slots[index] = Slot {
-                key,
-                group: group as u32,
-            };
-        }
     }
 
     #[inline(always)]
@@ -252,6 +236,18 @@ where
             index = (index + 1) & mask;
         }
     }
+}
+
+/// Puts `slot` at the first empty slot from its key's home in `slots` (indexed by the hash's
+/// top `64 - shift` bits).
+#[inline(always)]
+fn place_slot<K: KeyBits>(slots: &mut [Slot<K>], shift: u32, slot: Slot<K>) {
+    let mask = slots.len() - 1;
+    let mut index = (fibonacci_hash(slot.key.bits()) >> shift) as usize;
+    while slots[index].group != EMPTY_SLOT {
+        index = (index + 1) & mask;
+    }
+    slots[index] = slot;
 }
 
 /// Asks the CPU to bring `slot`'s cache line in (a no-op off x86_64).
