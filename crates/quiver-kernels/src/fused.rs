@@ -221,8 +221,10 @@ impl Compensated {
     }
 }
 
-/// One group's counts and sum.
+/// One group's counts and sum: 32 bytes, aligned to 32 so a cell never straddles two cache
+/// lines (at the allocator's 16-byte alignment every other cell did, two misses instead of one).
 #[derive(Debug, Clone, Copy, Default)]
+#[repr(align(32))]
 struct Cell<S> {
     sum: S,
     /// Non-null values passing the filter.

@@ -376,7 +376,10 @@ pub struct BytesGroupValues {
     null_group: Option<u32>,
 }
 
+/// 32 bytes, aligned to 32 so a probe reads one cache line (at the allocator's 16-byte
+/// alignment every other slot straddled two).
 #[derive(Debug, Clone, Copy)]
+#[repr(align(32))]
 struct BytesSlot {
     head: u64,
     /// [`middle_word`].
@@ -489,7 +492,20 @@ impl BytesGroupValues {
     /// [`Self::intern_key`] given the key's [`slot_words`].
     #[inline(always)]
     fn intern_key_with_words(&mut self, key: &[u8], words: (u64, u64)) -> u32 {
-        let (head, tail) = words;
+        match self.probe(&self.slots, key, words) {
+            Probe::Found(group) => group,
+            Probe::Vacant {
+                index,
+                hash,
+                middle,
+            } => self.insert(key, (words.0, middle, words.1), hash, index),
+        }
+    }
+
+    /// Looks `key`, whose [`slot_words`] are `words`, up in the table `slots` (this mapping's,
+    /// passed in so a caller's loop keeps it in registers).
+    #[inline(always)]
+    fn probe(&self, slots: &[BytesSlot], key: &[u8], (head, tail): (u64, u64)) -> Probe {
         let (hash, middle) = if key.len() <= 16 {
             (hash_short_words(head, tail, key.len()), 0)
         } else {
@@ -497,12 +513,16 @@ impl BytesGroupValues {
         };
         // Lengths beyond u32 only lose the length as a quick filter: long keys compare in full.
         let len = key.len() as u32;
-        let mask = self.slots.len() - 1;
+        let mask = slots.len() - 1;
         let mut index = hash as usize & mask;
         loop {
-            let slot = self.slots[index];
+            let slot = slots[index];
             if slot.group == EMPTY_SLOT {
-                return self.insert(key, (head, middle, tail), hash, index);
+                return Probe::Vacant {
+                    index,
+                    hash,
+                    middle,
+                };
             }
             if slot.head == head
                 && slot.tail == tail
@@ -511,7 +531,7 @@ impl BytesGroupValues {
                     || (slot.middle == middle
                         && (key.len() <= 24 || middles_equal(self.key(slot.group), key))))
             {
-                return slot.group;
+                return Probe::Found(slot.group);
             }
             index = (index + 1) & mask;
         }
@@ -606,47 +626,80 @@ impl BytesGroupValues {
         let short_keys = (0..sampled)
             .filter(|&row| (offsets[row + 1] - offsets[row]).as_usize() < 8)
             .count();
-        if short_keys * 4 < sampled || short_keys * 4 > sampled * 3 {
-            self.intern_rows(array.len(), nulls, groups, |row| {
-                let key = &data[offsets[row].as_usize()..offsets[row + 1].as_usize()];
-                (key, slot_words(key))
-            });
-        } else {
-            self.intern_rows(array.len(), nulls, groups, |row| {
-                let (start, end) = (offsets[row].as_usize(), offsets[row + 1].as_usize());
-                (&data[start..end], slot_words_in(data, start, end - start))
-            });
+        let branch_free = !(short_keys * 4 < sampled || short_keys * 4 > sampled * 3);
+        groups.clear();
+        groups.resize(array.len(), 0);
+        let mut row = 0;
+        while row < groups.len() {
+            // Known keys run through a loop that only reads the table; each new key leaves it
+            // for an insert (which may grow the table) and comes back.
+            row = if branch_free {
+                self.find_known(offsets, data, nulls, row, groups, |start, len| {
+                    slot_words_in(data, start, len)
+                })
+            } else {
+                self.find_known(offsets, data, nulls, row, groups, |start, len| {
+                    slot_words(&data[start..start + len])
+                })
+            };
+            let Some(group) = groups.get_mut(row) else {
+                break;
+            };
+            *group = if nulls.is_some_and(|n| n.is_null(row)) {
+                self.intern_null()
+            } else {
+                self.intern_key(&data[offsets[row].as_usize()..offsets[row + 1].as_usize()])
+            };
+            row += 1;
         }
     }
 
-    /// Interns rows `0..rows` whose key and [`slot_words`] `key_at` gives, NULL where `nulls`
-    /// says so, into `groups`.
+    /// Writes the groups of rows `from..groups.len()` into `groups` while their keys (whose
+    /// [`slot_words`] `words_at(start, len)` gives) are in the table; returns the first row
+    /// whose key is new, or `groups.len()`. Reads only: the table and its size stay in
+    /// registers, where the read-and-insert loop reloaded them on every row.
     #[inline(always)]
-    fn intern_rows<'a>(
-        &mut self,
-        rows: usize,
-        nulls: Option<&arrow::buffer::NullBuffer>,
-        groups: &mut Vec<u32>,
-        key_at: impl Fn(usize) -> (&'a [u8], (u64, u64)),
-    ) {
-        match nulls {
-            None => groups.extend((0..rows).map(|row| {
-                let (key, words) = key_at(row);
-                self.intern_key_with_words(key, words)
-            })),
-            Some(nulls) => {
-                for row in 0..rows {
-                    let group = if nulls.is_null(row) {
-                        self.intern_null()
-                    } else {
-                        let (key, words) = key_at(row);
-                        self.intern_key_with_words(key, words)
-                    };
-                    groups.push(group);
+    fn find_known<O: ArrowNativeType>(
+        &self,
+        offsets: &[O],
+        data: &[u8],
+        nulls: Option<&NullBuffer>,
+        from: usize,
+        groups: &mut [u32],
+        words_at: impl Fn(usize, usize) -> (u64, u64),
+    ) -> usize {
+        let rows = groups.len();
+        let slots = self.slots.as_slice();
+        let bounds = offsets[from..=rows].windows(2);
+        for (row, (bounds, group)) in (from..).zip(bounds.zip(&mut groups[from..])) {
+            if nulls.is_some_and(|n| n.is_null(row)) {
+                match self.null_group {
+                    Some(null_group) => *group = null_group,
+                    None => return row,
                 }
+                continue;
+            }
+            let (start, end) = (bounds[0].as_usize(), bounds[1].as_usize());
+            let key = &data[start..end];
+            match self.probe(slots, key, words_at(start, key.len())) {
+                Probe::Found(found) => *group = found,
+                Probe::Vacant { .. } => return row,
             }
         }
+        rows
     }
+}
+
+/// Where a key is in a [`BytesGroupValues`] table.
+enum Probe {
+    /// In group `.0`.
+    Found(u32),
+    /// Not there; it would go at slot `index`, with its hash and [`middle_word`].
+    Vacant {
+        index: usize,
+        hash: u64,
+        middle: u64,
+    },
 }
 
 /// Rows of a batch whose key lengths choose how [`BytesGroupValues`] reads the key words.
@@ -1240,7 +1293,9 @@ mod tests {
     #[test]
     fn branching_and_branch_free_key_reads_find_the_same_groups() {
         // Batches of one length class take the branching reads, mixed ones the branch-free
-        // reads; the same key must map to the same group whichever batch brings it.
+        // reads; the same key must map to the same group whichever batch brings it, and new
+        // keys (NULL among them) take the next ids in order of first appearance. Batches are
+        // slices of larger arrays, so their offsets do not start at 0.
         let words = [
             "",
             "a",
@@ -1267,17 +1322,19 @@ mod tests {
                 3 => &words[5..],
                 _ => &words,
             };
-            let keys: Vec<Option<String>> = (0..200)
+            let keys: Vec<Option<String>> = (0..220)
                 .map(|_| {
                     let word = pool[rng.below(pool.len() as u64) as usize];
                     (rng.below(10) != 0).then(|| format!("{word}{}", rng.below(3)))
                 })
                 .collect();
-            let array: ArrayRef = Arc::new(StringArray::from(keys.clone()));
+            let array: ArrayRef = Arc::new(StringArray::from(keys.clone()).slice(15, 200));
             interner.intern(&[array], &mut groups).unwrap();
-            for (key, &group) in keys.iter().zip(&groups) {
+            assert_eq!(groups.len(), 200);
+            for (key, &group) in keys[15..215].iter().zip(&groups) {
+                let next = first_group.len() as u32;
                 assert_eq!(
-                    *first_group.entry(key.clone()).or_insert(group),
+                    *first_group.entry(key.clone()).or_insert(next),
                     group,
                     "{key:?}"
                 );
