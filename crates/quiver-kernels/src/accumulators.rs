@@ -21,6 +21,7 @@ use arrow::datatypes::{
 };
 use quiver_core::{QuiverError, Result};
 
+use crate::huge_pages;
 use crate::EmitTo;
 
 /// A vectorised aggregate over group ids.
@@ -118,7 +119,7 @@ impl GroupsAccumulator for CountAccumulator {
         filter: Option<&BooleanArray>,
         total_groups: usize,
     ) -> Result<()> {
-        self.counts.resize(total_groups, 0);
+        huge_pages::resize(&mut self.counts, total_groups, 0);
         let value_nulls = values.first().and_then(|v| v.logical_nulls());
         let mask = selected_rows(value_nulls.as_ref(), filter);
         let counts = &mut self.counts;
@@ -143,7 +144,7 @@ impl GroupsAccumulator for CountAccumulator {
         group_ids: &[u32],
         total_groups: usize,
     ) -> Result<()> {
-        self.counts.resize(total_groups, 0);
+        huge_pages::resize(&mut self.counts, total_groups, 0);
         let partial = state_column::<Int64Type>(states, 0)?;
         for (&g, &count) in group_ids.iter().zip(partial.values()) {
             self.counts[g as usize] = self.counts[g as usize]
@@ -310,8 +311,8 @@ where
         filter: Option<&BooleanArray>,
         total_groups: usize,
     ) -> Result<()> {
-        self.values.resize(total_groups, T::Native::default());
-        self.seen.resize(total_groups, false);
+        huge_pages::resize(&mut self.values, total_groups, T::Native::default());
+        huge_pages::resize(&mut self.seen, total_groups, false);
         let array = values
             .first()
             .and_then(|a| a.as_primitive_opt::<T>())

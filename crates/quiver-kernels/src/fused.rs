@@ -27,6 +27,7 @@ use crate::accumulators::{
     SqlOrd, SumKind,
 };
 use crate::group_values::prefetch;
+use crate::huge_pages;
 use crate::EmitTo;
 
 /// Cell arrays larger than this (about half a core's L2) are prefetched ahead of the update.
@@ -604,10 +605,10 @@ where
     }
 
     fn resize(&mut self, total_groups: usize) {
-        self.cells.resize(total_groups, Cell::default());
+        huge_pages::resize(&mut self.cells, total_groups, Cell::default());
         if self.wants_extremes {
-            self.extremes
-                .resize(total_groups, [T::Native::GREATEST, T::Native::LEAST]);
+            let unset = [T::Native::GREATEST, T::Native::LEAST];
+            huge_pages::resize(&mut self.extremes, total_groups, unset);
         }
     }
 

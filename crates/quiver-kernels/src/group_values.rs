@@ -34,6 +34,7 @@ use hashbrown::HashTable;
 use quiver_core::{QuiverError, Result};
 
 use crate::hash::{hash_bytes, hash_short_words};
+use crate::huge_pages;
 use crate::EmitTo;
 
 /// Maps key tuples to dense group ids.
@@ -210,14 +211,11 @@ where
     fn clear_slots(&mut self, capacity: usize) {
         let capacity = capacity.max(64).next_power_of_two();
         self.shift = 64 - capacity.trailing_zeros();
-        self.slots.clear();
-        self.slots.resize(
-            capacity,
-            Slot {
-                key: T::Native::default(),
-                group: EMPTY_SLOT,
-            },
-        );
+        let empty = Slot {
+            key: T::Native::default(),
+            group: EMPTY_SLOT,
+        };
+        huge_pages::refill(&mut self.slots, capacity, empty);
     }
 
     #[inline(always)]
@@ -570,8 +568,7 @@ impl BytesGroupValues {
 
     /// Re-inserts every group into `capacity` slots.
     fn rebuild(&mut self, capacity: usize) {
-        self.slots.clear();
-        self.slots.resize(capacity, EMPTY_BYTES_SLOT);
+        huge_pages::refill(&mut self.slots, capacity, EMPTY_BYTES_SLOT);
         let mask = capacity - 1;
         for (g, &hash) in self.group_hashes.iter().enumerate() {
             if self.null_group == Some(g as u32) {

@@ -17,6 +17,7 @@ pub mod fused;
 pub mod fuzz;
 pub mod group_values;
 pub mod hash;
+mod huge_pages;
 pub mod math;
 pub mod more_accumulators;
 pub mod onebrc;

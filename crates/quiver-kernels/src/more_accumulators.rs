@@ -18,6 +18,7 @@ use quiver_core::{QuiverError, Result};
 
 use crate::accumulators::{selected_rows, state_column, take_front, GroupsAccumulator};
 use crate::hash::{bytes_equal, hash_bytes, hash_value};
+use crate::huge_pages;
 use crate::EmitTo;
 
 fn first_input(values: &[ArrayRef]) -> Result<&ArrayRef> {
@@ -83,9 +84,9 @@ impl VarianceAccumulator {
     }
 
     fn resize(&mut self, groups: usize) {
-        self.counts.resize(groups, 0);
-        self.means.resize(groups, 0.0);
-        self.m2s.resize(groups, 0.0);
+        huge_pages::resize(&mut self.counts, groups, 0);
+        huge_pages::resize(&mut self.means, groups, 0.0);
+        huge_pages::resize(&mut self.m2s, groups, 0.0);
     }
 
     /// Chan et al.'s parallel combination of two (count, mean, m2) summaries.
@@ -375,7 +376,7 @@ impl GroupsAccumulator for CovarianceAccumulator {
         filter: Option<&BooleanArray>,
         total_groups: usize,
     ) -> Result<()> {
-        self.groups.resize(total_groups, CoMoments::default());
+        huge_pages::resize(&mut self.groups, total_groups, CoMoments::default());
         let input = first_input(values)?;
         let pair = input
             .as_struct_opt()
@@ -409,7 +410,7 @@ impl GroupsAccumulator for CovarianceAccumulator {
         group_ids: &[u32],
         total_groups: usize,
     ) -> Result<()> {
-        self.groups.resize(total_groups, CoMoments::default());
+        huge_pages::resize(&mut self.groups, total_groups, CoMoments::default());
         let counts = state_column::<arrow::datatypes::Int64Type>(states, 0)?;
         let parts = (1..6)
             .map(|i| state_column::<Float64Type>(states, i))
@@ -753,8 +754,8 @@ impl GroupsAccumulator for BoolAccumulator {
         filter: Option<&BooleanArray>,
         total_groups: usize,
     ) -> Result<()> {
-        self.values.resize(total_groups, self.is_and);
-        self.seen.resize(total_groups, false);
+        huge_pages::resize(&mut self.values, total_groups, self.is_and);
+        huge_pages::resize(&mut self.seen, total_groups, false);
         let input = first_input(values)?;
         let booleans = input.as_boolean_opt().ok_or_else(|| {
             QuiverError::Unsupported(format!(
@@ -894,8 +895,8 @@ impl GroupsAccumulator for BitAccumulator {
         } else {
             0
         };
-        self.values.resize(total_groups, identity);
-        self.seen.resize(total_groups, false);
+        huge_pages::resize(&mut self.values, total_groups, identity);
+        huge_pages::resize(&mut self.seen, total_groups, false);
         let bits = Self::bits(first_input(values)?)?;
         let mask = selected_rows(bits.nulls(), filter);
         let raw = bits.values();
@@ -1471,7 +1472,7 @@ impl GroupsAccumulator for CountDistinctAccumulator {
         filter: Option<&BooleanArray>,
         total_groups: usize,
     ) -> Result<()> {
-        self.counts.resize(total_groups, 0);
+        huge_pages::resize(&mut self.counts, total_groups, 0);
         let input = first_input(values)?;
         let nulls = input.logical_nulls();
         let mask = selected_rows(nulls.as_ref(), filter);
@@ -1484,7 +1485,7 @@ impl GroupsAccumulator for CountDistinctAccumulator {
         group_ids: &[u32],
         total_groups: usize,
     ) -> Result<()> {
-        self.counts.resize(total_groups, 0);
+        huge_pages::resize(&mut self.counts, total_groups, 0);
         let lists = states
             .first()
             .and_then(|a| a.as_list_opt::<i32>())
@@ -1607,7 +1608,7 @@ impl ApproxDistinctAccumulator {
     }
 
     fn resize(&mut self, groups: usize) {
-        self.registers.resize(groups * HLL_REGISTERS, 0);
+        huge_pages::resize(&mut self.registers, groups * HLL_REGISTERS, 0);
     }
 }
 
@@ -1709,8 +1710,8 @@ struct BatchSlots {
 impl BatchSlots {
     /// Starts a batch over `total_groups` groups: no group has a pick in it yet.
     fn start_batch(&mut self, total_groups: usize) {
-        self.seen_epoch.resize(total_groups, 0);
-        self.seen_slot.resize(total_groups, 0);
+        huge_pages::resize(&mut self.seen_epoch, total_groups, 0);
+        huge_pages::resize(&mut self.seen_slot, total_groups, 0);
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
             self.seen_epoch.fill(0);

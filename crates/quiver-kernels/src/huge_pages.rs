@@ -1,0 +1,97 @@
+//! Large random-access tables on 2 MiB pages where the OS allows it.
+//!
+//! A hash table or cell array of tens of megabytes is probed at random; on 4 KiB pages nearly
+//! every probe also misses the TLB and walks the page tables. Linux backs memory with 2 MiB
+//! pages only where `madvise(MADV_HUGEPAGE)` asks for them (the common `madvise` setting of
+//! transparent huge pages), and only for pages first touched after the advice, so tables are
+//! advised between allocation and first write. Elsewhere the advice is a no-op.
+
+/// Tables below this size are left alone: their 4 KiB pages fit the TLB's reach.
+const ADVISE_FROM_BYTES: usize = 4 << 20;
+
+/// Makes `vec` hold `len` copies of `value` and nothing else, reusing its allocation when it
+/// is large enough; a new allocation is advised before it is written.
+pub(crate) fn refill<T: Clone>(vec: &mut Vec<T>, len: usize, value: T) {
+    vec.clear();
+    if len > vec.capacity() {
+        *vec = with_advised_capacity(len);
+    }
+    vec.resize(len, value);
+}
+
+/// [`Vec::resize`] of per-group state: growing past the capacity doubles it into a new advised
+/// allocation when the result is large (the existing elements are moved over).
+pub(crate) fn resize<T: Clone>(vec: &mut Vec<T>, len: usize, value: T) {
+    if len > vec.capacity() && len.saturating_mul(std::mem::size_of::<T>()) >= ADVISE_FROM_BYTES {
+        let mut grown = with_advised_capacity(len.max(vec.capacity().saturating_mul(2)));
+        grown.append(vec);
+        *vec = grown;
+    }
+    vec.resize(len, value);
+}
+
+/// An empty vector with room for `capacity` elements, its pages advised.
+fn with_advised_capacity<T>(capacity: usize) -> Vec<T> {
+    let vec = Vec::with_capacity(capacity);
+    advise(&vec);
+    vec
+}
+
+/// Asks for 2 MiB pages under `vec`'s allocation (the whole pages inside it).
+fn advise<T>(vec: &Vec<T>) {
+    let bytes = vec.capacity().saturating_mul(std::mem::size_of::<T>());
+    if bytes < ADVISE_FROM_BYTES {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: sysconf only reads a system constant.
+        let page_bytes = match usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }) {
+            Ok(bytes) if bytes.is_power_of_two() => bytes,
+            _ => return,
+        };
+        let start = vec.as_ptr() as usize;
+        let first_page = start.next_multiple_of(page_bytes);
+        let end_page = (start + bytes) & !(page_bytes - 1);
+        if end_page <= first_page {
+            return;
+        }
+        debug_assert!(first_page >= start && end_page <= start + bytes);
+        // SAFETY: the range is whole pages inside this vector's live allocation; the advice
+        // changes how those pages are backed, never their contents, and it cannot fault. A
+        // failure (e.g. transparent huge pages disabled) leaves the pages as they were.
+        unsafe {
+            libc::madvise(
+                first_page as *mut libc::c_void,
+                end_page - first_page,
+                libc::MADV_HUGEPAGE,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refill_and_resize_keep_contents() {
+        let big = ADVISE_FROM_BYTES / 8 + 3;
+        let mut vec: Vec<u64> = vec![7; 5];
+        resize(&mut vec, big, 1);
+        assert_eq!(vec.len(), big);
+        assert_eq!(&vec[..6], &[7, 7, 7, 7, 7, 1]);
+        assert!(vec[5..].iter().all(|&v| v == 1));
+        resize(&mut vec, 2 * big + 1, 2);
+        assert_eq!(vec[big - 1], 1);
+        assert_eq!(vec[big], 2);
+        assert_eq!(vec.len(), 2 * big + 1);
+        resize(&mut vec, 4, 9);
+        assert_eq!(vec, vec![7; 4]);
+        refill(&mut vec, 10, 4);
+        assert_eq!(vec, vec![4; 10]);
+        refill(&mut vec, 3 * big, 5);
+        assert_eq!(vec.len(), 3 * big);
+        assert!(vec.iter().all(|&v| v == 5));
+    }
+}
