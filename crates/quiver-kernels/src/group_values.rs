@@ -484,12 +484,7 @@ impl BytesGroupValues {
     /// The group of `key`, appending a new group if it is unseen.
     #[inline(always)]
     pub fn intern_key(&mut self, key: &[u8]) -> u32 {
-        self.intern_key_with_words(key, slot_words(key))
-    }
-
-    /// [`Self::intern_key`] given the key's [`slot_words`].
-    #[inline(always)]
-    fn intern_key_with_words(&mut self, key: &[u8], words: (u64, u64)) -> u32 {
+        let words = slot_words(key);
         match self.probe(&self.slots, key, words) {
             Probe::Found(group) => group,
             Probe::Vacant {
@@ -626,34 +621,42 @@ impl BytesGroupValues {
         let branch_free = !(short_keys * 4 < sampled || short_keys * 4 > sampled * 3);
         groups.clear();
         groups.resize(array.len(), 0);
-        let mut row = 0;
-        while row < groups.len() {
-            // Known keys run through a loop that only reads the table; each new key leaves it
-            // for an insert (which may grow the table) and comes back.
-            row = if branch_free {
-                self.find_known(offsets, data, nulls, row, groups, |start, len| {
+        let mut from = 0;
+        loop {
+            // Known keys run through a loop that only reads the table; a new key leaves it for
+            // an insert at the slot the loop found (which may grow the table) and comes back.
+            let stop = if branch_free {
+                self.find_known(offsets, data, nulls, from, groups, |start, len| {
                     slot_words_in(data, start, len)
                 })
             } else {
-                self.find_known(offsets, data, nulls, row, groups, |start, len| {
+                self.find_known(offsets, data, nulls, from, groups, |start, len| {
                     slot_words(&data[start..start + len])
                 })
             };
-            let Some(group) = groups.get_mut(row) else {
-                break;
+            from = match stop {
+                Stop::Done => break,
+                Stop::FirstNull { row } => {
+                    groups[row] = self.intern_null();
+                    row + 1
+                }
+                Stop::NewKey {
+                    row,
+                    words,
+                    hash,
+                    index,
+                } => {
+                    let key = &data[offsets[row].as_usize()..offsets[row + 1].as_usize()];
+                    groups[row] = self.insert(key, words, hash, index);
+                    row + 1
+                }
             };
-            *group = if nulls.is_some_and(|n| n.is_null(row)) {
-                self.intern_null()
-            } else {
-                self.intern_key(&data[offsets[row].as_usize()..offsets[row + 1].as_usize()])
-            };
-            row += 1;
         }
     }
 
     /// Writes the groups of rows `from..groups.len()` into `groups` while their keys (whose
-    /// [`slot_words`] `words_at(start, len)` gives) are in the table; returns the first row
-    /// whose key is new, or `groups.len()`. Reads only: the table and its size stay in
+    /// [`slot_words`] `words_at(start, len)` gives) are in the table, and says where it
+    /// stopped. Reads only: the table and its size stay in
     /// registers, where the read-and-insert loop reloaded them on every row.
     #[inline(always)]
     fn find_known<O: ArrowNativeType>(
@@ -664,7 +667,7 @@ impl BytesGroupValues {
         from: usize,
         groups: &mut [u32],
         words_at: impl Fn(usize, usize) -> (u64, u64),
-    ) -> usize {
+    ) -> Stop {
         let rows = groups.len();
         let slots = self.slots.as_slice();
         let bounds = offsets[from..=rows].windows(2);
@@ -672,18 +675,30 @@ impl BytesGroupValues {
             if nulls.is_some_and(|n| n.is_null(row)) {
                 match self.null_group {
                     Some(null_group) => *group = null_group,
-                    None => return row,
+                    None => return Stop::FirstNull { row },
                 }
                 continue;
             }
             let (start, end) = (bounds[0].as_usize(), bounds[1].as_usize());
             let key = &data[start..end];
-            match self.probe(slots, key, words_at(start, key.len())) {
+            let (head, tail) = words_at(start, key.len());
+            match self.probe(slots, key, (head, tail)) {
                 Probe::Found(found) => *group = found,
-                Probe::Vacant { .. } => return row,
+                Probe::Vacant {
+                    index,
+                    hash,
+                    middle,
+                } => {
+                    return Stop::NewKey {
+                        row,
+                        words: (head, middle, tail),
+                        hash,
+                        index,
+                    }
+                }
             }
         }
-        rows
+        Stop::Done
     }
 }
 
@@ -696,6 +711,22 @@ enum Probe {
         index: usize,
         hash: u64,
         middle: u64,
+    },
+}
+
+/// Where [`BytesGroupValues::find_known`] stopped.
+enum Stop {
+    /// Every row has its group.
+    Done,
+    /// Row `row` is the first NULL and there is no NULL group yet.
+    FirstNull { row: usize },
+    /// Row `row`'s key is new: it goes at slot `index` with its hash and its head, middle and
+    /// tail words.
+    NewKey {
+        row: usize,
+        words: (u64, u64, u64),
+        hash: u64,
+        index: usize,
     },
 }
 
