@@ -418,12 +418,32 @@ fn slot_words(key: &[u8]) -> (u64, u64) {
         buf.copy_from_slice(&key[at..at + 8]);
         u64::from_le_bytes(buf)
     };
-    if key.len() >= 8 {
-        (word(0), word(key.len() - 8))
+    let len = key.len();
+    if len >= 8 {
+        (word(0), word(len - 8))
     } else {
-        let mut buf = [0u8; 8];
-        buf[..key.len()].copy_from_slice(key);
-        (u64::from_le_bytes(buf), 0)
+        (short_word(key), 0)
+    }
+}
+
+/// A key of under 8 bytes as a zero-padded little-endian word, from overlapping loads (the
+/// overlapping bytes are the same on both sides of the `|`) rather than a `memcpy` call, which
+/// made a loop that inlines this spill its registers around the call.
+#[inline(always)]
+fn short_word(key: &[u8]) -> u64 {
+    let len = key.len();
+    if len >= 4 {
+        let half = |at: usize| -> u64 {
+            let mut buf = [0u8; 4];
+            buf.copy_from_slice(&key[at..at + 4]);
+            u64::from(u32::from_le_bytes(buf))
+        };
+        half(0) | half(len - 4) << (8 * (len - 4))
+    } else if len > 0 {
+        let byte = |at: usize| u64::from(key[at]) << (8 * at);
+        byte(0) | byte(len / 2) | byte(len - 1)
+    } else {
+        0
     }
 }
 
@@ -619,23 +639,50 @@ impl BytesGroupValues {
             .filter(|&row| (offsets[row + 1] - offsets[row]).as_usize() < 8)
             .count();
         let branch_free = !(short_keys * 4 < sampled || short_keys * 4 > sampled * 3);
+        // Batches whose sampled keys are all of at most 16 bytes run a loop that leaves for any
+        // longer key, so it holds no call (long-key hashing and compares) and keeps its values
+        // in registers; if longer keys turn out common after all, the batch goes on with the
+        // loop that takes every key.
+        let mut short_only =
+            (0..sampled).all(|row| (offsets[row + 1] - offsets[row]).as_usize() <= 16);
+        let mut long_keys = 0usize;
         groups.clear();
         groups.resize(array.len(), 0);
         let mut from = 0;
         loop {
             // Known keys run through a loop that only reads the table; a new key leaves it for
             // an insert at the slot the loop found (which may grow the table) and comes back.
-            let stop = if branch_free {
-                self.find_known(offsets, data, nulls, from, groups, |start, len| {
-                    slot_words_in(data, start, len)
-                })
-            } else {
-                self.find_known(offsets, data, nulls, from, groups, |start, len| {
-                    slot_words(&data[start..start + len])
-                })
+            let stop = match (branch_free, short_only) {
+                (true, true) => {
+                    self.find_known::<_, true>(offsets, data, nulls, from, groups, |start, len| {
+                        slot_words_in(data, start, len)
+                    })
+                }
+                (true, false) => {
+                    self.find_known::<_, false>(offsets, data, nulls, from, groups, |start, len| {
+                        slot_words_in(data, start, len)
+                    })
+                }
+                (false, true) => {
+                    self.find_known::<_, true>(offsets, data, nulls, from, groups, |start, len| {
+                        slot_words(&data[start..start + len])
+                    })
+                }
+                (false, false) => {
+                    self.find_known::<_, false>(offsets, data, nulls, from, groups, |start, len| {
+                        slot_words(&data[start..start + len])
+                    })
+                }
             };
             from = match stop {
                 Stop::Done => break,
+                Stop::LongKey { row } => {
+                    long_keys += 1;
+                    short_only &= long_keys * LONG_KEYS_PER_SHORT_ONLY_BATCH <= groups.len();
+                    groups[row] = self
+                        .intern_key(&data[offsets[row].as_usize()..offsets[row + 1].as_usize()]);
+                    row + 1
+                }
                 Stop::FirstNull { row } => {
                     groups[row] = self.intern_null();
                     row + 1
@@ -658,8 +705,9 @@ impl BytesGroupValues {
     /// [`slot_words`] `words_at(start, len)` gives) are in the table, and says where it
     /// stopped. Reads only: the table and its size stay in
     /// registers, where the read-and-insert loop reloaded them on every row.
+    /// With `SHORT_ONLY` it also stops at the first key longer than 16 bytes.
     #[inline(always)]
-    fn find_known<O: ArrowNativeType>(
+    fn find_known<O: ArrowNativeType, const SHORT_ONLY: bool>(
         &self,
         offsets: &[O],
         data: &[u8],
@@ -681,6 +729,9 @@ impl BytesGroupValues {
             }
             let (start, end) = (bounds[0].as_usize(), bounds[1].as_usize());
             let key = &data[start..end];
+            if SHORT_ONLY && key.len() > 16 {
+                return Stop::LongKey { row };
+            }
             let (head, tail) = words_at(start, key.len());
             match self.probe(slots, key, (head, tail)) {
                 Probe::Found(found) => *group = found,
@@ -720,6 +771,8 @@ enum Stop {
     Done,
     /// Row `row` is the first NULL and there is no NULL group yet.
     FirstNull { row: usize },
+    /// Row `row`'s key is longer than 16 bytes (in a loop for short keys only).
+    LongKey { row: usize },
     /// Row `row`'s key is new: it goes at slot `index` with its hash and its head, middle and
     /// tail words.
     NewKey {
@@ -729,6 +782,9 @@ enum Stop {
         index: usize,
     },
 }
+
+/// A batch that finds more than one long key in this many rows leaves the short-keys loop.
+const LONG_KEYS_PER_SHORT_ONLY_BATCH: usize = 64;
 
 /// Rows of a batch whose key lengths choose how [`BytesGroupValues`] reads the key words.
 const LENGTH_SAMPLE_ROWS: usize = 64;
@@ -1321,9 +1377,11 @@ mod tests {
     #[test]
     fn branching_and_branch_free_key_reads_find_the_same_groups() {
         // Batches of one length class take the branching reads, mixed ones the branch-free
-        // reads; the same key must map to the same group whichever batch brings it, and new
-        // keys (NULL among them) take the next ids in order of first appearance. Batches are
-        // slices of larger arrays, so their offsets do not start at 0.
+        // reads, and batches whose first rows are all short run the short-keys loop (leaving
+        // it for the long keys that come later, for good when they are many); the same key
+        // must map to the same group whichever batch brings it, and new keys (NULL among them)
+        // take the next ids in order of first appearance. Batches are slices of larger arrays,
+        // so their offsets do not start at 0.
         let words = [
             "",
             "a",
@@ -1341,17 +1399,25 @@ mod tests {
         let mut interner = BytesGroupValues::new(DataType::Utf8, true);
         let mut first_group = std::collections::HashMap::new();
         let mut groups = Vec::new();
-        for batch in 0..60 {
-            // One length class (branching reads), mixed around 8 bytes, longer keys.
-            let pool: &[&str] = match batch % 5 {
-                0 => &words[3..6],
-                1 => &words[..3],
-                2 => &words[..7],
-                3 => &words[5..],
-                _ => &words,
+        for batch in 0..84 {
+            // One length class (branching reads), mixed around 8 bytes, longer keys; short keys
+            // first, then every length; short keys and two long ones near the end.
+            let pool_at = |row: usize| -> &[&str] {
+                match batch % 7 {
+                    0 => &words[3..6],
+                    1 => &words[..3],
+                    2 => &words[..7],
+                    3 => &words[5..],
+                    4 => &words,
+                    5 if row < 100 => &words[..5],
+                    5 => &words,
+                    _ if row == 150 || row == 190 => &words[7..],
+                    _ => &words[..5],
+                }
             };
             let keys: Vec<Option<String>> = (0..220)
-                .map(|_| {
+                .map(|row| {
+                    let pool = pool_at(row);
                     let word = pool[rng.below(pool.len() as u64) as usize];
                     (rng.below(10) != 0).then(|| format!("{word}{}", rng.below(3)))
                 })
