@@ -4,7 +4,11 @@
 //! every probe also misses the TLB and walks the page tables. Linux backs memory with 2 MiB
 //! pages only where `madvise(MADV_HUGEPAGE)` asks for them (the common `madvise` setting of
 //! transparent huge pages), and only for pages first touched after the advice, so tables are
-//! advised between allocation and first write. Elsewhere the advice is a no-op.
+//! advised between allocation and first write. An allocator may hand back memory it had
+//! already written (a long-running process reuses its heap), whose 4 KiB pages stay; so once
+//! written, a new table's pages are also collapsed (`MADV_COLLAPSE`, Linux 6.1 and later),
+//! which copies such pages into 2 MiB ones and leaves huge pages as they are. Nothing is
+//! advised when the system disables transparent huge pages, nor off Linux.
 
 /// Tables below this size are left alone: their 4 KiB pages fit the TLB's reach.
 const ADVISE_FROM_BYTES: usize = 4 << 20;
@@ -13,10 +17,14 @@ const ADVISE_FROM_BYTES: usize = 4 << 20;
 /// is large enough; a new allocation is advised before it is written.
 pub(crate) fn refill<T: Clone>(vec: &mut Vec<T>, len: usize, value: T) {
     vec.clear();
-    if len > vec.capacity() {
+    let fresh = len > vec.capacity();
+    if fresh {
         *vec = with_advised_capacity(len);
     }
     vec.resize(len, value);
+    if fresh {
+        advise_pages(vec, vec.len(), COLLAPSE);
+    }
 }
 
 /// [`Vec::resize`] of per-group state: growing past the capacity doubles it into a new advised
@@ -26,6 +34,9 @@ pub(crate) fn resize<T: Clone>(vec: &mut Vec<T>, len: usize, value: T) {
         let mut grown = with_advised_capacity(len.max(vec.capacity().saturating_mul(2)));
         grown.append(vec);
         *vec = grown;
+        vec.resize(len, value);
+        advise_pages(vec, vec.len(), COLLAPSE);
+        return;
     }
     vec.resize(len, value);
 }
@@ -33,14 +44,24 @@ pub(crate) fn resize<T: Clone>(vec: &mut Vec<T>, len: usize, value: T) {
 /// An empty vector with room for `capacity` elements, its pages advised.
 fn with_advised_capacity<T>(capacity: usize) -> Vec<T> {
     let vec = Vec::with_capacity(capacity);
-    advise(&vec);
+    advise_pages(&vec, vec.capacity(), HUGE_PAGES);
     vec
 }
 
-/// Asks for 2 MiB pages under `vec`'s allocation (the whole pages inside it).
-fn advise<T>(vec: &Vec<T>) {
-    let bytes = vec.capacity().saturating_mul(std::mem::size_of::<T>());
-    if bytes < ADVISE_FROM_BYTES {
+#[cfg(target_os = "linux")]
+const HUGE_PAGES: i32 = libc::MADV_HUGEPAGE;
+#[cfg(not(target_os = "linux"))]
+const HUGE_PAGES: i32 = 0;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const COLLAPSE: i32 = libc::MADV_COLLAPSE;
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+const COLLAPSE: i32 = 0;
+
+/// Gives `advice` for the whole pages among the first `elements` of `vec`'s allocation.
+fn advise_pages<T>(vec: &Vec<T>, elements: usize, advice: i32) {
+    debug_assert!(elements <= vec.capacity());
+    let bytes = elements.saturating_mul(std::mem::size_of::<T>());
+    if bytes < ADVISE_FROM_BYTES || advice == 0 || !huge_pages_enabled() {
         return;
     }
     #[cfg(target_os = "linux")]
@@ -64,10 +85,19 @@ fn advise<T>(vec: &Vec<T>) {
             libc::madvise(
                 first_page as *mut libc::c_void,
                 end_page - first_page,
-                libc::MADV_HUGEPAGE,
+                advice,
             );
         }
     }
+}
+
+/// Whether the system allows transparent huge pages at all (its setting is not `never`).
+fn huge_pages_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| {
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .is_ok_and(|setting| !setting.contains("[never]"))
+    })
 }
 
 #[cfg(test)]
