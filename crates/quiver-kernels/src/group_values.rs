@@ -646,6 +646,8 @@ impl BytesGroupValues {
         let mut short_only =
             (0..sampled).all(|row| (offsets[row + 1] - offsets[row]).as_usize() <= 16);
         let mut long_keys = 0usize;
+        let read_free = |start: usize, len: usize| slot_words_in(data, start, len);
+        let read_branching = |start: usize, len: usize| slot_words(&data[start..start + len]);
         groups.clear();
         groups.resize(array.len(), 0);
         let mut from = 0;
@@ -654,24 +656,16 @@ impl BytesGroupValues {
             // an insert at the slot the loop found (which may grow the table) and comes back.
             let stop = match (branch_free, short_only) {
                 (true, true) => {
-                    self.find_known::<_, true>(offsets, data, nulls, from, groups, |start, len| {
-                        slot_words_in(data, start, len)
-                    })
+                    self.find_known::<_, true>(offsets, data, nulls, from, groups, read_free)
                 }
                 (true, false) => {
-                    self.find_known::<_, false>(offsets, data, nulls, from, groups, |start, len| {
-                        slot_words_in(data, start, len)
-                    })
+                    self.find_known::<_, false>(offsets, data, nulls, from, groups, read_free)
                 }
                 (false, true) => {
-                    self.find_known::<_, true>(offsets, data, nulls, from, groups, |start, len| {
-                        slot_words(&data[start..start + len])
-                    })
+                    self.find_known::<_, true>(offsets, data, nulls, from, groups, read_branching)
                 }
                 (false, false) => {
-                    self.find_known::<_, false>(offsets, data, nulls, from, groups, |start, len| {
-                        slot_words(&data[start..start + len])
-                    })
+                    self.find_known::<_, false>(offsets, data, nulls, from, groups, read_branching)
                 }
             };
             from = match stop {
@@ -703,9 +697,9 @@ impl BytesGroupValues {
 
     /// Writes the groups of rows `from..groups.len()` into `groups` while their keys (whose
     /// [`slot_words`] `words_at(start, len)` gives) are in the table, and says where it
-    /// stopped. Reads only: the table and its size stay in
-    /// registers, where the read-and-insert loop reloaded them on every row.
-    /// With `SHORT_ONLY` it also stops at the first key longer than 16 bytes.
+    /// stopped; with `SHORT_ONLY` also at the first key longer than 16 bytes. Reads only: the
+    /// table and its size stay in registers, where the read-and-insert loop reloaded them on
+    /// every row.
     #[inline(always)]
     fn find_known<O: ArrowNativeType, const SHORT_ONLY: bool>(
         &self,
