@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use quiver_cli::generate::TradesFormat;
 use quiver_core::{QuiverError, Result};
@@ -201,6 +201,18 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if let Command::Run { tables, .. } | Command::Explain { tables, .. } = &cli.command {
+        // A table named twice is a usage error like a malformed `--table` (exit code 2), not
+        // one of the two silently ignored.
+        if let Some(name) = duplicate_table_name(tables) {
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("--table {name} is given more than once"),
+                )
+                .exit();
+        }
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -730,18 +742,13 @@ fn table_spec(spec: &str) -> std::result::Result<String, String> {
     }
 }
 
-/// An error for a table name given twice.
-fn check_table_names(specs: &[String]) -> Result<()> {
+/// The first table name given twice (names are case-insensitive, as in SQL).
+fn duplicate_table_name(specs: &[String]) -> Option<&str> {
     let mut names = std::collections::HashSet::new();
-    for spec in specs {
+    specs.iter().find_map(|spec| {
         let name = spec.split_once('=').map_or(spec.as_str(), |(name, _)| name);
-        if !names.insert(name.to_ascii_lowercase()) {
-            return Err(QuiverError::Config(format!(
-                "--table {name} is given more than once"
-            )));
-        }
-    }
-    Ok(())
+        (!names.insert(name.to_ascii_lowercase())).then_some(name)
+    })
 }
 
 /// A regular file of zero bytes.
@@ -756,7 +763,6 @@ fn load_tables(
     verbose: bool,
     sql: Option<&str>,
 ) -> Result<Vec<Source>> {
-    check_table_names(specs)?;
     specs
         .iter()
         .map(|spec| {
@@ -881,7 +887,6 @@ fn run_query(
         return run_streamed(&name, &path, text_format, query);
     }
     // Only the tables the query reads are loaded (a `--table` it never names costs nothing).
-    check_table_names(specs)?;
     let read: Vec<String> = match quiver_sql::relation_names(sql) {
         Some(names) => specs
             .iter()

@@ -170,7 +170,23 @@ fn usage_error_exits_2() {
         ])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("given more than once"));
+    // Names differing only in case are the same table, for `explain` as for `run`.
+    let other = format!("T={}", path.display());
+    let output = quiver()
+        .args([
+            "explain",
+            "--sql",
+            "SELECT a FROM t",
+            "--table",
+            &table,
+            "--table",
+            &other,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("given more than once"));
 }
 
