@@ -33,7 +33,7 @@ use arrow::row::{RowConverter, Rows, SortField};
 use hashbrown::HashTable;
 use quiver_core::{QuiverError, Result};
 
-use crate::hash::{hash_bytes, hash_short_words};
+use crate::hash::{hash_bytes, hash_key_words, hash_short_words};
 use crate::huge_pages;
 use crate::EmitTo;
 
@@ -466,6 +466,34 @@ fn slot_words_in(data: &[u8], start: usize, len: usize) -> (u64, u64) {
     }
 }
 
+/// `MIDDLE_MASKS[len.min(24)]` keeps bytes 8 to 16 of a key of `len` bytes when it is longer
+/// than 16 bytes. A table rather than a comparison: LLVM turns a select between a loaded word
+/// and 0 back into a branch on the length, the one [`key_words_in`] exists to avoid.
+static MIDDLE_MASKS: [u64; 25] = {
+    let mut masks = [0; 25];
+    let mut len = 17;
+    while len <= 24 {
+        masks[len] = u64::MAX;
+        len += 1;
+    }
+    masks
+};
+
+/// The head, middle and tail words of the key `data[start..start + len]` ([`slot_words`] and
+/// [`middle_word`]) without a branch on its length, when `data` holds 16 bytes from `start`.
+#[inline(always)]
+fn key_words_in(data: &[u8], start: usize, len: usize) -> Option<(u64, u64, u64)> {
+    let window = data.get(start..start.checked_add(len.max(16))?)?;
+    let front = window.first_chunk::<16>()?;
+    let last = window.get(..len.max(8))?.last_chunk::<8>()?;
+    let first = u64::from_le_bytes(*front.first_chunk::<8>()?);
+    let second = u64::from_le_bytes(*front.last_chunk::<8>()?);
+    let head = first & ((1u128 << (8 * len.min(8))) - 1) as u64;
+    let middle = second & MIDDLE_MASKS[len.min(24)];
+    let tail = u64::from_le_bytes(*last) & 0u64.wrapping_sub(u64::from(len >= 8));
+    Some((head, middle, tail))
+}
+
 /// Whether two keys longer than 16 bytes whose length and first and last 8 bytes are known to
 /// match are equal: two more word compares up to 32 bytes instead of a `memcmp` call.
 #[inline(always)]
@@ -519,11 +547,33 @@ impl BytesGroupValues {
     /// passed in so a caller's loop keeps it in registers).
     #[inline(always)]
     fn probe(&self, slots: &[BytesSlot], key: &[u8], (head, tail): (u64, u64)) -> Probe {
-        let (hash, middle) = if key.len() <= 16 {
-            (hash_short_words(head, tail, key.len()), 0)
+        let len = key.len();
+        let (hash, middle) = if len <= 16 {
+            (hash_short_words(head, tail, len), 0)
         } else {
-            (hash_bytes(key), middle_word(key))
+            let middle = middle_word(key);
+            let hash = if len <= 24 {
+                hash_key_words(head, middle, tail, len)
+            } else {
+                hash_bytes(key)
+            };
+            (hash, middle)
         };
+        self.probe_hashed(slots, key, (head, middle, tail), hash, false)
+    }
+
+    /// [`Self::probe`] of a key whose hash and three words are known. `branch_free` compares
+    /// all words at once, with no branch on the length (for keys of mixed lengths); else the
+    /// middle word is compared only for keys longer than 16 bytes.
+    #[inline(always)]
+    fn probe_hashed(
+        &self,
+        slots: &[BytesSlot],
+        key: &[u8],
+        (head, middle, tail): (u64, u64, u64),
+        hash: u64,
+        branch_free: bool,
+    ) -> Probe {
         // Lengths beyond u32 only lose the length as a quick filter: long keys compare in full.
         let len = key.len() as u32;
         let mask = slots.len() - 1;
@@ -537,13 +587,20 @@ impl BytesGroupValues {
                     middle,
                 };
             }
-            if slot.head == head
-                && slot.tail == tail
-                && slot.len == len
-                && (key.len() <= 16
-                    || (slot.middle == middle
-                        && (key.len() <= 24 || middles_equal(self.key(slot.group), key))))
-            {
+            let same_words = if branch_free {
+                // A slot's middle word is 0 for keys of up to 16 bytes, like the key's.
+                ((slot.head ^ head)
+                    | (slot.middle ^ middle)
+                    | (slot.tail ^ tail)
+                    | u64::from(slot.len ^ len))
+                    == 0
+            } else {
+                slot.head == head
+                    && slot.tail == tail
+                    && slot.len == len
+                    && (key.len() <= 16 || slot.middle == middle)
+            };
+            if same_words && (key.len() <= 24 || middles_equal(self.key(slot.group), key)) {
                 return Probe::Found(slot.group);
             }
             index = (index + 1) & mask;
@@ -643,8 +700,13 @@ impl BytesGroupValues {
         // longer key, so it holds no call (long-key hashing and compares) and keeps its values
         // in registers; if longer keys turn out common after all, the batch goes on with the
         // loop that takes every key.
-        let mut short_only =
-            (0..sampled).all(|row| (offsets[row + 1] - offsets[row]).as_usize() <= 16);
+        let long_sampled = (0..sampled)
+            .filter(|&row| (offsets[row + 1] - offsets[row]).as_usize() > 16)
+            .count();
+        let mut short_only = long_sampled == 0;
+        // Keys often on both sides of 16 bytes as well take a loop that reads three words and
+        // hashes them without a branch on the length.
+        let mixed = long_sampled * 4 >= sampled && long_sampled * 4 <= sampled * 3;
         let mut long_keys = 0usize;
         let read_free = |start: usize, len: usize| slot_words_in(data, start, len);
         let read_branching = |start: usize, len: usize| slot_words(&data[start..start + len]);
@@ -655,6 +717,7 @@ impl BytesGroupValues {
             // Known keys run through a loop that only reads the table; a new key leaves it for
             // an insert at the slot the loop found (which may grow the table) and comes back.
             let stop = match (branch_free, short_only) {
+                _ if mixed => self.find_known_mixed(offsets, data, nulls, from, groups),
                 (true, true) => {
                     self.find_known::<_, true>(offsets, data, nulls, from, groups, read_free)
                 }
@@ -728,6 +791,60 @@ impl BytesGroupValues {
             }
             let (head, tail) = words_at(start, key.len());
             match self.probe(slots, key, (head, tail)) {
+                Probe::Found(found) => *group = found,
+                Probe::Vacant {
+                    index,
+                    hash,
+                    middle,
+                } => {
+                    return Stop::NewKey {
+                        row,
+                        words: (head, middle, tail),
+                        hash,
+                        index,
+                    }
+                }
+            }
+        }
+        Stop::Done
+    }
+
+    /// [`Self::find_known`] for keys often on both sides of 16 bytes (and of 8): the length
+    /// branches of the other loops would mispredict on many rows, so this one reads and hashes
+    /// the words of keys of up to 24 bytes with none. Not inlined, so that its registers are its
+    /// own.
+    #[inline(never)]
+    fn find_known_mixed<O: ArrowNativeType>(
+        &self,
+        offsets: &[O],
+        data: &[u8],
+        nulls: Option<&NullBuffer>,
+        from: usize,
+        groups: &mut [u32],
+    ) -> Stop {
+        let rows = groups.len();
+        let slots = self.slots.as_slice();
+        let bounds = offsets[from..=rows].windows(2);
+        for (row, (bounds, group)) in (from..).zip(bounds.zip(&mut groups[from..])) {
+            if nulls.is_some_and(|n| n.is_null(row)) {
+                match self.null_group {
+                    Some(null_group) => *group = null_group,
+                    None => return Stop::FirstNull { row },
+                }
+                continue;
+            }
+            let (start, end) = (bounds[0].as_usize(), bounds[1].as_usize());
+            let key = &data[start..end];
+            let (head, middle, tail) = key_words_in(data, start, key.len()).unwrap_or_else(|| {
+                let (head, tail) = slot_words(key);
+                (head, middle_word(key), tail)
+            });
+            let hash = if key.len() <= 24 {
+                hash_key_words(head, middle, tail, key.len())
+            } else {
+                hash_bytes(key)
+            };
+            match self.probe_hashed(slots, key, (head, middle, tail), hash, true) {
                 Probe::Found(found) => *group = found,
                 Probe::Vacant {
                     index,
@@ -1334,6 +1451,18 @@ mod tests {
                     slot_words(key),
                     "start {start}, len {len}"
                 );
+                let (head, tail) = slot_words(key);
+                let three_words = key_words_in(&data, start, len);
+                // Only a key followed by fewer than 16 bytes from its start has no branch-free
+                // words (the caller reads them by length then).
+                assert_eq!(three_words.is_none(), start + len.max(16) > data.len());
+                if let Some(words) = three_words {
+                    assert_eq!(
+                        words,
+                        (head, middle_word(key), tail),
+                        "start {start}, len {len}"
+                    );
+                }
             }
         }
         // Keys of up to 16 bytes that differ in one byte or in length differ in words or length.

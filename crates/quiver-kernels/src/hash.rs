@@ -71,6 +71,24 @@ pub fn hash_short_words(a: u64, b: u64, len: usize) -> u64 {
     )
 }
 
+/// Hash of a key of `len ≤ 24` bytes from three words that determine it: its first 8 bytes
+/// (zero-padded), bytes 8 to 16 (0 for keys of up to 16 bytes) and its last 8 bytes (0 for keys
+/// under 8 bytes). For keys of up to 16 bytes (`middle` 0) it equals [`hash_short_words`], so a
+/// caller may take either path by length; one formula for every length up to 24 lets a caller
+/// hash keys of mixed lengths without a branch on the length.
+#[inline(always)]
+pub fn hash_key_words(head: u64, middle: u64, tail: u64, len: usize) -> u64 {
+    const MIDDLE_SEED: (u64, u64) = (0x4528_21e6_38d0_1377, 0xbe54_66cf_34e9_0c6c);
+    /// The middle word's share for a middle word of 0, cancelled out.
+    const NO_MIDDLE: u64 = folded_multiply(MIDDLE_SEED.0, MIDDLE_SEED.1);
+    if cfg!(feature = "force-hash-collisions") {
+        return 0;
+    }
+    hash_short_words(head, tail, len)
+        ^ folded_multiply(middle ^ MIDDLE_SEED.0, MIDDLE_SEED.1)
+        ^ NO_MIDDLE
+}
+
 /// Two words that together determine a key of at most 16 bytes (given its length).
 #[inline(always)]
 pub fn short_key_words(bytes: &[u8]) -> (u64, u64) {
@@ -100,8 +118,8 @@ pub fn short_key_words(bytes: &[u8]) -> (u64, u64) {
 }
 
 #[inline(always)]
-fn folded_multiply(a: u64, b: u64) -> u64 {
-    let product = u128::from(a).wrapping_mul(u128::from(b));
+const fn folded_multiply(a: u64, b: u64) -> u64 {
+    let product = (a as u128).wrapping_mul(b as u128);
     (product as u64) ^ ((product >> 64) as u64)
 }
 
@@ -133,6 +151,52 @@ mod tests {
         }
         assert!(!bytes_equal(b"abc", b"aXc"));
         assert!(!bytes_equal(b"abcd", b"abce"));
+    }
+
+    #[test]
+    fn key_words_hash_like_short_words_and_read_every_byte() {
+        let words = |key: &[u8]| -> (u64, u64, u64) {
+            let word = |bytes: &[u8]| {
+                let mut buf = [0u8; 8];
+                buf[..bytes.len()].copy_from_slice(bytes);
+                u64::from_le_bytes(buf)
+            };
+            let len = key.len();
+            let head = word(&key[..len.min(8)]);
+            let middle = if len > 16 { word(&key[8..16]) } else { 0 };
+            let tail = if len >= 8 { word(&key[len - 8..]) } else { 0 };
+            (head, middle, tail)
+        };
+        let hash = |key: &[u8]| {
+            let (head, middle, tail) = words(key);
+            hash_key_words(head, middle, tail, key.len())
+        };
+        for len in 0..=24 {
+            let key: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37) | 1).collect();
+            let (head, middle, tail) = words(&key);
+            if len <= 16 {
+                // Either formula may hash a short key: they agree.
+                assert_eq!(middle, 0);
+                assert_eq!(
+                    hash(&key),
+                    hash_short_words(head, tail, len),
+                    "length {len}"
+                );
+            }
+            if cfg!(feature = "force-hash-collisions") {
+                continue;
+            }
+            for at in 0..len {
+                let mut other = key.clone();
+                other[at] ^= 0x40;
+                assert_ne!(hash(&other), hash(&key), "length {len}, byte {at}");
+            }
+            let mut longer = key.clone();
+            longer.push(0);
+            if longer.len() <= 24 {
+                assert_ne!(hash(&longer), hash(&key), "length {len} and {}", len + 1);
+            }
+        }
     }
 
     #[test]
