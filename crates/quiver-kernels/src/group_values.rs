@@ -391,7 +391,9 @@ const EMPTY_BYTES_SLOT: BytesSlot = BytesSlot {
     head: 0,
     middle: 0,
     tail: 0,
-    len: 0,
+    // No key of up to 24 bytes matches an empty slot's words, so
+    // [`BytesGroupValues::find_known_lean`] tests for an empty slot only after a mismatch.
+    len: u32::MAX,
     group: EMPTY_SLOT,
 };
 
@@ -707,6 +709,17 @@ impl BytesGroupValues {
         // Keys often on both sides of 16 bytes as well take a loop that reads three words and
         // hashes them without a branch on the length.
         let mixed = long_sampled * 4 >= sampled && long_sampled * 4 <= sampled * 3;
+        // Batches without NULLs whose keys are mostly of up to 24 bytes, of lengths that make
+        // the branching loops mispredict, take the leanest loop (keys of one length class
+        // predict well in the branching loops, whose short-key hash is one product cheaper). A
+        // batch whose keys over 24 bytes, each a trip out of that loop, turn out common after
+        // all goes on with the others.
+        let over_24_sampled = (0..sampled)
+            .filter(|&row| (offsets[row + 1] - offsets[row]).as_usize() > 24)
+            .count();
+        let mut lean = nulls.is_none()
+            && over_24_sampled * LEAN_EXITS_PER_BATCH <= sampled
+            && (branch_free || !short_only);
         let mut long_keys = 0usize;
         let read_free = |start: usize, len: usize| slot_words_in(data, start, len);
         let read_branching = |start: usize, len: usize| slot_words(&data[start..start + len]);
@@ -717,6 +730,7 @@ impl BytesGroupValues {
             // Known keys run through a loop that only reads the table; a new key leaves it for
             // an insert at the slot the loop found (which may grow the table) and comes back.
             let stop = match (branch_free, short_only) {
+                _ if lean => self.find_known_lean(offsets, data, from, groups),
                 _ if mixed => self.find_known_mixed(offsets, data, nulls, from, groups),
                 (true, true) => {
                     self.find_known::<_, true>(offsets, data, nulls, from, groups, read_free)
@@ -736,6 +750,7 @@ impl BytesGroupValues {
                 Stop::LongKey { row } => {
                     long_keys += 1;
                     short_only &= long_keys * LONG_KEYS_PER_SHORT_ONLY_BATCH <= groups.len();
+                    lean &= long_keys * LEAN_EXITS_PER_BATCH <= groups.len();
                     groups[row] = self
                         .intern_key(&data[offsets[row].as_usize()..offsets[row + 1].as_usize()]);
                     row + 1
@@ -862,7 +877,92 @@ impl BytesGroupValues {
         }
         Stop::Done
     }
+
+    /// [`Self::find_known`] for batches without NULLs whose keys are mostly of up to 24 bytes
+    /// and of lengths that would make a branch on the length mispredict: the three words of
+    /// such a key come from one 32-byte window around it (one bounds check), masked by length
+    /// from one table, and are hashed with one formula, so the loop holds no call, no branch
+    /// on the length and few enough values to keep them all in registers. It stops at any
+    /// other key (as [`Stop::LongKey`], also for a key less than 8 bytes into `data` or less
+    /// than 24 from its end) for the caller to intern.
+    #[inline(never)]
+    fn find_known_lean<O: ArrowNativeType>(
+        &self,
+        offsets: &[O],
+        data: &[u8],
+        from: usize,
+        groups: &mut [u32],
+    ) -> Stop {
+        let rows = groups.len();
+        let slots = self.slots.as_slice();
+        let mask = slots.len() - 1;
+        let bounds = offsets[from..=rows].windows(2);
+        for (row, (bounds, group)) in (from..).zip(bounds.zip(&mut groups[from..])) {
+            let (start, end) = (bounds[0].as_usize(), bounds[1].as_usize());
+            let len = end.wrapping_sub(start);
+            // The 32 bytes from 8 before the key hold its first 16 and, for a key of up to 24
+            // bytes, its last 8: one bounds check for the three words.
+            let window = data
+                .get(start.wrapping_sub(8)..start.wrapping_add(24))
+                .and_then(|window| window.first_chunk::<32>());
+            let Some(window) = window.filter(|_| len <= 24) else {
+                return Stop::LongKey { row };
+            };
+            let word = |at: usize| {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&window[at..at + 8]);
+                u64::from_le_bytes(bytes)
+            };
+            let (first, second, last) = (word(8), word(16), word(len));
+            let [head_mask, middle_mask, tail_mask] = KEY_WORD_MASKS[len];
+            let (head, middle, tail) = (first & head_mask, second & middle_mask, last & tail_mask);
+            let hash = hash_key_words(head, middle, tail, len);
+            let mut index = hash as usize & mask;
+            loop {
+                let slot = &slots[index];
+                // Empty slots have length u32::MAX, which no key here has.
+                if ((slot.head ^ head)
+                    | (slot.middle ^ middle)
+                    | (slot.tail ^ tail)
+                    | u64::from(slot.len ^ len as u32))
+                    == 0
+                {
+                    *group = slot.group;
+                    break;
+                }
+                if slot.group == EMPTY_SLOT {
+                    return Stop::NewKey {
+                        row,
+                        words: (head, middle, tail),
+                        hash,
+                        index,
+                    };
+                }
+                index = (index + 1) & mask;
+            }
+        }
+        Stop::Done
+    }
 }
+
+/// `KEY_WORD_MASKS[len]` keeps, of the words at bytes 0, 8 and len - 8 of a key of `len <= 24`
+/// bytes, what [`slot_words`] and [`middle_word`] keep: the key's bytes of the first, the
+/// second only past 16 bytes, the last only from 8 bytes on.
+static KEY_WORD_MASKS: [[u64; 3]; 25] = {
+    let mut masks = [[0; 3]; 25];
+    let mut len = 0;
+    while len <= 24 {
+        masks[len][0] = if len >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * len)) - 1
+        };
+        masks[len][1] = if len > 16 { u64::MAX } else { 0 };
+        masks[len][2] = if len >= 8 { u64::MAX } else { 0 };
+        len += 1;
+    }
+    masks
+};
 
 /// Where a key is in a [`BytesGroupValues`] table.
 enum Probe {
@@ -896,6 +996,10 @@ enum Stop {
 
 /// A batch that finds more than one long key in this many rows leaves the short-keys loop.
 const LONG_KEYS_PER_SHORT_ONLY_BATCH: usize = 64;
+
+/// A batch that leaves [`BytesGroupValues::find_known_lean`] for more than one key in this many
+/// rows goes on with the other loops.
+const LEAN_EXITS_PER_BATCH: usize = 8;
 
 /// Rows of a batch whose key lengths choose how [`BytesGroupValues`] reads the key words.
 const LENGTH_SAMPLE_ROWS: usize = 64;
@@ -1500,8 +1604,9 @@ mod tests {
     #[test]
     fn branching_and_branch_free_key_reads_find_the_same_groups() {
         // Batches of one length class take the branching reads, mixed ones the branch-free
-        // reads, and batches whose first rows are all short run the short-keys loop (leaving
-        // it for the long keys that come later, for good when they are many); the same key
+        // reads (or, without NULLs, the lean loop), and batches whose first rows are all short
+        // run the short-keys loop (leaving it for the long keys that come later, for good when
+        // they are many; the lean loop likewise for keys over 24 bytes); the same key
         // must map to the same group whichever batch brings it, and new keys (NULL among them)
         // take the next ids in order of first appearance. Batches are slices of larger arrays,
         // so their offsets do not start at 0.
@@ -1524,7 +1629,10 @@ mod tests {
         let mut groups = Vec::new();
         for batch in 0..84 {
             // One length class (branching reads), mixed around 8 bytes, longer keys; short keys
-            // first, then every length; short keys and two long ones near the end.
+            // first, then every length; short keys and two long ones near the end. Every other
+            // run of seven has no NULLs (the lean loop's batches); every third batch is a whole
+            // array, its first key at the start of the bytes and its last at their end.
+            let with_nulls = batch / 7 % 2 == 0;
             let pool_at = |row: usize| -> &[&str] {
                 match batch % 7 {
                     0 => &words[3..6],
@@ -1542,13 +1650,15 @@ mod tests {
                 .map(|row| {
                     let pool = pool_at(row);
                     let word = pool[rng.below(pool.len() as u64) as usize];
-                    (rng.below(10) != 0).then(|| format!("{word}{}", rng.below(3)))
+                    let null = with_nulls && rng.below(10) == 0;
+                    (!null).then(|| format!("{word}{}", rng.below(3)))
                 })
                 .collect();
-            let array: ArrayRef = Arc::new(StringArray::from(keys.clone()).slice(15, 200));
+            let (offset, rows) = if batch % 3 == 0 { (0, 220) } else { (15, 200) };
+            let array: ArrayRef = Arc::new(StringArray::from(keys.clone()).slice(offset, rows));
             interner.intern(&[array], &mut groups).unwrap();
-            assert_eq!(groups.len(), 200);
-            for (key, &group) in keys[15..215].iter().zip(&groups) {
+            assert_eq!(groups.len(), rows);
+            for (key, &group) in keys[offset..offset + rows].iter().zip(&groups) {
                 let next = first_group.len() as u32;
                 assert_eq!(
                     *first_group.entry(key.clone()).or_insert(next),
