@@ -17,15 +17,15 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, ArrowPrimitiveType, AsArray, BinaryBuilder, GenericByteArray, PrimitiveArray,
-    StringBuilder,
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, BinaryBuilder, GenericByteArray,
+    GenericByteViewArray, PrimitiveArray, StringBuilder,
 };
-use arrow::buffer::NullBuffer;
+use arrow::buffer::{Buffer, NullBuffer};
 use arrow::compute::cast;
 use arrow::datatypes::ArrowNativeType;
 use arrow::datatypes::{
-    ByteArrayType, DataType, Date32Type, Date64Type, Decimal128Type, Float32Type, Float64Type,
-    Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit, TimestampMicrosecondType,
+    ByteArrayType, ByteViewType, DataType, Date32Type, Date64Type, Decimal128Type, Float32Type,
+    Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type,
     UInt64Type, UInt8Type,
 };
@@ -945,6 +945,133 @@ impl BytesGroupValues {
     }
 }
 
+impl BytesGroupValues {
+    /// [`Self::intern_byte_array`] for `Utf8View` and `BinaryView` keys.
+    fn intern_byte_views<T: ByteViewType + ?Sized>(
+        &mut self,
+        array: &GenericByteViewArray<T>,
+        groups: &mut Vec<u32>,
+    ) {
+        let key_at = |row: usize| -> &[u8] { array.value(row).as_ref() };
+        let views = array.views().as_ref();
+        let buffers = array.data_buffers();
+        groups.clear();
+        // Batches without NULLs whose keys are rarely over 24 bytes take the lean loop (as
+        // string arrays do); the others, and a batch that leaves that loop too often, look
+        // their keys up one by one.
+        let sampled = array.len().min(LENGTH_SAMPLE_ROWS);
+        let over_24_sampled = views[..sampled]
+            .iter()
+            .filter(|&&view| view as u32 > 24)
+            .count();
+        let mut from = 0;
+        if array.null_count() == 0 && over_24_sampled * LEAN_EXITS_PER_BATCH <= sampled {
+            groups.resize(array.len(), 0);
+            let mut exits = 0usize;
+            while exits * LEAN_EXITS_PER_BATCH <= groups.len() {
+                from = match self.find_known_views_lean(views, buffers, from, groups) {
+                    Stop::Done => return,
+                    Stop::LongKey { row } | Stop::FirstNull { row } => {
+                        exits += 1;
+                        groups[row] = self.intern_key(key_at(row));
+                        row + 1
+                    }
+                    Stop::NewKey {
+                        row,
+                        words,
+                        hash,
+                        index,
+                    } => {
+                        groups[row] = self.insert(key_at(row), words, hash, index);
+                        row + 1
+                    }
+                };
+            }
+            groups.truncate(from);
+        }
+        let nulls = array.nulls().filter(|n| n.null_count() > 0);
+        for row in from..array.len() {
+            if nulls.is_some_and(|n| n.is_null(row)) {
+                groups.push(self.intern_null());
+                continue;
+            }
+            groups.push(self.intern_key(key_at(row)));
+        }
+    }
+
+    /// [`Self::find_known_lean`] over the views of a `Utf8View` or `BinaryView` array without
+    /// NULLs: a key of up to 12 bytes is read from its view, a longer one of up to 24 from a
+    /// 32-byte window around it in its data buffer; the words and hash are those of the same
+    /// key in any other array.
+    #[inline(never)]
+    fn find_known_views_lean(
+        &self,
+        views: &[u128],
+        buffers: &[Buffer],
+        from: usize,
+        groups: &mut [u32],
+    ) -> Stop {
+        let slots = self.slots.as_slice();
+        let mask = slots.len() - 1;
+        for (row, (&view, group)) in (from..).zip(views[from..].iter().zip(&mut groups[from..])) {
+            let len = view as u32 as usize;
+            let (head, middle, tail) = if len <= 12 {
+                // The key is the 12 bytes after the length (zero-padded or not: masked).
+                let inline = view >> 32;
+                let [head_mask, _, tail_mask] = KEY_WORD_MASKS[len];
+                let tail = (inline >> (8 * len.saturating_sub(8))) as u64;
+                (inline as u64 & head_mask, 0, tail & tail_mask)
+            } else {
+                let (buffer, offset) = ((view >> 64) as u32 as usize, (view >> 96) as u32 as usize);
+                // As in `find_known_lean`: the 32 bytes from 8 before the key.
+                let window = buffers
+                    .get(buffer)
+                    .and_then(|buffer| {
+                        buffer
+                            .as_slice()
+                            .get(offset.wrapping_sub(8)..offset.wrapping_add(24))
+                    })
+                    .and_then(|window| window.first_chunk::<32>());
+                let Some(window) = window.filter(|_| len <= 24) else {
+                    return Stop::LongKey { row };
+                };
+                let word = |at: usize| {
+                    let mut bytes = [0u8; 8];
+                    bytes.copy_from_slice(&window[at..at + 8]);
+                    u64::from_le_bytes(bytes)
+                };
+                let [_, middle_mask, _] = KEY_WORD_MASKS[len];
+                (word(8), word(16) & middle_mask, word(len))
+            };
+            let hash = hash_key_words(head, middle, tail, len);
+            let mut index = hash as usize & mask;
+            loop {
+                let slot = &slots[index];
+                // Empty slots have length u32::MAX, which no key here has.
+                if ((slot.head ^ head)
+                    | (slot.middle ^ middle)
+                    | (slot.tail ^ tail)
+                    | u64::from(slot.len ^ len as u32))
+                    == 0
+                {
+                    *group = slot.group;
+                    break;
+                }
+                if slot.group == EMPTY_SLOT {
+                    return Stop::NewKey {
+                        row,
+                        words: (head, middle, tail),
+                        hash,
+                        index,
+                    };
+                }
+                index = (index + 1) & mask;
+            }
+        }
+        Stop::Done
+    }
+}
+
 /// `KEY_WORD_MASKS[len]` keeps, of the words at bytes 0, 8 and len - 8 of a key of `len <= 24`
 /// bytes, what [`slot_words`] and [`middle_word`] keep: the key's bytes of the first, the
 /// second only past 16 bytes, the last only from 8 bytes on.
@@ -1014,28 +1141,8 @@ impl GroupValues for BytesGroupValues {
             DataType::LargeUtf8 => self.intern_byte_array(array.as_string::<i64>(), groups),
             DataType::Binary => self.intern_byte_array(array.as_binary::<i32>(), groups),
             DataType::LargeBinary => self.intern_byte_array(array.as_binary::<i64>(), groups),
-            DataType::Utf8View => {
-                let array = array.as_string_view();
-                let nulls = array.nulls().filter(|n| n.null_count() > 0);
-                for row in 0..array.len() {
-                    if nulls.is_some_and(|n| n.is_null(row)) {
-                        groups.push(self.intern_null());
-                        continue;
-                    }
-                    groups.push(self.intern_key(array.value(row).as_bytes()));
-                }
-            }
-            DataType::BinaryView => {
-                let array = array.as_binary_view();
-                let nulls = array.nulls().filter(|n| n.null_count() > 0);
-                for row in 0..array.len() {
-                    if nulls.is_some_and(|n| n.is_null(row)) {
-                        groups.push(self.intern_null());
-                        continue;
-                    }
-                    groups.push(self.intern_key(array.value(row)));
-                }
-            }
+            DataType::Utf8View => self.intern_byte_views(array.as_string_view(), groups),
+            DataType::BinaryView => self.intern_byte_views(array.as_binary_view(), groups),
             other => {
                 return Err(QuiverError::Internal(format!(
                     "bytes group key of type {other}, expected {}",
@@ -1541,7 +1648,10 @@ fn single_key(keys: &[ArrayRef]) -> Result<&ArrayRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{BooleanArray, Float64Array, Int64Array, StringArray, StringViewArray};
+    use arrow::array::{
+        BinaryViewBuilder, BooleanArray, Float64Array, Int64Array, StringArray, StringViewArray,
+        StringViewBuilder,
+    };
     use quiver_core::rng::SplitMix64;
 
     #[test]
@@ -1694,6 +1804,65 @@ mod tests {
             Arc::new(flags),
             Arc::new(views),
         ]
+    }
+
+    #[test]
+    fn string_views_map_keys_like_strings() {
+        // Views of every length class (inline up to 12 bytes, in small data buffers beyond, so
+        // keys sit at buffers' starts and ends), with and without NULLs, interleaved with
+        // string and binary batches of the same keys: each key keeps one group, and new keys
+        // take the next ids in order of first appearance.
+        let mut rng = SplitMix64::new(11);
+        let mut interner = BytesGroupValues::new(DataType::Utf8, true);
+        let mut first_group = std::collections::HashMap::new();
+        let mut groups = Vec::new();
+        for batch in 0..60 {
+            let longest = [13, 25, 40][batch % 3];
+            let keys: Vec<Option<String>> = (0..300)
+                .map(|_| {
+                    let len = rng.below(longest) as usize;
+                    let text: String = (0..len)
+                        .map(|at| {
+                            if at + 1 == len {
+                                b'a' + rng.below(4) as u8
+                            } else {
+                                b'k'
+                            }
+                        })
+                        .map(char::from)
+                        .collect();
+                    (batch % 4 != 0 || rng.below(10) != 0).then_some(text)
+                })
+                .collect();
+            let array: ArrayRef = match batch % 5 {
+                0 => Arc::new(StringArray::from(keys.clone())),
+                1 => {
+                    let mut builder = BinaryViewBuilder::new().with_fixed_block_size(64);
+                    for key in &keys {
+                        builder.append_option(key.as_deref());
+                    }
+                    Arc::new(builder.finish())
+                }
+                _ => {
+                    let mut builder = StringViewBuilder::new().with_fixed_block_size(64);
+                    for key in &keys {
+                        builder.append_option(key.as_deref());
+                    }
+                    Arc::new(builder.finish())
+                }
+            };
+            interner.intern(&[array], &mut groups).unwrap();
+            assert_eq!(groups.len(), keys.len());
+            for (key, &group) in keys.iter().zip(&groups) {
+                let next = first_group.len() as u32;
+                assert_eq!(
+                    *first_group.entry(key.clone()).or_insert(next),
+                    group,
+                    "batch {batch}, {key:?}"
+                );
+            }
+        }
+        assert_eq!(interner.len(), first_group.len());
     }
 
     #[test]
