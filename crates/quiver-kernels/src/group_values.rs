@@ -883,8 +883,8 @@ impl BytesGroupValues {
     /// such a key come from one 32-byte window around it (one bounds check), masked by length
     /// from one table, and are hashed with one formula, so the loop holds no call, no branch
     /// on the length and few enough values to keep them all in registers. It stops at any
-    /// other key (as [`Stop::LongKey`], also for a key less than 8 bytes into `data` or less
-    /// than 24 from its end) for the caller to intern.
+    /// other key (as [`Stop::LongKey`], also for a key that starts in the first 8 bytes of
+    /// `data` or fewer than 24 bytes before its end) for the caller to intern.
     #[inline(never)]
     fn find_known_lean<O: ArrowNativeType>(
         &self,
