@@ -895,57 +895,29 @@ impl BytesGroupValues {
     ) -> Stop {
         let rows = groups.len();
         let slots = self.slots.as_slice();
-        let mask = slots.len() - 1;
         let bounds = offsets[from..=rows].windows(2);
         for (row, (bounds, group)) in (from..).zip(bounds.zip(&mut groups[from..])) {
             let (start, end) = (bounds[0].as_usize(), bounds[1].as_usize());
             let len = end.wrapping_sub(start);
-            // The 32 bytes from 8 before the key hold its first 16 and, for a key of up to 24
-            // bytes, its last 8: one bounds check for the three words.
-            let window = data
-                .get(start.wrapping_sub(8)..start.wrapping_add(24))
-                .and_then(|window| window.first_chunk::<32>());
-            let Some(window) = window.filter(|_| len <= 24) else {
+            let Some((head, middle, tail)) = window_words(data, start, len) else {
                 return Stop::LongKey { row };
             };
-            let word = |at: usize| {
-                let mut bytes = [0u8; 8];
-                bytes.copy_from_slice(&window[at..at + 8]);
-                u64::from_le_bytes(bytes)
-            };
-            let (first, second, last) = (word(8), word(16), word(len));
-            let [head_mask, middle_mask, tail_mask] = KEY_WORD_MASKS[len];
-            let (head, middle, tail) = (first & head_mask, second & middle_mask, last & tail_mask);
             let hash = hash_key_words(head, middle, tail, len);
-            let mut index = hash as usize & mask;
-            loop {
-                let slot = &slots[index];
-                // Empty slots have length u32::MAX, which no key here has.
-                if ((slot.head ^ head)
-                    | (slot.middle ^ middle)
-                    | (slot.tail ^ tail)
-                    | u64::from(slot.len ^ len as u32))
-                    == 0
-                {
-                    *group = slot.group;
-                    break;
-                }
-                if slot.group == EMPTY_SLOT {
+            match find_words(slots, (head, middle, tail), len, hash) {
+                Ok(found) => *group = found,
+                Err(index) => {
                     return Stop::NewKey {
                         row,
                         words: (head, middle, tail),
                         hash,
                         index,
-                    };
+                    }
                 }
-                index = (index + 1) & mask;
             }
         }
         Stop::Done
     }
-}
 
-impl BytesGroupValues {
     /// [`Self::intern_byte_array`] for `Utf8View` and `BinaryView` keys.
     fn intern_byte_views<T: ByteViewType + ?Sized>(
         &mut self,
@@ -1012,7 +984,6 @@ impl BytesGroupValues {
         groups: &mut [u32],
     ) -> Stop {
         let slots = self.slots.as_slice();
-        let mask = slots.len() - 1;
         for (row, (&view, group)) in (from..).zip(views[from..].iter().zip(&mut groups[from..])) {
             let len = view as u32 as usize;
             let (head, middle, tail) = if len <= 12 {
@@ -1023,52 +994,80 @@ impl BytesGroupValues {
                 (inline as u64 & head_mask, 0, tail & tail_mask)
             } else {
                 let (buffer, offset) = ((view >> 64) as u32 as usize, (view >> 96) as u32 as usize);
-                // As in `find_known_lean`: the 32 bytes from 8 before the key.
-                let window = buffers
+                let words = buffers
                     .get(buffer)
-                    .and_then(|buffer| {
-                        buffer
-                            .as_slice()
-                            .get(offset.wrapping_sub(8)..offset.wrapping_add(24))
-                    })
-                    .and_then(|window| window.first_chunk::<32>());
-                let Some(window) = window.filter(|_| len <= 24) else {
+                    .and_then(|buffer| window_words(buffer.as_slice(), offset, len));
+                let Some(words) = words else {
                     return Stop::LongKey { row };
                 };
-                let word = |at: usize| {
-                    let mut bytes = [0u8; 8];
-                    bytes.copy_from_slice(&window[at..at + 8]);
-                    u64::from_le_bytes(bytes)
-                };
-                let [_, middle_mask, _] = KEY_WORD_MASKS[len];
-                (word(8), word(16) & middle_mask, word(len))
+                words
             };
             let hash = hash_key_words(head, middle, tail, len);
-            let mut index = hash as usize & mask;
-            loop {
-                let slot = &slots[index];
-                // Empty slots have length u32::MAX, which no key here has.
-                if ((slot.head ^ head)
-                    | (slot.middle ^ middle)
-                    | (slot.tail ^ tail)
-                    | u64::from(slot.len ^ len as u32))
-                    == 0
-                {
-                    *group = slot.group;
-                    break;
-                }
-                if slot.group == EMPTY_SLOT {
+            match find_words(slots, (head, middle, tail), len, hash) {
+                Ok(found) => *group = found,
+                Err(index) => {
                     return Stop::NewKey {
                         row,
                         words: (head, middle, tail),
                         hash,
                         index,
-                    };
+                    }
                 }
-                index = (index + 1) & mask;
             }
         }
         Stop::Done
+    }
+}
+
+/// The masked [`slot_words`] and [`middle_word`] of the key `bytes[start..start + len]` when
+/// it has at most 24 bytes and the 32 bytes from 8 before it lie in `bytes` (they hold its
+/// first 16 and its last 8: one bounds check for the three words, no branch on the length).
+#[inline(always)]
+fn window_words(bytes: &[u8], start: usize, len: usize) -> Option<(u64, u64, u64)> {
+    let window = bytes
+        .get(start.wrapping_sub(8)..start.wrapping_add(24))?
+        .first_chunk::<32>()
+        .filter(|_| len <= 24)?;
+    let word = |at: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&window[at..at + 8]);
+        u64::from_le_bytes(word)
+    };
+    let [head_mask, middle_mask, tail_mask] = KEY_WORD_MASKS[len];
+    Some((
+        word(8) & head_mask,
+        word(16) & middle_mask,
+        word(len) & tail_mask,
+    ))
+}
+
+/// The group in `slots` of a key of at most 24 bytes whose three words, length and hash are
+/// given, or the empty slot where it would go. Compares all four slot fields at once; empty
+/// slots have length `u32::MAX`, which no such key has, so emptiness is tested only after a
+/// mismatch.
+#[inline(always)]
+fn find_words(
+    slots: &[BytesSlot],
+    (head, middle, tail): (u64, u64, u64),
+    len: usize,
+    hash: u64,
+) -> std::result::Result<u32, usize> {
+    let mask = slots.len() - 1;
+    let mut index = hash as usize & mask;
+    loop {
+        let slot = &slots[index];
+        if ((slot.head ^ head)
+            | (slot.middle ^ middle)
+            | (slot.tail ^ tail)
+            | u64::from(slot.len ^ len as u32))
+            == 0
+        {
+            return Ok(slot.group);
+        }
+        if slot.group == EMPTY_SLOT {
+            return Err(index);
+        }
+        index = (index + 1) & mask;
     }
 }
 
