@@ -198,6 +198,16 @@ fn onebrc_shape(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("stations", stations), |b| {
             b.iter(|| assert_eq!(run(&batches, vec![0], &aggregates).num_rows(), stations))
         });
+        // The same names as `Utf8View`, the type `quiver run` reads 1BRC-format input into.
+        let view_batches = as_utf8_view(&batches);
+        group.bench_function(BenchmarkId::new("stations_utf8view", stations), |b| {
+            b.iter(|| {
+                assert_eq!(
+                    run(&view_batches, vec![0], &aggregates).num_rows(),
+                    stations
+                )
+            })
+        });
     }
     group.finish();
 }
@@ -252,6 +262,26 @@ fn multi_column_keys(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// The batches with their first column (the station names) cast to `Utf8View`.
+fn as_utf8_view(batches: &[RecordBatch]) -> Vec<RecordBatch> {
+    batches
+        .iter()
+        .map(|batch| {
+            let names = arrow::compute::cast(batch.column(0), &DataType::Utf8View).unwrap();
+            let mut fields: Vec<Field> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields[0] = Field::new(fields[0].name(), DataType::Utf8View, false);
+            let mut columns = batch.columns().to_vec();
+            columns[0] = names;
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+        })
+        .collect()
 }
 
 fn onebrc_aggregates() -> Vec<AggregateExpr> {
