@@ -1,6 +1,6 @@
 //! String scalar functions beyond the basic set: `REPLACE`, `POSITION`/`STRPOS`, `LEFT`,
 //! `RIGHT`, `REVERSE`, `LPAD`/`RPAD`, `REPEAT`, `SPLIT_PART`, `STARTS_WITH`, `ENDS_WITH`,
-//! `CONTAINS`, `TRANSLATE`, `INITCAP`, `ASCII`, `CHR`.
+//! `CONTAINS`, `TRANSLATE`, `INITCAP`, `ASCII`, `CHR`, `MD5`, `SHA256`.
 //!
 //! Positions and lengths count characters, as in PostgreSQL, whose semantics these follow at
 //! the edges: negative `LEFT`/`RIGHT` lengths drop characters from the other end, padding
@@ -11,7 +11,9 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, StringArray, StringBuilder};
+use md5::Md5;
 use quiver_core::{QuiverError, Result};
+use sha2::{Digest, Sha256};
 
 use crate::functions::{integers, strings};
 
@@ -63,6 +65,10 @@ pub enum StringFunction {
     /// position of `to`, or is removed when `to` is shorter (the first occurrence in `from`
     /// counts).
     Translate,
+    /// `MD5(s)`: the MD5 digest of the string's UTF-8 bytes, 32 lower-case hex digits.
+    Md5,
+    /// `SHA256(s)`: the SHA-256 digest of the string's UTF-8 bytes, 64 lower-case hex digits.
+    Sha256,
 }
 
 impl StringFunction {
@@ -73,7 +79,9 @@ impl StringFunction {
             | StringFunction::OctetLength
             | StringFunction::Ascii
             | StringFunction::Chr
-            | StringFunction::Initcap => &[1],
+            | StringFunction::Initcap
+            | StringFunction::Md5
+            | StringFunction::Sha256 => &[1],
             StringFunction::Replace | StringFunction::SplitPart | StringFunction::Translate => &[3],
             StringFunction::Pad(_) => &[2, 3],
             _ => &[2],
@@ -99,6 +107,8 @@ impl StringFunction {
             StringFunction::Chr => "CHR",
             StringFunction::Initcap => "INITCAP",
             StringFunction::Translate => "TRANSLATE",
+            StringFunction::Md5 => "MD5",
+            StringFunction::Sha256 => "SHA256",
         }
     }
 }
@@ -123,6 +133,13 @@ fn push_title_case(c: char, out: &mut String) {
     for rest in upper {
         out.extend(rest.to_lowercase());
     }
+}
+
+/// Appends a digest as lower-case hex digits.
+fn write_hex(out: &mut String, digest: &impl std::fmt::LowerHex) {
+    use std::fmt::Write;
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{digest:x}");
 }
 
 /// Arrow's `Utf8` arrays address their bytes with `i32` offsets.
@@ -294,6 +311,20 @@ pub fn evaluate(function: StringFunction, args: &[ArrayRef]) -> Result<ArrayRef>
                 Ok(true)
             })
         }
+        StringFunction::Md5 => build_strings(rows, name, |row, out| {
+            if text.is_null(row) {
+                return Ok(false);
+            }
+            write_hex(out, &Md5::digest(text.value(row)));
+            Ok(true)
+        }),
+        StringFunction::Sha256 => build_strings(rows, name, |row, out| {
+            if text.is_null(row) {
+                return Ok(false);
+            }
+            write_hex(out, &Sha256::digest(text.value(row)));
+            Ok(true)
+        }),
         StringFunction::Reverse => build_strings(rows, name, |row, out| {
             if text.is_null(row) {
                 return Ok(false);
@@ -454,6 +485,29 @@ mod tests {
 
     fn owned(values: &[Option<&str>]) -> Vec<Option<String>> {
         values.iter().map(|v| v.map(String::from)).collect()
+    }
+
+    #[test]
+    fn digests_are_lower_case_hex_of_the_utf8_bytes() {
+        let s = text(&[Some("abc"), Some(""), None, Some("héllo")]);
+        assert_eq!(
+            run(StringFunction::Md5, std::slice::from_ref(&s)),
+            owned(&[
+                Some("900150983cd24fb0d6963f7d28e17f72"),
+                Some("d41d8cd98f00b204e9800998ecf8427e"),
+                None,
+                Some("be50e8478cf24ff3595bc7307fb91b50"),
+            ])
+        );
+        assert_eq!(
+            run(StringFunction::Sha256, &[s]),
+            owned(&[
+                Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+                Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+                None,
+                Some("3c48591d8d098a4538f5e013dfcf406e948eac4d3277b10bf614e295d6068179"),
+            ])
+        );
     }
 
     #[test]

@@ -3974,6 +3974,9 @@ fn scalar_expr(
                 ast::BinaryOperator::Minus => BinaryOp::Minus,
                 ast::BinaryOperator::Multiply => BinaryOp::Multiply,
                 ast::BinaryOperator::Divide => BinaryOp::Divide,
+                // DuckDB's `//`: `/` already divides integers to an integer (truncated), and
+                // other numbers as `/` does, as `//` does there.
+                ast::BinaryOperator::DuckIntegerDivide => BinaryOp::Divide,
                 ast::BinaryOperator::Modulo => BinaryOp::Modulo,
                 ast::BinaryOperator::Eq => BinaryOp::Eq,
                 ast::BinaryOperator::NotEq => BinaryOp::NotEq,
@@ -4631,6 +4634,8 @@ fn scalar_function(
         "left" => (ScalarFunction::Text(StringFunction::Left), &[2][..]),
         "right" => (ScalarFunction::Text(StringFunction::Right), &[2][..]),
         "reverse" => (ScalarFunction::Text(StringFunction::Reverse), &[1][..]),
+        "md5" => (ScalarFunction::Text(StringFunction::Md5), &[1][..]),
+        "sha256" => (ScalarFunction::Text(StringFunction::Sha256), &[1][..]),
         "lpad" => (
             ScalarFunction::Text(StringFunction::Pad(PadSide::Left)),
             &[2, 3][..],
