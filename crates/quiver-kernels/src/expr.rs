@@ -400,8 +400,9 @@ impl Expr {
                         DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)
                     )
                 {
-                    // ' 2024-01-05 ' reads as a date, as numbers and booleans with spaces do.
-                    value = trimmed(&value)?;
+                    // ' 2024-01-05 ' reads as a date, as numbers and booleans with spaces do,
+                    // and '2024-01-05 10:20' as a timestamp, as in PostgreSQL and DuckDB.
+                    value = trimmed(&value, matches!(to, DataType::Timestamp(..)))?;
                 }
                 if to == &DataType::Utf8 {
                     if let DataType::Timestamp(..) = value.data_type() {
@@ -720,13 +721,28 @@ fn expanded_exponent(text: &str) -> Option<String> {
 }
 
 /// Strings without their leading and trailing whitespace.
-fn trimmed(array: &ArrayRef) -> Result<ArrayRef> {
+/// The strings of `array` without surrounding spaces; with `add_seconds`, a clock of hours and
+/// minutes alone (`2024-01-05 10:20`, which Arrow's parser refuses) gains `:00`.
+fn trimmed(array: &ArrayRef, add_seconds: bool) -> Result<ArrayRef> {
     let strings = cast(array, &DataType::Utf8)?;
     let strings = strings.as_string::<i32>();
+    let minutes_only = |text: &str| {
+        let bytes = text.as_bytes();
+        bytes.len() == 16 && matches!(bytes[10], b' ' | b'T') && bytes[13] == b':'
+    };
     Ok(Arc::new(
         strings
             .iter()
-            .map(|v| v.map(str::trim))
+            .map(|v| {
+                v.map(|text| {
+                    let text = text.trim();
+                    if add_seconds && minutes_only(text) {
+                        std::borrow::Cow::Owned(format!("{text}:00"))
+                    } else {
+                        std::borrow::Cow::Borrowed(text)
+                    }
+                })
+            })
             .collect::<arrow::array::StringArray>(),
     ))
 }

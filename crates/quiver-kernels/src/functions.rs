@@ -204,6 +204,10 @@ pub enum ScalarFunction {
     MakeDate,
     /// `LAST_DAY(d)`: the month's last day, as a date.
     LastDay,
+    /// `TIME_BUCKET(width, t [, origin])` (DuckDB's): the start of the bucket of `width` that
+    /// holds `t`, buckets counted from `origin` (a second argument of the kernel; by default
+    /// 2000-01-03, a Monday, and for month widths 2000-01, whose month alone counts).
+    TimeBucket(BucketWidth),
     /// `STRFTIME(t, format)`.
     Strftime,
     /// `LEAST(a, b, ...)`: the smallest non-NULL argument (NULL when all are).
@@ -459,6 +463,10 @@ pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef>
         ScalarFunction::MakeDate => {
             arity(function, args, &[3])?;
             crate::calendar::make_date(&args[0], &args[1], &args[2])
+        }
+        ScalarFunction::TimeBucket(width) => {
+            arity(function, args, &[1, 2])?;
+            time_bucket(width, &args[0], args.get(1))
         }
         ScalarFunction::LastDay => {
             arity(function, args, &[1])?;
@@ -746,6 +754,120 @@ pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// The width of a [`ScalarFunction::TimeBucket`]: calendar months, or a fixed span (days are
+/// 24 hours, as timestamps are read in UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketWidth {
+    /// A positive number of months.
+    Months(i32),
+    /// A positive number of nanoseconds.
+    Nanos(i64),
+}
+
+const NANOS_PER_DAY: i128 = 86_400_000_000_000;
+
+/// 2000-01-03T00:00:00 (a Monday) in nanoseconds since the epoch: DuckDB's default origin for
+/// buckets of days and time.
+const DEFAULT_BUCKET_ORIGIN_NANOS: i128 = 10_959 * NANOS_PER_DAY;
+
+/// Months since year 0 of the instant `nanos` since the epoch (UTC).
+fn month_index(nanos: i128) -> Result<i64> {
+    let days = i64::try_from(nanos.div_euclid(NANOS_PER_DAY))
+        .map_err(|_| QuiverError::overflow("TIME_BUCKET", "Int64"))?;
+    let (year, month, _) = civil_from_days(days);
+    Ok(year * 12 + month - 1)
+}
+
+fn time_bucket(
+    width: BucketWidth,
+    value: &ArrayRef,
+    origin: Option<&ArrayRef>,
+) -> Result<ArrayRef> {
+    if matches!(value.data_type(), DataType::Date32 | DataType::Date64) {
+        // A date buckets to a date, as in DuckDB.
+        let timestamps = cast(value, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+        return Ok(cast(
+            &time_bucket(width, &timestamps, origin)?,
+            value.data_type(),
+        )?);
+    }
+    let time_unit = timestamp_unit(value, "TIME_BUCKET")?;
+    let nanos_per_unit = i128::from(1_000_000_000 / per_second(time_unit));
+    let raw = as_int64(value)?;
+    let origins = origin
+        .map(|origin| -> Result<PrimitiveArray<Int64Type>> {
+            let origin = match origin.data_type() {
+                DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 | DataType::Null => {
+                    cast(
+                        &in_utc(origin)?,
+                        &DataType::Timestamp(TimeUnit::Nanosecond, None),
+                    )?
+                }
+                other => {
+                    return Err(QuiverError::Unsupported(format!(
+                        "TIME_BUCKET origin of {other}; it takes a timestamp or an interval"
+                    )))
+                }
+            };
+            as_int64(&origin)
+        })
+        .transpose()?;
+    let bucket = |value: i64, origin_nanos: Option<i128>| -> Result<i64> {
+        let nanos = i128::from(value) * nanos_per_unit;
+        let start_nanos = match width {
+            BucketWidth::Months(months) => {
+                let months = i64::from(months);
+                let origin_month = match origin_nanos {
+                    Some(origin) => month_index(origin)?,
+                    None => 2000 * 12,
+                };
+                let month =
+                    origin_month + (month_index(nanos)? - origin_month).div_euclid(months) * months;
+                i128::from(days_from_civil(
+                    month.div_euclid(12),
+                    month.rem_euclid(12) + 1,
+                    1,
+                )) * NANOS_PER_DAY
+            }
+            BucketWidth::Nanos(span) => {
+                let origin = origin_nanos.unwrap_or(DEFAULT_BUCKET_ORIGIN_NANOS);
+                let span = i128::from(span);
+                origin + (nanos - origin).div_euclid(span) * span
+            }
+        };
+        i64::try_from(start_nanos.div_euclid(nanos_per_unit))
+            .map_err(|_| QuiverError::overflow("TIME_BUCKET", value_type_name(time_unit)))
+    };
+    let buckets: PrimitiveArray<Int64Type> = match &origins {
+        None => raw.try_unary(|v| bucket(v, None))?,
+        Some(origins) => raw
+            .iter()
+            .zip(origins.iter())
+            .map(|(value, origin)| match (value, origin) {
+                (Some(value), Some(origin)) => bucket(value, Some(i128::from(origin))).map(Some),
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?,
+    };
+    Ok(cast(&(Arc::new(buckets) as ArrayRef), value.data_type())?)
+}
+
+fn value_type_name(unit: TimeUnit) -> String {
+    DataType::Timestamp(unit, None).to_string()
+}
+
+/// A timestamp array's values as `Int64` (same buffers).
+fn as_int64(value: &ArrayRef) -> Result<PrimitiveArray<Int64Type>> {
+    Ok(PrimitiveArray::from(
+        value
+            .to_data()
+            .into_builder()
+            .data_type(DataType::Int64)
+            .build()
+            .map_err(QuiverError::from)?,
+    ))
 }
 
 fn date_trunc(unit: TruncUnit, value: &ArrayRef) -> Result<ArrayRef> {

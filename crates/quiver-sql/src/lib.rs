@@ -23,7 +23,7 @@ use quiver_kernels::analytic::{
     AnalyticCall, AnalyticFunction, AnalyticOrder, Frame, FrameBound, FrameUnits,
 };
 use quiver_kernels::expr::{BinaryOp, Expr, Literal, ScalarFunction};
-use quiver_kernels::functions::{TimeField, TrimSide, TruncUnit};
+use quiver_kernels::functions::{BucketWidth, TimeField, TrimSide, TruncUnit};
 use quiver_kernels::math::{FloatFunction, FloatTest, Rounding};
 use quiver_kernels::more_accumulators::CovarianceKind;
 use quiver_kernels::regex_functions::RegexFunction;
@@ -4691,6 +4691,44 @@ fn scalar_function(
                 vec![recurse(raw[1])?],
             ));
         }
+        "time_bucket" => {
+            expect(&[2, 3])?;
+            let width = match recurse(raw[0])? {
+                Expr::Literal(Literal::Interval {
+                    months,
+                    days,
+                    nanos,
+                }) => bucket_width(months, days, nanos)
+                    .map_err(|reason| unsupported(format!("`{whole}`: {reason}"), span))?,
+                _ => {
+                    return Err(unsupported(
+                        format!("`{whole}`: the bucket width must be a constant INTERVAL"),
+                        span,
+                    ))
+                }
+            };
+            let value = recurse(raw[1])?;
+            return Ok(match raw.get(2).map(|e| recurse(e)).transpose()? {
+                None => Expr::Function(ScalarFunction::TimeBucket(width), vec![value]),
+                // An offset shifts the buckets: they hold `t - offset`, then move by `offset`
+                // (calendar arithmetic, as `t - INTERVAL ...` everywhere).
+                Some(offset @ Expr::Literal(Literal::Interval { .. })) => Expr::Binary(
+                    Box::new(Expr::Function(
+                        ScalarFunction::TimeBucket(width),
+                        vec![Expr::Binary(
+                            Box::new(value),
+                            BinaryOp::Minus,
+                            Box::new(offset.clone()),
+                        )],
+                    )),
+                    BinaryOp::Plus,
+                    Box::new(offset),
+                ),
+                Some(origin) => {
+                    Expr::Function(ScalarFunction::TimeBucket(width), vec![value, origin])
+                }
+            });
+        }
         "date_trunc" => {
             expect(&[2])?;
             let unit = match raw[0] {
@@ -4732,6 +4770,28 @@ fn scalar_function(
     }
     let args = raw.iter().map(|e| recurse(e)).collect::<Result<Vec<_>>>()?;
     Ok(Expr::Function(function, args))
+}
+
+/// The width of `TIME_BUCKET` for an interval of `months`, `days` and `nanos`: months alone or
+/// days and time alone, positive.
+fn bucket_width(months: i32, days: i32, nanos: i64) -> std::result::Result<BucketWidth, String> {
+    const NANOS_PER_DAY: i128 = 86_400_000_000_000;
+    if months != 0 {
+        if days != 0 || nanos != 0 {
+            return Err("a width of months cannot also have days or time".to_string());
+        }
+        return if months > 0 {
+            Ok(BucketWidth::Months(months))
+        } else {
+            Err("the bucket width must be positive".to_string())
+        };
+    }
+    let total = i128::from(days) * NANOS_PER_DAY + i128::from(nanos);
+    match i64::try_from(total) {
+        Ok(span) if span > 0 => Ok(BucketWidth::Nanos(span)),
+        Ok(_) => Err("the bucket width must be positive".to_string()),
+        Err(_) => Err("the bucket width is too large".to_string()),
+    }
 }
 
 /// `INTERVAL '1' DAY`, `INTERVAL '1 day 2 hours'`, `INTERVAL '-1.5 seconds'`: months (years,
