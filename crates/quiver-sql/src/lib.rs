@@ -1387,27 +1387,44 @@ fn plan_query(
     if group_exprs.is_empty() && !has_aggregates && window.is_none() {
         for item in &select.projection {
             match item {
-                ast::SelectItem::Wildcard(options) => match &star {
-                    // With USING / NATURAL: each merged column once, first.
-                    Some(star) => {
-                        let kept = wildcard_columns(options, &star_schema(star))?;
-                        plan_output.extend(kept.into_iter().map(|i| star[i].clone()));
-                    }
-                    None => {
-                        for i in wildcard_columns(options, &source_schema)? {
-                            // Not the columns of subqueries joined for correlated ones.
-                            if qualifiers
-                                .as_ref()
-                                .and_then(|q| q.get(i))
-                                .is_some_and(|q| decorrelate::is_joined_subquery(q))
-                            {
-                                continue;
+                ast::SelectItem::Wildcard(options) => {
+                    // `* REPLACE (expr AS name)`: the column keeps its place, under the name
+                    // as written there (as in DuckDB).
+                    let (options, replacements) = wildcard_replacements(options);
+                    let first_output = plan_output.len();
+                    match &star {
+                        // With USING / NATURAL: each merged column once, first.
+                        Some(star) => {
+                            let kept = wildcard_columns(&options, &star_schema(star))?;
+                            plan_output.extend(kept.into_iter().map(|i| star[i].clone()));
+                        }
+                        None => {
+                            for i in wildcard_columns(&options, &source_schema)? {
+                                // Not the columns of subqueries joined for correlated ones.
+                                if qualifiers
+                                    .as_ref()
+                                    .and_then(|q| q.get(i))
+                                    .is_some_and(|q| decorrelate::is_joined_subquery(q))
+                                {
+                                    continue;
+                                }
+                                let name = source_schema.field(i).name().clone();
+                                plan_output.push((Expr::Column(i), name));
                             }
-                            let name = source_schema.field(i).name().clone();
-                            plan_output.push((Expr::Column(i), name));
                         }
                     }
-                },
+                    for (name, replacement) in replacements {
+                        let output = plan_output[first_output..]
+                            .iter_mut()
+                            .find(|(_, column)| same_column_name(column, &name))
+                            .ok_or_else(|| {
+                                QuiverError::Unsupported(format!(
+                                    "REPLACE of `{name}`, which `*` does not select"
+                                ))
+                            })?;
+                        *output = (columns.scalar_with(replacement, &windowed)?, name);
+                    }
+                }
                 ast::SelectItem::QualifiedWildcard(
                     ast::SelectItemQualifiedWildcardKind::ObjectName(table),
                     options,
@@ -3366,6 +3383,27 @@ fn star_schema(star: &[(Expr, String)]) -> Schema {
     )
 }
 
+/// `options` without its `REPLACE (expr AS name, ...)`, and those replacements.
+fn wildcard_replacements(
+    options: &ast::WildcardAdditionalOptions,
+) -> (ast::WildcardAdditionalOptions, Vec<(String, &ast::Expr)>) {
+    let replacements = options
+        .opt_replace
+        .iter()
+        .flat_map(|replace| &replace.items)
+        .map(|item| (item.column_name.value.clone(), &item.expr))
+        .collect();
+    let mut rest = options.clone();
+    rest.opt_replace = None;
+    (rest, replacements)
+}
+
+/// Whether an output column named `column` is the one `name` refers to (exactly, else
+/// ignoring ASCII case, as column references resolve).
+fn same_column_name(column: &str, name: &str) -> bool {
+    column == name || column.eq_ignore_ascii_case(name)
+}
+
 /// The source columns `*` stands for: all, or all but those of `EXCLUDE (...)` / `EXCEPT (...)`.
 fn wildcard_columns(
     options: &ast::WildcardAdditionalOptions,
@@ -3377,7 +3415,8 @@ fn wildcard_columns(
         || options.opt_alias.is_some()
     {
         return Err(QuiverError::Unsupported(format!(
-            "`*{options}`; only EXCLUDE (...) / EXCEPT (...) are supported after *"
+            "`*{options}`; only EXCLUDE (...) / EXCEPT (...) are supported after * here \
+             (and REPLACE (...) in a SELECT without GROUP BY or aggregates)"
         )));
     }
     let mut excluded: Vec<String> = Vec::new();
