@@ -4031,6 +4031,28 @@ fn scalar_expr(
                         vec![recurse(left)?, recurse(right)?],
                     ))
                 }
+                // `a ^ b` is a power in PostgreSQL and DuckDB (the parser calls it XOR). The
+                // parser binds it more loosely than `+` and `*` (`2 + 3 ^ 2` as `(2 + 3) ^ 2`),
+                // so an operand that is another binary operation must be in parentheses.
+                ast::BinaryOperator::BitwiseXor | ast::BinaryOperator::PGExp => {
+                    let loose = |operand: &ast::Expr| {
+                        matches!(operand, ast::Expr::BinaryOp { op, .. }
+                            if !matches!(op, ast::BinaryOperator::BitwiseXor | ast::BinaryOperator::PGExp))
+                    };
+                    if loose(left) || loose(right) {
+                        return Err(unsupported(
+                            format!(
+                                "`{expr}`: write the operands of `^` that are operations in \
+                                 parentheses, e.g. `2 + (3 ^ 2)`"
+                            ),
+                            expr_span(expr),
+                        ));
+                    }
+                    return Ok(Expr::Function(
+                        ScalarFunction::Power,
+                        vec![recurse(left)?, recurse(right)?],
+                    ));
+                }
                 ast::BinaryOperator::PGRegexMatch
                 | ast::BinaryOperator::PGRegexIMatch
                 | ast::BinaryOperator::PGRegexNotMatch
