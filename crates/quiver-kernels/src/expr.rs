@@ -1240,6 +1240,15 @@ pub(crate) fn cast_operand(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> 
     ) {
         return cast_exact(&crate::functions::in_utc(array)?, to);
     }
+    if is_string(array.data_type())
+        && matches!(
+            to,
+            DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)
+        )
+    {
+        // Text compared with a date or timestamp reads as a CAST of it does.
+        return cast_exact(&trimmed(array, matches!(to, DataType::Timestamp(..)))?, to);
+    }
     cast_exact(array, to)
 }
 
