@@ -879,14 +879,7 @@ fn date_trunc(unit: TruncUnit, value: &ArrayRef) -> Result<ArrayRef> {
     let time_unit = timestamp_unit(value, "DATE_TRUNC")?;
     let scale = per_second(time_unit);
     let day = 86_400 * scale;
-    let raw: PrimitiveArray<Int64Type> = PrimitiveArray::from(
-        value
-            .to_data()
-            .into_builder()
-            .data_type(DataType::Int64)
-            .build()
-            .map_err(QuiverError::from)?,
-    );
+    let raw = as_int64(value)?;
     let fixed = |size: i64| move |v: i64| v - v.rem_euclid(size);
     let truncated: PrimitiveArray<Int64Type> = match unit {
         TruncUnit::Millisecond => raw.unary(fixed((scale / 1_000).max(1))),

@@ -902,17 +902,9 @@ impl BytesGroupValues {
             let Some((head, middle, tail)) = window_words(data, start, len) else {
                 return Stop::LongKey { row };
             };
-            let hash = hash_key_words(head, middle, tail, len);
-            match find_words(slots, (head, middle, tail), len, hash) {
+            match find_or_stop(slots, (head, middle, tail), len, row) {
                 Ok(found) => *group = found,
-                Err(index) => {
-                    return Stop::NewKey {
-                        row,
-                        words: (head, middle, tail),
-                        hash,
-                        index,
-                    }
-                }
+                Err(stop) => return stop,
             }
         }
         Stop::Done
@@ -1039,17 +1031,9 @@ impl BytesGroupValues {
                 };
                 words
             };
-            let hash = hash_key_words(head, middle, tail, len);
-            match find_words(slots, (head, middle, tail), len, hash) {
+            match find_or_stop(slots, (head, middle, tail), len, row) {
                 Ok(found) => *group = found,
-                Err(index) => {
-                    return Stop::NewKey {
-                        row,
-                        words: (head, middle, tail),
-                        hash,
-                        index,
-                    }
-                }
+                Err(stop) => return stop,
             }
         }
         Stop::Done
@@ -1110,6 +1094,24 @@ fn find_words(
         }
         index = (index + 1) & mask;
     }
+}
+
+/// [`find_words`] of the key of row `row` (hashed here), or where a lean loop stops for it: a
+/// new key, with what its insert needs.
+#[inline(always)]
+fn find_or_stop(
+    slots: &[BytesSlot],
+    words: (u64, u64, u64),
+    len: usize,
+    row: usize,
+) -> std::result::Result<u32, Stop> {
+    let hash = hash_key_words(words.0, words.1, words.2, len);
+    find_words(slots, words, len, hash).map_err(|index| Stop::NewKey {
+        row,
+        words,
+        hash,
+        index,
+    })
 }
 
 /// `KEY_WORD_MASKS[len]` keeps, of the words at bytes 0, 8 and len - 8 of a key of `len <= 24`
