@@ -755,6 +755,15 @@ impl BytesGroupValues {
                         .intern_key(&data[offsets[row].as_usize()..offsets[row + 1].as_usize()]);
                     row + 1
                 }
+                Stop::Lookup { row } => {
+                    let key = &data[offsets[row].as_usize()..offsets[row + 1].as_usize()];
+                    if key.len() > 24 {
+                        long_keys += 1;
+                        lean &= long_keys * LEAN_EXITS_PER_BATCH <= groups.len();
+                    }
+                    groups[row] = self.intern_key(key);
+                    row + 1
+                }
                 Stop::FirstNull { row } => {
                     groups[row] = self.intern_null();
                     row + 1
@@ -882,8 +891,8 @@ impl BytesGroupValues {
     /// and of lengths that would make a branch on the length mispredict: the three words of
     /// such a key come from one 32-byte window around it (one bounds check), masked by length
     /// from one table, and are hashed with one formula, so the loop holds no call, no branch
-    /// on the length and few enough values to keep them all in registers. It stops at any
-    /// other key (as [`Stop::LongKey`], also for a key that starts in the first 8 bytes of
+    /// on the length and few enough values to keep them all in registers. It stops at a new
+    /// key and at any other ([`Stop::Lookup`]: also a key that starts in the first 8 bytes of
     /// `data` or fewer than 24 bytes before its end) for the caller to intern.
     #[inline(never)]
     fn find_known_lean<O: ArrowNativeType>(
@@ -893,18 +902,18 @@ impl BytesGroupValues {
         from: usize,
         groups: &mut [u32],
     ) -> Stop {
-        let rows = groups.len();
         let slots = self.slots.as_slice();
-        let bounds = offsets[from..=rows].windows(2);
-        for (row, (bounds, group)) in (from..).zip(bounds.zip(&mut groups[from..])) {
-            let (start, end) = (bounds[0].as_usize(), bounds[1].as_usize());
+        // One index for offsets and groups (the zipped iterators kept two, and the loop spilled).
+        let offsets = &offsets[..=groups.len()];
+        for row in from..groups.len() {
+            let (start, end) = (offsets[row].as_usize(), offsets[row + 1].as_usize());
             let len = end.wrapping_sub(start);
             let Some((head, middle, tail)) = window_words(data, start, len) else {
-                return Stop::LongKey { row };
+                return Stop::Lookup { row };
             };
-            match find_or_stop(slots, (head, middle, tail), len, row) {
-                Ok(found) => *group = found,
-                Err(stop) => return stop,
+            match find_words(slots, (head, middle, tail), len) {
+                Some(found) => groups[row] = found,
+                None => return Stop::Lookup { row },
             }
         }
         Stop::Done
@@ -945,23 +954,13 @@ impl BytesGroupValues {
                 } else {
                     self.find_known_views_lean::<false>(views, buffers, from, groups)
                 };
-                from = match stop {
-                    Stop::Done => return,
-                    Stop::LongKey { row } | Stop::FirstNull { row } => {
-                        exits += 1;
-                        groups[row] = self.intern_key(key_at(row));
-                        row + 1
-                    }
-                    Stop::NewKey {
-                        row,
-                        words,
-                        hash,
-                        index,
-                    } => {
-                        groups[row] = self.insert(key_at(row), words, hash, index);
-                        row + 1
-                    }
+                let Some(row) = stop else {
+                    return;
                 };
+                let key = key_at(row);
+                exits += usize::from(key.len() > 24);
+                groups[row] = self.intern_key(key);
+                from = row + 1;
             }
             groups.truncate(from);
         }
@@ -979,7 +978,8 @@ impl BytesGroupValues {
     /// NULLs: a key of up to 12 bytes is read from its view, a longer one of up to 24 from a
     /// 32-byte window around it in its data buffer; the words and hash are those of the same
     /// key in any other array. `BRANCH_FREE` reads both the inline words and a window (a
-    /// zero one for inline keys) and selects, instead of branching on the length.
+    /// zero one for inline keys) and selects, instead of branching on the length. Returns the
+    /// row it stopped at, if any, for the caller to intern.
     #[inline(never)]
     fn find_known_views_lean<const BRANCH_FREE: bool>(
         &self,
@@ -987,7 +987,7 @@ impl BytesGroupValues {
         buffers: &[Buffer],
         from: usize,
         groups: &mut [u32],
-    ) -> Stop {
+    ) -> Option<usize> {
         let slots = self.slots.as_slice();
         for (row, (&view, group)) in (from..).zip(views[from..].iter().zip(&mut groups[from..])) {
             let len = view as u32 as usize;
@@ -1012,7 +1012,7 @@ impl BytesGroupValues {
                     (buffer, offset)
                 };
                 let Some(window) = window_words(bytes, start, len) else {
-                    return Stop::LongKey { row };
+                    return Some(row);
                 };
                 let from_view = inline_words();
                 if inline {
@@ -1027,16 +1027,16 @@ impl BytesGroupValues {
                     .get(buffer)
                     .and_then(|buffer| window_words(buffer.as_slice(), offset, len));
                 let Some(words) = words else {
-                    return Stop::LongKey { row };
+                    return Some(row);
                 };
                 words
             };
-            match find_or_stop(slots, (head, middle, tail), len, row) {
-                Ok(found) => *group = found,
-                Err(stop) => return stop,
+            match find_words(slots, (head, middle, tail), len) {
+                Some(found) => *group = found,
+                None => return Some(row),
             }
         }
-        Stop::Done
+        None
     }
 }
 
@@ -1066,19 +1066,19 @@ fn window_words(bytes: &[u8], start: usize, len: usize) -> Option<(u64, u64, u64
     ))
 }
 
-/// The group in `slots` of a key of at most 24 bytes whose three words, length and hash are
-/// given, or the empty slot where it would go. Compares all four slot fields at once; empty
-/// slots have length `u32::MAX`, which no such key has, so emptiness is tested only after a
-/// mismatch.
+/// The group in `slots` of a key of at most 24 bytes whose three words and length are given
+/// (hashed here), if it is there. Compares all four slot fields at once; empty slots have length
+/// `u32::MAX`, which no such key has, so emptiness is tested only after a mismatch. Says only
+/// whether the key is there: a lean loop that holds no more than that keeps its values in
+/// registers, and the caller's insert finds the slot again.
 #[inline(always)]
 fn find_words(
     slots: &[BytesSlot],
     (head, middle, tail): (u64, u64, u64),
     len: usize,
-    hash: u64,
-) -> std::result::Result<u32, usize> {
+) -> Option<u32> {
     let mask = slots.len() - 1;
-    let mut index = hash as usize & mask;
+    let mut index = hash_key_words(head, middle, tail, len) as usize & mask;
     loop {
         let slot = &slots[index];
         if ((slot.head ^ head)
@@ -1087,31 +1087,13 @@ fn find_words(
             | u64::from(slot.len ^ len as u32))
             == 0
         {
-            return Ok(slot.group);
+            return Some(slot.group);
         }
         if slot.group == EMPTY_SLOT {
-            return Err(index);
+            return None;
         }
         index = (index + 1) & mask;
     }
-}
-
-/// [`find_words`] of the key of row `row` (hashed here), or where a lean loop stops for it: a
-/// new key, with what its insert needs.
-#[inline(always)]
-fn find_or_stop(
-    slots: &[BytesSlot],
-    words: (u64, u64, u64),
-    len: usize,
-    row: usize,
-) -> std::result::Result<u32, Stop> {
-    let hash = hash_key_words(words.0, words.1, words.2, len);
-    find_words(slots, words, len, hash).map_err(|index| Stop::NewKey {
-        row,
-        words,
-        hash,
-        index,
-    })
 }
 
 /// `KEY_WORD_MASKS[len]` keeps, of the words at bytes 0, 8 and len - 8 of a key of `len <= 24`
@@ -1153,6 +1135,9 @@ enum Stop {
     FirstNull { row: usize },
     /// Row `row`'s key is longer than 16 bytes (in a loop for short keys only).
     LongKey { row: usize },
+    /// Row `row`'s key is new, or one a lean loop does not read (over 24 bytes, or too near
+    /// an end of its buffer): the caller interns it.
+    Lookup { row: usize },
     /// Row `row`'s key is new: it goes at slot `index` with its hash and its head, middle and
     /// tail words.
     NewKey {
