@@ -7,7 +7,7 @@ use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, RecordBatc
 use arrow::compute::{concat_batches, filter_record_batch, take, SortColumn, SortOptions};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use quiver_core::{DeadLetter, DeadLetterPayload, Position, QuiverError, Result};
-use quiver_kernels::expr::{Expr, Literal, ScalarFunction, ValueSet};
+use quiver_kernels::expr::{BinaryOp, Expr, Literal, ScalarFunction, ValueSet};
 use quiver_kernels::{AggregateExpr, AggregateFunction, EmitTo, HashAggregator};
 use quiver_sql::{EmitMode, Plan, PlanKind, PlanSubquery, WindowSpec};
 
@@ -851,12 +851,101 @@ pub fn resolve_subqueries(mut plan: Plan) -> Result<Plan> {
             Some(result) => Expr::Literal(Literal::Bool(result.num_rows() > 0)),
             None => e,
         },
+        Expr::Function(ScalarFunction::QuantifiedSubquery { index, op, all }, args) => {
+            let column = results
+                .get(*index)
+                .filter(|result| result.num_columns() == 1)
+                .map(|result| result.column(0));
+            match (column, args.first()) {
+                (Some(column), Some(value)) => {
+                    match quantified_comparison(column, value, *op, *all) {
+                        Ok(comparison) => comparison,
+                        Err(error) => {
+                            failure.borrow_mut().get_or_insert(error.to_string());
+                            e
+                        }
+                    }
+                }
+                _ => e,
+            }
+        }
         _ => e,
     });
     if let Some(why) = failure.into_inner() {
         return Err(QuiverError::Unsupported(why));
     }
     Ok(plan)
+}
+
+/// `value op ANY (values)` (`op ALL` when `all`) as comparisons with the least and greatest
+/// of `values`, in SQL's three-valued logic: ANY is TRUE when some value compares TRUE, else
+/// NULL when `value` is NULL or a value is, else FALSE (so FALSE over no values); ALL is FALSE
+/// when some value compares FALSE, else NULL likewise, else TRUE (so TRUE over no values).
+fn quantified_comparison(values: &ArrayRef, value: &Expr, op: BinaryOp, all: bool) -> Result<Expr> {
+    if values.is_empty() {
+        return Ok(Expr::Literal(Literal::Bool(all)));
+    }
+    let nulls = values.null_count();
+    let (least, greatest) = if nulls == values.len() {
+        (Expr::Literal(Literal::Null), Expr::Literal(Literal::Null))
+    } else {
+        // NULLs first, then the values in ascending order.
+        let options = SortOptions {
+            descending: false,
+            nulls_first: true,
+        };
+        let order = arrow::compute::sort_to_indices(values, Some(options), None)?;
+        let at = |position: usize| Literal::value_at(values, order.value(position) as usize);
+        (at(nulls)?, at(values.len() - 1)?)
+    };
+    let compare = |bound: &Expr| Expr::Binary(Box::new(value.clone()), op, Box::new(bound.clone()));
+    let both = |joiner: BinaryOp| {
+        Expr::Binary(
+            Box::new(compare(&least)),
+            joiner,
+            Box::new(compare(&greatest)),
+        )
+    };
+    // For ANY, TRUE when some value compares TRUE; for ALL, TRUE when every value does.
+    let decided = match (op, all) {
+        (BinaryOp::Lt | BinaryOp::LtEq, false) | (BinaryOp::Gt | BinaryOp::GtEq, true) => {
+            compare(&greatest)
+        }
+        (BinaryOp::Gt | BinaryOp::GtEq, false) | (BinaryOp::Lt | BinaryOp::LtEq, true) => {
+            compare(&least)
+        }
+        (BinaryOp::NotEq, false) => both(BinaryOp::Or),
+        (BinaryOp::Eq, true) => both(BinaryOp::And),
+        _ => {
+            return Err(QuiverError::Internal(format!(
+                "{op:?} {} over a subquery's extremes",
+                if all { "ALL" } else { "ANY" }
+            )))
+        }
+    };
+    let unknown = Expr::Binary(
+        Box::new(Expr::IsNull(Box::new(value.clone()), false)),
+        BinaryOp::Or,
+        Box::new(Expr::Literal(Literal::Bool(nulls > 0))),
+    );
+    let truth = |b: bool| Box::new(Expr::Literal(Literal::Bool(b)));
+    Ok(if all {
+        Expr::Case(
+            vec![
+                (Expr::Not(Box::new(decided)), *truth(false)),
+                (unknown, Expr::Literal(Literal::Null)),
+            ],
+            Some(truth(true)),
+        )
+    } else {
+        Expr::Case(
+            vec![
+                (decided, *truth(true)),
+                (unknown, Expr::Literal(Literal::Null)),
+            ],
+            Some(truth(false)),
+        )
+    })
 }
 
 /// The output of a plan run before the query over its table's held rows (a subquery in an

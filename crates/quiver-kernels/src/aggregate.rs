@@ -19,11 +19,13 @@ use crate::approx_percentile::ApproxPercentileAccumulator;
 use crate::fused::{self, new_fused, FusedAccumulator, NumericRole};
 use crate::group_values::{new_group_values, GroupValues};
 pub use crate::more_accumulators::BitOperation;
+pub use crate::more_accumulators::MomentKind;
 use crate::more_accumulators::{
     ApproxDistinctAccumulator, ArgExtremeAccumulator, BitAccumulator, BoolAccumulator,
     CountDistinctAccumulator, CovarianceAccumulator, CovarianceKind, DistinctNumericAccumulator,
-    FirstLastAccumulator, ModeAccumulator, OrderedStringAggAccumulator, PercentileAccumulator,
-    PercentileDiscAccumulator, StringAggAccumulator, VarianceAccumulator, VarianceKind,
+    FirstLastAccumulator, ModeAccumulator, MomentsAccumulator, OrderedStringAggAccumulator,
+    PercentileAccumulator, PercentileDiscAccumulator, StringAggAccumulator, VarianceAccumulator,
+    VarianceKind,
 };
 use crate::EmitTo;
 
@@ -101,6 +103,8 @@ pub enum AggregateFunction {
     ArgExtreme(bool),
     /// `MODE(col)`: the most frequent non-NULL value (the smallest of equally frequent ones).
     Mode,
+    /// `SKEWNESS(col)`, `KURTOSIS(col)`, `KURTOSIS_POP(col)` of numbers, as `Float64`.
+    Moment(MomentKind),
 }
 
 impl fmt::Display for AggregateFunction {
@@ -134,6 +138,7 @@ impl fmt::Display for AggregateFunction {
             AggregateFunction::ArgExtreme(false) => "ARG_MIN",
             AggregateFunction::Mode => "MODE",
             AggregateFunction::AvgDistinct => "AVG DISTINCT",
+            AggregateFunction::Moment(kind) => kind.name(),
         })
     }
 }
@@ -713,6 +718,14 @@ fn own_accumulator(
                 Box::new(VarianceAccumulator::new(kind)),
                 DataType::Float64,
                 VarianceAccumulator::state_fields(&aggregate.name),
+            )
+        }
+        AggregateFunction::Moment(kind) => {
+            require_numeric(&aggregate.name, &input_type)?;
+            (
+                Box::new(MomentsAccumulator::new(kind)),
+                DataType::Float64,
+                MomentsAccumulator::state_fields(&aggregate.name),
             )
         }
         AggregateFunction::Bit(operation) => (

@@ -465,7 +465,8 @@ impl Expr {
             Expr::Function(
                 ScalarFunction::Subquery(_)
                 | ScalarFunction::InSubquery(_)
-                | ScalarFunction::ExistsSubquery(_),
+                | ScalarFunction::ExistsSubquery(_)
+                | ScalarFunction::QuantifiedSubquery { .. },
                 _,
             ) if rows == 0 => Ok(match self {
                 Expr::Function(ScalarFunction::Subquery(_), _) => {

@@ -187,6 +187,16 @@ pub enum ScalarFunction {
     InSubquery(usize),
     /// `EXISTS (subquery i)`; replaced by its truth before the query runs.
     ExistsSubquery(usize),
+    /// `value op ANY (subquery)` (`op ALL` when `all`) for a comparison `op`; replaced by
+    /// comparisons with the subquery's least and greatest values before the query runs.
+    QuantifiedSubquery {
+        /// The subquery's index.
+        index: usize,
+        /// The comparison.
+        op: crate::expr::BinaryOp,
+        /// `ALL` rather than `ANY`.
+        all: bool,
+    },
     /// `GREATEST(a, b, ...)`: the largest non-NULL argument (NULL when all are).
     Greatest,
     /// `CONCAT_WS(separator, a, b, ...)`: the non-NULL arguments joined by the separator
@@ -518,7 +528,8 @@ pub fn evaluate(function: ScalarFunction, args: &[ArrayRef]) -> Result<ArrayRef>
         ScalarFunction::Regex(regex) => crate::regex_functions::evaluate(regex, args),
         ScalarFunction::Subquery(_)
         | ScalarFunction::InSubquery(_)
-        | ScalarFunction::ExistsSubquery(_) => Err(QuiverError::Internal(format!(
+        | ScalarFunction::ExistsSubquery(_)
+        | ScalarFunction::QuantifiedSubquery { .. } => Err(QuiverError::Internal(format!(
             "{function:?} evaluated before the subquery was computed"
         ))),
         ScalarFunction::Pair => {

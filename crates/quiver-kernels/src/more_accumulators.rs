@@ -1,5 +1,5 @@
 //! Accumulators beyond the basic five: variance and standard deviation (Welford, mergeable by
-//! Chan's formula), the two-variable CORR / COVAR / REGR family (the same, for co-moments),
+//! Chan's formula), skewness and kurtosis (one-pass central moments, Pébay's merge), the two-variable CORR / COVAR / REGR family (the same, for co-moments),
 //! BOOL_AND / BOOL_OR, exact MEDIAN / PERCENTILE_CONT, STRING_AGG and
 //! COUNT(DISTINCT).
 
@@ -203,6 +203,208 @@ impl GroupsAccumulator for VarianceAccumulator {
 
     fn size(&self) -> usize {
         self.counts.capacity() * 8 + self.means.capacity() * 8 + self.m2s.capacity() * 8
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SKEWNESS, KURTOSIS, KURTOSIS_POP
+
+/// Which shape statistic a [`MomentsAccumulator`] reports (DuckDB's definitions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MomentKind {
+    /// Sample skewness, `sqrt(n (n - 1)) / (n - 2) · m3 / m2^1.5` over the central moments
+    /// `m_k = Σ (x - mean)^k / n`; NULL for fewer than 3 values or no spread.
+    Skewness,
+    /// Sample excess kurtosis, `(n - 1) ((n + 1) m4 / m2² - 3 (n - 1)) / ((n - 2)(n - 3))`;
+    /// NULL for fewer than 4 values or no spread.
+    Kurtosis,
+    /// Population excess kurtosis, `m4 / m2² - 3`; NULL for no values or no spread.
+    KurtosisPop,
+}
+
+impl MomentKind {
+    /// The SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            MomentKind::Skewness => "SKEWNESS",
+            MomentKind::Kurtosis => "KURTOSIS",
+            MomentKind::KurtosisPop => "KURTOSIS_POP",
+        }
+    }
+}
+
+/// One group's count, mean and sums of the 2nd to 4th powers of deviations from the mean.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Moments {
+    pub(crate) count: i64,
+    pub(crate) mean: f64,
+    pub(crate) m2: f64,
+    pub(crate) m3: f64,
+    pub(crate) m4: f64,
+}
+
+impl Moments {
+    /// Adds one value (Terriberry's one-pass update, the extension of Welford's).
+    fn add(&mut self, x: f64) {
+        let before = self.count as f64;
+        self.count += 1;
+        let n = self.count as f64;
+        let delta = x - self.mean;
+        let delta_n = delta / n;
+        let delta_n2 = delta_n * delta_n;
+        let term = delta * delta_n * before;
+        self.mean += delta_n;
+        self.m4 += term * delta_n2 * (n * n - 3.0 * n + 3.0) + 6.0 * delta_n2 * self.m2
+            - 4.0 * delta_n * self.m3;
+        self.m3 += term * delta_n * (n - 2.0) - 3.0 * delta_n * self.m2;
+        self.m2 += term;
+    }
+
+    /// Combines two groups' moments (Pébay's pairwise formulas).
+    fn merge(&mut self, other: Moments) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            // Copied exactly, so a state round trip changes no bits.
+            *self = other;
+            return;
+        }
+        let (a, b) = (self.count as f64, other.count as f64);
+        let n = a + b;
+        let delta = other.mean - self.mean;
+        let delta2 = delta * delta;
+        self.m4 += other.m4
+            + delta2 * delta2 * a * b * (a * a - a * b + b * b) / (n * n * n)
+            + 6.0 * delta2 * (a * a * other.m2 + b * b * self.m2) / (n * n)
+            + 4.0 * delta * (a * other.m3 - b * self.m3) / n;
+        self.m3 += other.m3
+            + delta * delta2 * a * b * (a - b) / (n * n)
+            + 3.0 * delta * (a * other.m2 - b * self.m2) / n;
+        self.m2 += other.m2 + delta2 * a * b / n;
+        self.mean += delta * b / n;
+        self.count += other.count;
+    }
+
+    /// The statistic `kind` of these moments (shared with the reference, which computes the
+    /// moments in two passes).
+    pub(crate) fn statistic(self, kind: MomentKind) -> Option<f64> {
+        let n = self.count as f64;
+        let (m2, m3, m4) = (self.m2 / n, self.m3 / n, self.m4 / n);
+        // Equal values leave every deviation exactly 0 (the first value is the mean exactly).
+        if m2 == 0.0 {
+            return None;
+        }
+        match kind {
+            MomentKind::Skewness => {
+                (self.count > 2).then(|| (n * (n - 1.0)).sqrt() / (n - 2.0) * m3 / m2.powf(1.5))
+            }
+            MomentKind::Kurtosis => (self.count > 3).then(|| {
+                (n - 1.0) * ((n + 1.0) * m4 / (m2 * m2) - 3.0 * (n - 1.0)) / ((n - 2.0) * (n - 3.0))
+            }),
+            MomentKind::KurtosisPop => (self.count > 0).then(|| m4 / (m2 * m2) - 3.0),
+        }
+    }
+}
+
+/// SKEWNESS / KURTOSIS per group: one-pass central moments, mergeable.
+#[derive(Debug)]
+pub struct MomentsAccumulator {
+    kind: MomentKind,
+    moments: Vec<Moments>,
+}
+
+impl MomentsAccumulator {
+    /// A shape-statistic accumulator.
+    pub fn new(kind: MomentKind) -> Self {
+        MomentsAccumulator {
+            kind,
+            moments: Vec::new(),
+        }
+    }
+
+    /// State fields: count, mean, m2, m3, m4.
+    pub fn state_fields(name: &str) -> Vec<Field> {
+        let mut fields = vec![Field::new(format!("{name}[count]"), DataType::Int64, false)];
+        fields.extend(
+            ["mean", "m2", "m3", "m4"]
+                .map(|part| Field::new(format!("{name}[{part}]"), DataType::Float64, false)),
+        );
+        fields
+    }
+}
+
+impl GroupsAccumulator for MomentsAccumulator {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_ids: &[u32],
+        filter: Option<&BooleanArray>,
+        total_groups: usize,
+    ) -> Result<()> {
+        huge_pages::resize(&mut self.moments, total_groups, Moments::default());
+        let floats = as_f64(first_input(values)?)?;
+        let floats = floats.as_primitive::<Float64Type>();
+        let raw = floats.values();
+        let mut add = |row: usize| self.moments[group_ids[row] as usize].add(raw[row]);
+        match selected_rows(floats.nulls(), filter) {
+            None => (0..raw.len()).for_each(&mut add),
+            Some(mask) => mask.valid_indices().for_each(&mut add),
+        }
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        states: &[ArrayRef],
+        group_ids: &[u32],
+        total_groups: usize,
+    ) -> Result<()> {
+        huge_pages::resize(&mut self.moments, total_groups, Moments::default());
+        let counts = state_column::<arrow::datatypes::Int64Type>(states, 0)?;
+        let parts = [1, 2, 3, 4].map(|i| state_column::<Float64Type>(states, i));
+        let [means, m2s, m3s, m4s] = parts;
+        let (means, m2s, m3s, m4s) = (means?, m2s?, m3s?, m4s?);
+        for (row, &g) in group_ids.iter().enumerate() {
+            self.moments[g as usize].merge(Moments {
+                count: counts.value(row),
+                mean: means.value(row),
+                m2: m2s.value(row),
+                m3: m3s.value(row),
+                m4: m4s.value(row),
+            });
+        }
+        Ok(())
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let moments = take_front(&mut self.moments, emit_to);
+        let column = |part: fn(&Moments) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from_iter_values(moments.iter().map(part)))
+        };
+        Ok(vec![
+            Arc::new(Int64Array::from_iter_values(
+                moments.iter().map(|m| m.count),
+            )),
+            column(|m| m.mean),
+            column(|m| m.m2),
+            column(|m| m.m3),
+            column(|m| m.m4),
+        ])
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let moments = take_front(&mut self.moments, emit_to);
+        Ok(Arc::new(
+            moments
+                .iter()
+                .map(|m| m.statistic(self.kind))
+                .collect::<Float64Array>(),
+        ))
+    }
+
+    fn size(&self) -> usize {
+        self.moments.capacity() * std::mem::size_of::<Moments>()
     }
 }
 

@@ -237,6 +237,7 @@ pub fn aggregate(
                 | AggregateFunction::VarPop
                 | AggregateFunction::StddevSamp
                 | AggregateFunction::StddevPop
+                | AggregateFunction::Moment(_)
                 | AggregateFunction::Median
                 | AggregateFunction::PercentileCont(_)
                 | AggregateFunction::ApproxPercentile(_) => State::Values(Vec::new()),
@@ -573,6 +574,26 @@ fn finish(
                 .map_or(RefValue::Null, RefValue::Float)
         }
         State::Values(mut values) => match aggregate.function {
+            AggregateFunction::Moment(kind) => {
+                // Two passes: the mean first, then the sums of powers of deviations.
+                let n = values.len() as f64;
+                let mean = values.iter().sum::<f64>() / n;
+                let power = |k: i32| values.iter().map(|v| (v - mean).powi(k)).sum::<f64>();
+                let moments = crate::more_accumulators::Moments {
+                    count: values.len() as i64,
+                    mean,
+                    m2: power(2),
+                    m3: power(3),
+                    m4: power(4),
+                };
+                if values.is_empty() {
+                    RefValue::Null
+                } else {
+                    moments
+                        .statistic(kind)
+                        .map_or(RefValue::Null, RefValue::Float)
+                }
+            }
             AggregateFunction::ApproxPercentile(fraction) => {
                 crate::approx_percentile::approx_percentile_of(&values, fraction)
                     .map_or(RefValue::Null, RefValue::Float)

@@ -11,6 +11,7 @@ use arrow::array::{
     StringViewArray, TimestampMillisecondArray, UInt8Array,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
+use quiver_kernels::aggregate::MomentKind;
 use quiver_kernels::reference::{self, compare_rows, sort_rows, RefRow, RefValue};
 use quiver_kernels::{AggregateExpr, AggregateFunction as F, EmitTo, HashAggregator};
 use rand::rngs::StdRng;
@@ -287,6 +288,14 @@ fn aggregates(first_value: usize) -> Vec<AggregateExpr> {
         AggregateExpr::new(F::VarPop, Some(int), "var_pop"),
         AggregateExpr::new(F::StddevSamp, Some(decimal), "stddev_samp"),
         AggregateExpr::new(F::StddevPop, Some(float), "stddev_pop"),
+        AggregateExpr::new(F::Moment(MomentKind::Skewness), Some(float), "skewness"),
+        AggregateExpr::new(F::Moment(MomentKind::Kurtosis), Some(int), "kurtosis"),
+        AggregateExpr::new(
+            F::Moment(MomentKind::KurtosisPop),
+            Some(decimal),
+            "kurtosis_pop",
+        )
+        .with_filter(flag),
         AggregateExpr::new(F::BoolAnd, Some(flag), "bool_and"),
         AggregateExpr::new(F::BoolOr, Some(flag), "bool_or"),
         AggregateExpr::new(

@@ -25,7 +25,7 @@ use quiver_kernels::analytic::{
 use quiver_kernels::expr::{BinaryOp, Expr, Literal, ScalarFunction};
 use quiver_kernels::functions::{BucketWidth, TimeField, TrimSide, TruncUnit};
 use quiver_kernels::math::{FloatFunction, FloatTest, Rounding};
-use quiver_kernels::more_accumulators::CovarianceKind;
+use quiver_kernels::more_accumulators::{CovarianceKind, MomentKind};
 use quiver_kernels::regex_functions::RegexFunction;
 use quiver_kernels::string_functions::{PadSide, StringFunction};
 use quiver_kernels::AggregateFunction;
@@ -3487,6 +3487,9 @@ fn aggregate_function(name: &str) -> Option<AggregateFunction> {
         "approx_count_distinct" | "approx_distinct" => AggregateFunction::ApproxCountDistinct,
         "approx_median" => AggregateFunction::ApproxPercentile(0.5),
         "mode" => AggregateFunction::Mode,
+        "skewness" => AggregateFunction::Moment(MomentKind::Skewness),
+        "kurtosis" => AggregateFunction::Moment(MomentKind::Kurtosis),
+        "kurtosis_pop" => AggregateFunction::Moment(MomentKind::KurtosisPop),
         "arg_max" | "argmax" | "max_by" => AggregateFunction::ArgExtreme(true),
         "arg_min" | "argmin" | "min_by" => AggregateFunction::ArgExtreme(false),
         "corr" => AggregateFunction::Covariance(CovarianceKind::Corr),
@@ -3970,16 +3973,26 @@ fn scalar_expr(
             compare_op,
             right,
         } => {
-            let any = matches!(expr, ast::Expr::AnyOp { .. });
-            let membership = match (any, compare_op) {
-                (true, ast::BinaryOperator::Eq) => Some(false),
-                (false, ast::BinaryOperator::NotEq) => Some(true),
-                _ => None,
+            let all = matches!(expr, ast::Expr::AllOp { .. });
+            let op = match compare_op {
+                ast::BinaryOperator::Eq => BinaryOp::Eq,
+                ast::BinaryOperator::NotEq => BinaryOp::NotEq,
+                ast::BinaryOperator::Lt => BinaryOp::Lt,
+                ast::BinaryOperator::LtEq => BinaryOp::LtEq,
+                ast::BinaryOperator::Gt => BinaryOp::Gt,
+                ast::BinaryOperator::GtEq => BinaryOp::GtEq,
+                _ => {
+                    return Err(unsupported(
+                        format!("`{expr}`: ANY / ALL take a comparison (=, <>, <, <=, >, >=)"),
+                        expr_span(expr),
+                    ))
+                }
             };
-            let (Some(negated), ast::Expr::Subquery(subquery)) = (membership, right.as_ref())
-            else {
+            let ast::Expr::Subquery(subquery) = right.as_ref() else {
                 return Err(unsupported(
-                    format!("`{expr}`: ANY / ALL are supported as `= ANY (SELECT ...)` and `<> ALL (SELECT ...)`"),
+                    format!(
+                        "`{expr}`: ANY / ALL are supported over a subquery, `x > ANY (SELECT ...)`"
+                    ),
                     expr_span(expr),
                 ));
             };
@@ -3990,11 +4003,19 @@ fn scalar_expr(
                     expr_span(expr),
                 ));
             }
-            let test = Expr::Function(ScalarFunction::InSubquery(index), vec![recurse(left)?]);
-            if negated {
-                Expr::Not(Box::new(test))
-            } else {
-                test
+            let value = recurse(left)?;
+            match (op, all) {
+                (BinaryOp::Eq, false) => {
+                    Expr::Function(ScalarFunction::InSubquery(index), vec![value])
+                }
+                (BinaryOp::NotEq, true) => Expr::Not(Box::new(Expr::Function(
+                    ScalarFunction::InSubquery(index),
+                    vec![value],
+                ))),
+                _ => Expr::Function(
+                    ScalarFunction::QuantifiedSubquery { index, op, all },
+                    vec![value],
+                ),
             }
         }
         ast::Expr::Exists { subquery, negated } => {
