@@ -3917,6 +3917,19 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// The comparison `op` is, if it is one (`=`, `<>`, `<`, `<=`, `>`, `>=`).
+fn comparison(op: &ast::BinaryOperator) -> Option<BinaryOp> {
+    Some(match op {
+        ast::BinaryOperator::Eq => BinaryOp::Eq,
+        ast::BinaryOperator::NotEq => BinaryOp::NotEq,
+        ast::BinaryOperator::Lt => BinaryOp::Lt,
+        ast::BinaryOperator::LtEq => BinaryOp::LtEq,
+        ast::BinaryOperator::Gt => BinaryOp::Gt,
+        ast::BinaryOperator::GtEq => BinaryOp::GtEq,
+        _ => return None,
+    })
+}
+
 /// Plans a scalar expression; `leaf` resolves identifiers (and may claim other nodes).
 fn scalar_expr(
     expr: &ast::Expr,
@@ -3974,19 +3987,11 @@ fn scalar_expr(
             right,
         } => {
             let all = matches!(expr, ast::Expr::AllOp { .. });
-            let op = match compare_op {
-                ast::BinaryOperator::Eq => BinaryOp::Eq,
-                ast::BinaryOperator::NotEq => BinaryOp::NotEq,
-                ast::BinaryOperator::Lt => BinaryOp::Lt,
-                ast::BinaryOperator::LtEq => BinaryOp::LtEq,
-                ast::BinaryOperator::Gt => BinaryOp::Gt,
-                ast::BinaryOperator::GtEq => BinaryOp::GtEq,
-                _ => {
-                    return Err(unsupported(
-                        format!("`{expr}`: ANY / ALL take a comparison (=, <>, <, <=, >, >=)"),
-                        expr_span(expr),
-                    ))
-                }
+            let Some(op) = comparison(compare_op) else {
+                return Err(unsupported(
+                    format!("`{expr}`: ANY / ALL take a comparison (=, <>, <, <=, >, >=)"),
+                    expr_span(expr),
+                ));
             };
             let ast::Expr::Subquery(subquery) = right.as_ref() else {
                 return Err(unsupported(
@@ -4038,12 +4043,6 @@ fn scalar_expr(
                 // other numbers as `/` does, as `//` does there.
                 ast::BinaryOperator::DuckIntegerDivide => BinaryOp::Divide,
                 ast::BinaryOperator::Modulo => BinaryOp::Modulo,
-                ast::BinaryOperator::Eq => BinaryOp::Eq,
-                ast::BinaryOperator::NotEq => BinaryOp::NotEq,
-                ast::BinaryOperator::Lt => BinaryOp::Lt,
-                ast::BinaryOperator::LtEq => BinaryOp::LtEq,
-                ast::BinaryOperator::Gt => BinaryOp::Gt,
-                ast::BinaryOperator::GtEq => BinaryOp::GtEq,
                 ast::BinaryOperator::And => BinaryOp::And,
                 ast::BinaryOperator::Or => BinaryOp::Or,
                 ast::BinaryOperator::StringConcat => {
@@ -4094,7 +4093,8 @@ fn scalar_expr(
                         negated,
                     ));
                 }
-                other => return Err(unsupported(format!("operator `{other}`"), expr_span(expr))),
+                other => comparison(other)
+                    .ok_or_else(|| unsupported(format!("operator `{other}`"), expr_span(expr)))?,
             };
             let left = recurse(left)?;
             let right = recurse(right)?;
